@@ -1,0 +1,111 @@
+"""One attempt against one deployment: build, send, parse, check, price, normalise.
+
+Requests larger than a provider accepts in one call are split into concurrent sub-requests whose
+scores are merged back with their original indices; usage and cost add up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from typing import Any
+
+from .errors import ConfigurationError, ProxyError, UpstreamError, upstream_error_for_status
+from .normalise import check_scores, normalise
+from .pricing import cost, price_for
+from .providers import Deployment, ProviderResult, Scored, Usage
+from .providers.base import malformed
+from .request import RerankRequest
+from .transport import Transport
+from .wire import RerankResponse
+
+
+def parse_retry_after(headers: dict[str, str]) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(float(value) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(parsed.timestamp() - time.time(), 0.0) if parsed else None
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return _UNREADABLE
+
+
+_UNREADABLE = object()
+
+
+async def _send_one(request: RerankRequest, deployment: Deployment, transport: Transport) -> ProviderResult:
+    provider = deployment.provider
+    upstream = provider.build(request, deployment)
+    try:
+        response = await transport.send(upstream)
+    except UpstreamError as exc:
+        exc.provider = provider.name
+        exc.message = f"{provider.name}: {exc.message}"
+        exc.args = (exc.message,)
+        raise
+    data = _decode(response.body)
+    if not 200 <= response.status < 300:
+        text = provider.error_message(data) if data is not _UNREADABLE else response.body[:300].decode(errors="replace")
+        raise upstream_error_for_status(response.status, text or "(empty body)", provider=provider.name,
+                                        retry_after=parse_retry_after(response.headers))
+    if data is _UNREADABLE or data is None:
+        raise malformed(provider.name, "the body is not JSON")
+    try:
+        return provider.parse(data, request)
+    except ProxyError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise malformed(provider.name, f"{type(exc).__name__}: {exc}") from None
+
+
+async def _send_split(request: RerankRequest, deployment: Deployment, transport: Transport,
+                      size: int) -> ProviderResult:
+    starts = range(0, len(request.documents), size)
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(_send_one(request.subset(s, s + size), deployment, transport))
+                     for s in starts]
+    except* ProxyError as failed:
+        raise failed.exceptions[0] from None
+    scores: list[Scored] = []
+    usage = Usage()
+    for start, task in zip(starts, tasks):
+        part = task.result()
+        scores.extend(Scored(s.index + start, s.score, s.extra) for s in part.scores)
+        usage = usage + part.usage
+    return ProviderResult(scores, usage, None)
+
+
+async def invoke(request: RerankRequest, deployment: Deployment, transport: Transport) -> RerankResponse:
+    provider = deployment.provider
+    if deployment.missing_env:
+        raise ConfigurationError(
+            f"deployment '{deployment.id}' cannot be called: environment variable {deployment.missing_env} is not set"
+        )
+    size = provider.max_documents_per_call
+    if provider.in_process:
+        result = provider.rank(request, deployment)
+    elif size and len(request.documents) > size:
+        result = await _send_split(request, deployment, transport, size)
+    else:
+        result = await _send_one(request, deployment, transport)
+    check_scores(result, request, provider.name)
+    price = cost(result.usage, request, price_for(deployment))
+    return normalise(request, result, price, deployment.id)

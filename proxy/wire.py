@@ -1,0 +1,117 @@
+"""Cohere rerank wire models (v1 and v2): what we accept and what we answer.
+
+Every optional field accepts JSON null and unknown fields are ignored, because the official SDK sends
+explicit nulls and LiteLLM sends v1-only fields to v2.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, StrictStr
+
+Document = StrictStr | dict[str, Any]
+
+
+class RerankBody(BaseModel):
+    """A `/rerank`, `/v1/rerank` or `/v2/rerank` request body."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    model: StrictStr | None = None
+    query: StrictStr
+    documents: list[Document]
+    top_n: StrictInt | None = None
+    rank_fields: list[StrictStr] | None = None
+    return_documents: StrictBool | None = None
+    max_chunks_per_doc: StrictInt | None = None
+    max_tokens_per_doc: StrictInt | None = None
+    priority: StrictInt | None = None
+    # Gateway fields (LiteLLM-compatible), not sent upstream.
+    user: StrictStr | None = None
+    fallbacks: list[StrictStr] | None = None
+    guardrails: list[StrictStr] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class ApiVersion(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    version: str
+    is_deprecated: bool | None = None
+    is_experimental: bool | None = None
+
+
+class BilledUnits(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    search_units: float | None = None
+    input_tokens: float | None = None
+    output_tokens: float | None = None
+    total_tokens: float | None = None
+
+
+class Tokens(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    input_tokens: float | None = None
+    output_tokens: float | None = None
+
+
+class Meta(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    api_version: ApiVersion | None = None
+    billed_units: BilledUnits | None = None
+    tokens: Tokens | None = None
+    warnings: list[str] | None = None
+
+
+class RerankDocument(BaseModel):
+    """`{"text": ...}` for a string document; an object document is echoed whole (v1)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    text: str | None = None
+
+
+class RerankResult(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    index: int
+    relevance_score: float
+    document: RerankDocument | None = None
+
+
+class RerankResponse(BaseModel):
+    """A Cohere-shaped rerank response; `.cost` is the USD price of the call (not serialised)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str | None = None
+    results: list[RerankResult] = Field(default_factory=list)
+    meta: Meta | None = None
+
+    _cost: Decimal = PrivateAttr(default=Decimal(0))
+    _deployment: str | None = PrivateAttr(default=None)
+
+    @property
+    def cost(self) -> float:
+        return float(self._cost)
+
+    @property
+    def cost_decimal(self) -> Decimal:
+        return self._cost
+
+    @property
+    def deployment(self) -> str | None:
+        """Which deployment answered (`provider/model`, or the configured deployment id)."""
+        return self._deployment
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class ErrorBody(BaseModel):
+    message: str
