@@ -1,0 +1,51 @@
+"""Every registered HTTP provider's contract case: its fake, a model, deployment params, and the exact
+upstream request it must send. `tests/test_contract.py` runs the same suite over all of them; a
+provider in the registry without a case here fails that suite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .base import FakeUpstream, Recorded
+from .cohere import FakeCohere
+
+
+@dataclass
+class ProviderCase:
+    fake: type[FakeUpstream]
+    model: str
+    """Full model string, e.g. `cohere/rerank-v3.5`; a priced model when the provider has prices."""
+    params: Callable[[FakeUpstream], dict[str, Any]]
+    """Deployment params (`api_key`, `api_base`, ...) pointing at a running fake."""
+    expected: Callable[[FakeUpstream, str, list[str], int | None], tuple[str, Any]]
+    """(path, JSON body) the provider must send for (query, string documents, top_n)."""
+    check_headers: Callable[[Recorded, FakeUpstream], None] = lambda rec, fake: None
+    priced: bool = True
+    """The built-in price table has a non-zero price for `model`."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Environment the SDK call needs (e.g. AWS credentials for signing)."""
+
+
+def _bearer(rec: Recorded, fake: FakeUpstream) -> None:
+    assert rec.headers["authorization"] == f"Bearer {fake.api_key}"
+
+
+def _cohere_expected(fake, query, documents, top_n):
+    body = {"model": "rerank-v3.5", "query": query, "documents": documents}
+    if top_n is not None:
+        body["top_n"] = top_n
+    return "/v2/rerank", body
+
+
+CASES: dict[str, ProviderCase] = {
+    "cohere": ProviderCase(
+        fake=FakeCohere,
+        model="cohere/rerank-v3.5",
+        params=lambda fake: {"api_key": fake.api_key, "api_base": fake.url},
+        expected=_cohere_expected,
+        check_headers=_bearer,
+    ),
+}
