@@ -86,7 +86,7 @@ async def _send_split(request: RerankRequest, deployment: Deployment, transport:
         raise failed.exceptions[0] from None
     scores: list[Scored] = []
     usage = Usage()
-    for start, task in zip(starts, tasks):
+    for start, task in zip(starts, tasks, strict=True):
         part = task.result()
         scores.extend(Scored(s.index + start, s.score, s.extra) for s in part.scores)
         usage = usage + part.usage

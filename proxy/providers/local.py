@@ -31,7 +31,7 @@ def tokenize(text: str) -> list[str]:
         if len(word) > 4 and word.endswith("s") and not word.endswith("ss"):
             word = word[:-1]
         words.append(word)
-    return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+    return words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
 
 
 def bm25_scores(query: str, texts: tuple[str, ...] | list[str]) -> list[float]:

@@ -1,0 +1,1 @@
+"""HTTP concerns only: parse, authenticate, call the engine or the store, render."""

@@ -1,0 +1,40 @@
+"""Liveness, readiness and the model list."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter
+
+from .deps import CallerDep, RuntimeDep
+from .rendering import json_response
+from .store_calls import in_thread
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health/liveliness")
+@router.get("/health/liveness", include_in_schema=False)
+async def liveliness() -> dict[str, str]:
+    return {"status": "healthy"}
+
+
+@router.get("/health/readiness")
+async def readiness(runtime: RuntimeDep):
+    try:
+        db_ok = await in_thread(runtime.store.ping)
+    except Exception:
+        db_ok = False
+    body = {"status": "healthy" if db_ok else "unhealthy", "db": "connected" if db_ok else "unreachable",
+            "config_loaded": True, "models": len(runtime.router.aliases)}
+    return json_response(body, 200 if db_ok else 503)
+
+
+@router.get("/models")
+@router.get("/v1/models")
+async def models(caller: CallerDep, runtime: RuntimeDep) -> dict[str, Any]:
+    created = int(time.time())
+    data = [{"id": alias, "object": "model", "created": created, "owned_by": "rerank-proxy"}
+            for alias in runtime.router.aliases if caller.may_use(alias)]
+    return {"object": "list", "data": data}

@@ -1,0 +1,121 @@
+"""Virtual keys: `/key/generate`, `/key/info`, `/key/list`, `/key/update`, `/key/delete`, `/key/block`."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from ..auth.keys import display_name, generate_key, hash_key, looks_like_hash
+from ..durations import after
+from ..errors import InvalidRequestError, ModelNotFoundError, PermissionDeniedError
+from .admin_models import KeyDelete, KeyFields, KeyGenerate, KeyRef, KeyUpdate
+from .deps import AdminDep, CallerDep, RuntimeDep
+from .store_calls import as_dict, in_thread
+
+router = APIRouter(tags=["keys"])
+
+
+def digest_of(key: str) -> str:
+    """Accept a plain key or its stored hash, as LiteLLM does."""
+    return key if looks_like_hash(key) else hash_key(key)
+
+
+def _fields(body: KeyFields, now: datetime) -> dict[str, Any]:
+    fields = body.model_dump(exclude_none=True, exclude={"key", "duration"})
+    if body.duration:
+        fields["expires"] = after(now, body.duration)
+    if body.budget_duration:
+        fields["budget_reset_at"] = after(now, body.budget_duration)
+    return fields
+
+
+def key_info(record: Any) -> dict[str, Any]:
+    info = as_dict(record)
+    if info.get("max_budget") is not None:
+        info["remaining_budget"] = float(info["max_budget"]) - float(info.get("spend") or 0)
+    return info
+
+
+@router.post("/key/generate")
+async def generate(body: KeyGenerate, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+    if body.key is not None and not body.key.startswith("sk-"):
+        raise InvalidRequestError("a custom key must start with 'sk-'")
+    key = body.key or generate_key()
+    record = await in_thread(runtime.store.create_key, hash_key(key), key_name=display_name(key),
+                             **_fields(body, datetime.now(UTC)))
+    info = key_info(record)
+    return {**info, "key": key, "token": hash_key(key)}
+
+
+@router.get("/key/info")
+async def info(caller: CallerDep, runtime: RuntimeDep, key: str | None = Query(default=None)) -> dict[str, Any]:
+    if key is None:
+        if caller.key_hash is None:
+            raise InvalidRequestError("pass ?key=<key> (the master key has no key record)")
+        digest = caller.key_hash
+    else:
+        digest = digest_of(key)
+    if not caller.is_admin and digest != caller.key_hash:
+        raise PermissionDeniedError("a virtual key may only read its own info")
+    record = await in_thread(runtime.store.get_key, digest)
+    if record is None:
+        raise ModelNotFoundError("key not found")
+    return {"key": digest, "info": key_info(record)}
+
+
+@router.get("/key/list")
+async def list_keys(_: AdminDep, runtime: RuntimeDep, page: int = Query(1, ge=1), size: int = Query(100, ge=1, le=1000),
+                    user_id: str | None = None, key_alias: str | None = None,
+                    return_full_object: bool = False) -> dict[str, Any]:
+    records, total = await in_thread(runtime.store.list_keys, user_id=user_id, key_alias=key_alias, page=page,
+                                     size=size)
+    keys = [key_info(r) for r in records] if return_full_object else [as_dict(r)["token"] for r in records]
+    return {"keys": keys, "total_count": total, "current_page": page,
+            "total_pages": max(1, math.ceil(total / size))}
+
+
+@router.post("/key/update")
+async def update(body: KeyUpdate, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+    digest = digest_of(body.key)
+    record = await in_thread(runtime.store.update_key, digest, **_fields(body, datetime.now(UTC)))
+    if record is None:
+        raise ModelNotFoundError("key not found")
+    runtime.authenticator.forget(digest)
+    return {"key": digest, **key_info(record)}
+
+
+@router.post("/key/delete")
+async def delete(body: KeyDelete, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+    digests = [digest_of(k) for k in body.keys or []]
+    for alias in body.key_aliases or []:
+        record = await in_thread(runtime.store.get_key_by_alias, alias)
+        if record is not None:
+            digests.append(as_dict(record)["token"])
+    if not digests:
+        raise InvalidRequestError("pass 'keys' or 'key_aliases' to delete")
+    await in_thread(runtime.store.delete_keys, digests)
+    for digest in digests:
+        runtime.authenticator.forget(digest)
+    return {"deleted_keys": [*(body.keys or []), *(body.key_aliases or [])]}
+
+
+async def _set_blocked(body: KeyRef, runtime: Any, blocked: bool) -> dict[str, Any]:
+    digest = digest_of(body.key)
+    record = await in_thread(runtime.store.set_blocked, digest, blocked)
+    if record is None:
+        raise ModelNotFoundError("key not found")
+    runtime.authenticator.forget(digest)
+    return {"key": digest, **key_info(record)}
+
+
+@router.post("/key/block")
+async def block(body: KeyRef, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+    return await _set_blocked(body, runtime, True)
+
+
+@router.post("/key/unblock")
+async def unblock(body: KeyRef, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+    return await _set_blocked(body, runtime, False)

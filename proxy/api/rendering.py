@@ -1,0 +1,71 @@
+"""Render results and errors as Cohere-style JSON; nothing leaves as a bare 500 or a stack trace."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from ..errors import ProxyError
+
+log = logging.getLogger("proxy.api")
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(content, default=_default, separators=(",", ":")).encode()
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+def error_response(exc: ProxyError, headers: dict[str, str] | None = None) -> Response:
+    headers = dict(headers or {})
+    if exc.retry_after is not None or exc.status in (429, 503):
+        headers["retry-after"] = str(max(1, round(exc.retry_after or 1)))
+    return json_response(exc.body(), exc.status, headers)
+
+
+def validation_message(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for item in errors[:5]:
+        where = ".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {item.get('msg', 'invalid')}")
+    return "invalid request: " + "; ".join(parts)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProxyError)
+    async def _proxy_error(request: Request, exc: ProxyError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        return json_response({"message": validation_message(list(exc.errors()))}, 422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        return json_response({"message": str(exc.detail)}, exc.status_code, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error on %s %s: %s", request.method, request.url.path, type(exc).__name__,
+                  exc_info=exc)
+        return json_response({"message": "internal error; the gateway logged it"}, 500)

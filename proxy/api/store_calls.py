@@ -1,0 +1,35 @@
+"""Run a store method off the event loop, and turn store records into JSON-ready dicts."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ..errors import InvalidRequestError, ProxyError
+
+T = TypeVar("T")
+
+
+async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    except ProxyError:
+        raise
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc)) from None
+    except Exception as exc:
+        if type(exc).__name__ == "IntegrityError":
+            raise InvalidRequestError("a record with that unique value (e.g. key_alias) already exists") from None
+        raise ProxyError("the database is unavailable; try again shortly", status=503, retry_after=1) from None
+
+
+def as_dict(record: Any) -> dict[str, Any]:
+    if record is None:
+        return {}
+    if dataclasses.is_dataclass(record) and not isinstance(record, type):
+        return dataclasses.asdict(record)
+    if isinstance(record, dict):
+        return dict(record)
+    return {k: v for k, v in vars(record).items() if not k.startswith("_")}

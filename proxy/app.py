@@ -1,0 +1,87 @@
+"""`create_app(settings)`: builds the whole server; runtime state lives in the lifespan, not in globals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from .api import customers, health, keys, rerank, spend
+from .api.rendering import install_error_handlers
+from .api.runtime import Runtime
+from .auth.caller import Authenticator
+from .engine import Engine
+from .routing import Router
+from .settings import Settings, load_settings
+from .spend.store import Store
+from .spend.writer import SpendWriter
+from .transport import HttpxTransport, Transport
+
+log = logging.getLogger("proxy")
+
+CONFIG_ENV = "RERANK_PROXY_CONFIG"
+
+
+def build_router(settings: Settings, transport: Transport) -> Router:
+    r = settings.router
+    return Router(
+        settings.aliases,
+        fallbacks=r.fallbacks or settings.config.litellm_settings.fallbacks,
+        default_fallbacks=r.default_fallbacks or settings.config.litellm_settings.default_fallbacks,
+        num_retries=r.num_retries,
+        routing_strategy=r.routing_strategy,
+        transport=transport,
+        seed=r.seed,
+    )
+
+
+def warn_missing_env(settings: Settings) -> None:
+    for name in settings.missing_env:
+        users = [d.id for deps in settings.aliases.values() for d in deps if d.missing_env == name]
+        log.warning("environment variable %s is not set; deployment(s) %s will answer 503 until it is",
+                    name, ", ".join(users))
+
+
+def create_app(settings: Settings, *, transport: Transport | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        general = settings.general
+        warn_missing_env(settings)
+        store = await asyncio.to_thread(Store.connect, settings.database_url)
+        spill = Path(general.spend_spill_path) if general.spend_spill_path else None
+        writer = SpendWriter(store, flush_interval=general.spend_flush_interval, spill_path=spill)
+        await writer.start()
+        upstream = transport or HttpxTransport()
+        router = build_router(settings, upstream)
+        engine = Engine(router, None if general.disable_spend_logs else writer,
+                        max_documents=general.max_documents)
+        app.state.runtime = Runtime(
+            settings=settings, store=store, writer=writer,
+            authenticator=Authenticator(store, settings.master_key, general.key_cache_ttl),
+            router=router, engine=engine, extras={},
+        )
+        try:
+            yield
+        finally:
+            await writer.stop()
+            if transport is None:
+                await upstream.aclose()
+            await asyncio.to_thread(store.close)
+
+    app = FastAPI(title="rerank-proxy", version="0.1.0", lifespan=lifespan,
+                  description="A Cohere-compatible rerank gateway.")
+    install_error_handlers(app)
+    for module in (rerank, keys, customers, spend, health):
+        app.include_router(module.router)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for uvicorn workers: the CLI passes the config path through the environment."""
+    environ = dict(os.environ)
+    return create_app(load_settings(environ.get(CONFIG_ENV) or None, environ))

@@ -1,0 +1,1 @@
+"""Bearer-key authentication: the master key, and virtual keys stored only as a hash."""

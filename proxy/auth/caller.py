@@ -1,0 +1,97 @@
+"""Who is calling: the master key, a virtual key, or anyone (when no master key is configured)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ..errors import AuthenticationError, PermissionDeniedError
+from .keys import hash_key, same_key
+
+log = logging.getLogger("proxy.auth")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    key_hash: str | None = None
+    key_alias: str | None = None
+    user_id: str | None = None
+    is_admin: bool = False
+    models: tuple[str, ...] = ()
+    """Aliases this key may call; empty means all."""
+    record: Any = None
+    """The stored key record (budgets, limits, guardrails, fallbacks), None for the master key."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def may_use(self, alias: str) -> bool:
+        return self.is_admin or not self.models or alias in self.models
+
+
+ANONYMOUS_ADMIN = Caller(is_admin=True, key_alias="open-access")
+
+
+class Authenticator:
+    """Bearer → SHA-256 → short TTL cache → database; keeps serving cached keys while the DB is down."""
+
+    def __init__(self, store: Any, master_key: str | None, ttl: float = 30.0):
+        self._store = store
+        self._master_key = master_key
+        self._ttl = ttl
+        self._cache: dict[str, tuple[float, Any]] = {}
+
+    @property
+    def open_access(self) -> bool:
+        return self._master_key is None
+
+    def forget(self, key_hash: str) -> None:
+        self._cache.pop(key_hash, None)
+
+    async def authenticate(self, authorization: str | None) -> Caller:
+        if self._master_key is None:
+            return ANONYMOUS_ADMIN
+        key = _bearer(authorization)
+        if same_key(key, self._master_key):
+            return Caller(is_admin=True, key_alias="master_key")
+        digest = hash_key(key)
+        record = await self._lookup(digest)
+        if record is None:
+            raise AuthenticationError("invalid api key")
+        if record.blocked:
+            raise PermissionDeniedError("this key is blocked")
+        if record.expires is not None and _aware(record.expires) <= datetime.now(UTC):
+            raise PermissionDeniedError("this key has expired")
+        return Caller(key_hash=digest, key_alias=record.key_alias, user_id=record.user_id,
+                      models=tuple(record.models or ()), record=record, metadata=record.metadata or {})
+
+    async def _lookup(self, digest: str) -> Any:
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            record = await asyncio.to_thread(self._store.get_key, digest)
+        except Exception as exc:  # the DB is down: a key we knew keeps working
+            if cached is not None:
+                log.warning("key lookup failed (%s); serving the cached key", type(exc).__name__)
+                return cached[1]
+            raise
+        self._cache[digest] = (now + self._ttl, record)
+        return record
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise AuthenticationError("no api key supplied; send 'Authorization: Bearer <key>'")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthenticationError("invalid authorization header; send 'Authorization: Bearer <key>'")
+    return token

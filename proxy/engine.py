@@ -1,0 +1,189 @@
+"""The server's whole request path, framework-free and readable top to bottom.
+
+resolve alias → check access → validate → guardrails on the query → budgets and rate limits →
+route (attempts, retries, fallbacks) → spend event queued (never awaited) → served.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from .auth.caller import Caller
+from .errors import AllDeploymentsFailedError, InvalidRequestError, PermissionDeniedError, ProxyError
+from .request import make_request
+from .routing import Outcome, Router
+from .spend.events import SpendEvent
+from .wire import RerankBody, RerankResponse
+
+log = logging.getLogger("proxy.engine")
+
+
+class SpendSink(Protocol):
+    def submit(self, event: SpendEvent) -> None: ...
+
+
+class Checks(Protocol):
+    """Governance hooks (guardrails, budgets, rate limits); the default does nothing."""
+
+    async def before(self, call: Call) -> None: ...
+
+    def after(self, call: Call) -> None: ...
+
+
+class Observer(Protocol):
+    """Sees every finished call (metrics, logs, callbacks); must not block or raise."""
+
+    def on_call(self, call: Call) -> None: ...
+
+
+class NoChecks:
+    async def before(self, call: Call) -> None:
+        return None
+
+    def after(self, call: Call) -> None:
+        return None
+
+
+@dataclass(slots=True)
+class Call:
+    """One rerank call as it moves through the engine."""
+
+    body: RerankBody
+    caller: Caller
+    api_version: int
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    end_user: str | None = None
+    alias: str = ""
+    started: float = field(default_factory=time.perf_counter)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    request: Any = None
+    outcome: Outcome = field(default_factory=Outcome)
+    guardrails: list[dict[str, Any]] = field(default_factory=list)
+    error: ProxyError | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Scratch space for checks (e.g. a rate-limit slot to release)."""
+
+    @property
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+    @property
+    def overhead_ms(self) -> float:
+        return max(self.elapsed_ms - self.outcome.upstream_ms, 0.0)
+
+    @property
+    def response(self) -> RerankResponse | None:
+        return self.outcome.response
+
+    @property
+    def cost(self) -> Decimal:
+        return self.response.cost_decimal if self.response is not None else Decimal(0)
+
+
+class Engine:
+    def __init__(self, router: Router, spend: SpendSink | None = None, checks: Checks | None = None, *,
+                 observers: list[Observer] | None = None, max_documents: int = 10_000):
+        self.router = router
+        self.spend = spend
+        self.checks = checks or NoChecks()
+        self.observers = observers or []
+        self.max_documents = max_documents
+
+    def resolve_alias(self, body: RerankBody, caller: Caller) -> str:
+        alias = body.model
+        if not alias:
+            if len(self.router.aliases) == 1:
+                return next(iter(self.router.aliases))
+            raise InvalidRequestError("a model parameter is required for this endpoint.")
+        if not caller.may_use(alias):
+            raise PermissionDeniedError(f"this key is not allowed to use model '{alias}'")
+        return alias
+
+    async def rerank(self, call: Call) -> Call:
+        body = call.body
+        try:
+            call.alias = self.resolve_alias(body, call.caller)
+            self.router.require(call.alias)
+            call.request = make_request(
+                body.query, body.documents, top_n=body.top_n, return_documents=body.return_documents,
+                rank_fields=body.rank_fields, max_chunks_per_doc=body.max_chunks_per_doc,
+                max_tokens_per_doc=body.max_tokens_per_doc, api_version=call.api_version,
+                max_documents=self.max_documents,
+            )
+            await self.checks.before(call)
+            fallbacks = [*(body.fallbacks or []), *_key_fallbacks(call.caller, call.alias)]
+            await self.router.route(call.alias, call.request, fallbacks=fallbacks, outcome=call.outcome)
+        except ProxyError as exc:
+            call.error = exc
+            raise
+        finally:
+            self.checks.after(call)
+            self._record(call)
+            for observer in self.observers:
+                try:
+                    observer.on_call(call)
+                except Exception:  # an observer never fails a request
+                    log.exception("observer %s failed", type(observer).__name__)
+        return call
+
+    def _record(self, call: Call) -> None:
+        """Queue one spend row for any call that reached a provider or a guardrail; never awaits the DB."""
+        if self.spend is None:
+            return
+        reached = bool(call.outcome.attempts) or call.response is not None
+        if not reached and not call.guardrails:
+            return
+        response, deployment, caller = call.response, call.outcome.deployment, call.caller
+        billed = response.meta.billed_units if response is not None and response.meta else None
+        tokens = response.meta.tokens if response is not None and response.meta else None
+        error = call.error
+        self.spend.submit(SpendEvent(
+            request_id=call.request_id,
+            started_at=call.started_at,
+            model_alias=call.alias,
+            status=error.status if error else 200,
+            latency_ms=round(call.elapsed_ms, 3),
+            key_hash=caller.key_hash,
+            key_alias=caller.key_alias,
+            user_id=caller.user_id,
+            end_user=call.end_user,
+            deployment=deployment.id if deployment else None,
+            provider=deployment.provider.name if deployment else None,
+            provider_model=deployment.model if deployment else None,
+            search_units=float(billed.search_units or 0) if billed else 0.0,
+            input_tokens=int(tokens.input_tokens) if tokens and tokens.input_tokens is not None else None,
+            total_tokens=int(billed.total_tokens) if billed and billed.total_tokens is not None else None,
+            cost=call.cost,
+            error_class=_error_class(error),
+            fallback_used=call.outcome.fallback_used,
+            guardrails=call.guardrails or None,
+        ))
+
+
+def _error_class(error: ProxyError | None) -> str | None:
+    if error is None:
+        return None
+    if isinstance(error, AllDeploymentsFailedError) and error.causes:
+        return f"{error.kind}:{error.causes[-1][1].kind}"
+    return error.kind
+
+
+def _key_fallbacks(caller: Caller, alias: str) -> list[str]:
+    """Per-key fallbacks: `["alias-b"]` for every alias, or LiteLLM's `[{"alias": ["b"]}]` form."""
+    record = caller.record
+    configured = getattr(record, "fallbacks", None) if record is not None else None
+    if not configured:
+        return []
+    targets: list[str] = []
+    for item in configured:
+        if isinstance(item, str):
+            targets.append(item)
+        elif isinstance(item, dict):
+            targets.extend(item.get(alias, []))
+    return targets

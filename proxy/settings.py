@@ -1,0 +1,282 @@
+"""The YAML config (LiteLLM-compatible keys), validated strictly and resolved once at load.
+
+`os.environ/NAME` values are read from the environ mapping given to `load_settings`; nothing reads
+`os.environ` after that. A deployment whose variable is missing still loads: it is marked unavailable
+and answers 503, so one missing key does not take the whole gateway down.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .deployments import resolve_deployment
+from .errors import ModelNotFoundError
+from .providers import Deployment, split_model
+
+log = logging.getLogger("proxy.settings")
+
+ENV_PREFIX = "os.environ/"
+
+# litellm_params keys every deployment understands, and provider options LiteLLM users write.
+COMMON_PARAMS = {
+    "model", "api_key", "api_base", "timeout", "stream_timeout", "rpm", "tpm", "weight", "order", "headers",
+    "extra_headers", "input_cost_per_query", "input_cost_per_token", "max_retries", "custom_llm_provider",
+    "api_version", "organization", "region_name", "drop_params", "max_parallel_requests", "tags",
+    "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region_name", "aws_role_name",
+    "aws_session_name", "aws_profile_name", "aws_web_identity_token", "aws_sts_endpoint",
+    "aws_bedrock_runtime_endpoint", "vertex_project", "vertex_location", "vertex_credentials",
+    "instruction", "truncate", "raw_scores", "truncation", "max_tokens_per_query", "truncate_prompt_tokens",
+    "truncation_side", "service_tier",
+}
+
+
+class ConfigError(ValueError):
+    """A config problem, with the YAML path of each offending value."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("invalid config:\n" + "\n".join(f"  - {p}" for p in problems))
+        self.problems = problems
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelEntry(_Strict):
+    model_name: str
+    litellm_params: dict[str, Any]
+    model_info: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("litellm_params")
+    @classmethod
+    def _check_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        model = params.get("model")
+        if not isinstance(model, str) or not model:
+            raise ValueError("litellm_params.model is required, as 'provider/model'")
+        try:
+            provider, _ = split_model(model)
+        except ModelNotFoundError as exc:
+            raise ValueError(exc.message) from None
+        unknown = set(params) - COMMON_PARAMS - set(provider.param_env)
+        if unknown:
+            raise ValueError(f"unknown litellm_params key(s) for provider '{provider.name}': "
+                             + ", ".join(sorted(unknown)))
+        return params
+
+
+class GeneralSettings(_Strict):
+    master_key: str | None = None
+    database_url: str | None = None
+    max_request_size_mb: float = 10.0
+    max_documents: int = 10_000
+    store_prompts_in_spend_logs: bool = False
+    max_budget: float | None = None
+    budget_duration: str | None = None
+    max_end_user_budget: float | None = None
+    key_cache_ttl: float = 30.0
+    spend_flush_interval: float = 0.25
+    spend_spill_path: str | None = None
+    disable_spend_logs: bool = False
+    background_health_checks: bool = False
+    health_check_interval: float = 300.0
+    alerting: list[str] | None = None
+    proxy_batch_write_at: float | None = None
+    database_connection_pool_limit: int | None = None
+    allow_requests_on_db_unavailable: bool = True
+
+
+class RouterSettings(_Strict):
+    routing_strategy: str = "simple-shuffle"
+    num_retries: int = 2
+    timeout: float | None = None
+    retry_after: float = 0.0
+    max_retry_after: float = 10.0
+    fallbacks: list[dict[str, list[str]]] = Field(default_factory=list)
+    default_fallbacks: list[str] = Field(default_factory=list)
+    allowed_fails: int = 3
+    cooldown_time: float = 5.0
+    redis_url: str | None = None
+    redis_host: str | None = None
+    redis_port: int | None = None
+    redis_password: str | None = None
+    enable_pre_call_checks: bool = False
+    model_group_alias: dict[str, str] = Field(default_factory=dict)
+    routing_strategy_args: dict[str, Any] = Field(default_factory=dict)
+    seed: int | None = None
+
+
+class LitellmSettings(_Strict):
+    callbacks: list[Any] = Field(default_factory=list)
+    success_callback: list[Any] = Field(default_factory=list)
+    failure_callback: list[Any] = Field(default_factory=list)
+    callback_settings: dict[str, Any] = Field(default_factory=dict)
+    num_retries: int | None = None
+    request_timeout: float | None = None
+    fallbacks: list[dict[str, list[str]]] | None = None
+    default_fallbacks: list[str] | None = None
+    drop_params: bool | None = None
+    set_verbose: bool | None = None
+    json_logs: bool | None = None
+    telemetry: bool | None = None
+    max_budget: float | None = None
+    budget_duration: str | None = None
+    max_end_user_budget: float | None = None
+    cache: bool | None = None
+    cache_params: dict[str, Any] | None = None
+
+
+class GuardrailEntry(_Strict):
+    guardrail_name: str
+    litellm_params: dict[str, Any]
+    guardrail_info: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConfigFile(_Strict):
+    model_list: list[ModelEntry] = Field(default_factory=list)
+    general_settings: GeneralSettings = Field(default_factory=GeneralSettings)
+    router_settings: RouterSettings = Field(default_factory=RouterSettings)
+    litellm_settings: LitellmSettings = Field(default_factory=LitellmSettings)
+    guardrails: list[GuardrailEntry] = Field(default_factory=list)
+    environment_variables: dict[str, str] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs, resolved: aliases map to ready-to-call deployments."""
+
+    config: ConfigFile
+    aliases: dict[str, tuple[Deployment, ...]]
+    missing_env: tuple[str, ...] = ()
+    environ: Mapping[str, str] = field(default_factory=dict)
+    source: str | None = None
+
+    @property
+    def general(self) -> GeneralSettings:
+        return self.config.general_settings
+
+    @property
+    def router(self) -> RouterSettings:
+        return self.config.router_settings
+
+    @property
+    def master_key(self) -> str | None:
+        return self.general.master_key
+
+    @property
+    def database_url(self) -> str | None:
+        return self.general.database_url or self.environ.get("DATABASE_URL")
+
+    @property
+    def redis_url(self) -> str | None:
+        router = self.router
+        if router.redis_url:
+            return router.redis_url
+        if router.redis_host:
+            auth = f":{router.redis_password}@" if router.redis_password else ""
+            return f"redis://{auth}{router.redis_host}:{router.redis_port or 6379}"
+        return self.environ.get("REDIS_URL")
+
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "model_list": [{"model_name": "local-bm25", "litellm_params": {"model": "local/bm25"}}],
+}
+
+
+def _resolve_env(value: Any, environ: Mapping[str, str], path: str, missing: dict[str, str]) -> Any:
+    """Replace every `os.environ/NAME` string; record (path → NAME) for the ones not set."""
+    if isinstance(value, str) and value.startswith(ENV_PREFIX):
+        name = value[len(ENV_PREFIX):]
+        if name in environ and environ[name] != "":
+            return environ[name]
+        missing[path] = name
+        return None
+    if isinstance(value, dict):
+        return {k: _resolve_env(v, environ, f"{path}.{k}" if path else str(k), missing) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env(v, environ, f"{path}[{i}]", missing) for i, v in enumerate(value)]
+    return value
+
+
+def _problems(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        path = where.replace(".litellm_params.litellm_params", ".litellm_params")
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(f"{_bracket(path)}: {message}")
+    return problems
+
+
+def _bracket(path: str) -> str:
+    parts = []
+    for part in path.split("."):
+        if part.isdigit() and parts:
+            parts[-1] += f"[{part}]"
+        else:
+            parts.append(part)
+    return ".".join(parts)
+
+
+def parse_config(raw: Any, environ: Mapping[str, str], source: str | None = None) -> Settings:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): the config must be a mapping"])
+    environ = {**raw.get("environment_variables", {}), **environ} if isinstance(
+        raw.get("environment_variables"), dict) else dict(environ)
+    missing: dict[str, str] = {}
+    resolved = _resolve_env(raw, environ, "", missing)
+    try:
+        config = ConfigFile.model_validate(resolved)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc)) from None
+    outside_models = {p: n for p, n in missing.items() if not p.startswith("model_list")}
+    if outside_models:
+        raise ConfigError([f"{p}: environment variable {n} is not set" for p, n in outside_models.items()])
+    aliases: dict[str, list[Deployment]] = {}
+    for i, entry in enumerate(config.model_list):
+        params = dict(entry.litellm_params)
+        absent = [n for p, n in missing.items() if p.startswith(f"model_list[{i}].")]
+        position = len(aliases.get(entry.model_name, []))
+        deployment_id = str(entry.model_info.get("id") or f"{entry.model_name}#{position}")
+        deployment = resolve_deployment(params["model"], params, environ=environ, deployment_id=deployment_id)
+        if absent:
+            deployment = _with_missing(deployment, absent[0])
+        aliases.setdefault(entry.model_name, []).append(deployment)
+    return Settings(
+        config=config,
+        aliases={alias: tuple(deps) for alias, deps in aliases.items()},
+        missing_env=tuple(sorted(set(n for p, n in missing.items()))),
+        environ=environ,
+        source=source,
+    )
+
+
+def _with_missing(deployment: Deployment, name: str) -> Deployment:
+    from dataclasses import replace
+
+    return replace(deployment, missing_env=name)
+
+
+def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> Settings:
+    """Read the YAML file at `path` (the built-in offline default when None)."""
+    if path is None:
+        return parse_config(DEFAULT_CONFIG, environ, source=None)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config file: {exc.strerror}"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+    return parse_config(raw, environ, source=str(path))

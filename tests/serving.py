@@ -1,0 +1,93 @@
+"""Start a real rerank-proxy server (in-process thread or CLI subprocess) for tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from proxy.app import create_app
+from proxy.settings import parse_config
+from tests.fakes.server import LiveServer, free_port
+
+MASTER_KEY = "sk-master-test"
+
+
+def config_for(fake_cohere_url: str | None, db_url: str, **extra: Any) -> dict[str, Any]:
+    model_list = [{"model_name": "local-bm25", "litellm_params": {"model": "local/bm25"}}]
+    if fake_cohere_url:
+        model_list.append({
+            "model_name": "rerank-english-v3.0",
+            "litellm_params": {"model": "cohere/rerank-english-v3.0", "api_key": "os.environ/TEST_COHERE_KEY",
+                               "api_base": fake_cohere_url},
+            "model_info": {"id": "cohere-main"},
+        })
+    config: dict[str, Any] = {
+        "model_list": model_list,
+        "general_settings": {"master_key": MASTER_KEY, "database_url": db_url, "spend_flush_interval": 0.05},
+    }
+    for section, values in extra.items():
+        if section == "model_list":
+            config["model_list"] = config["model_list"] + values
+        else:
+            config.setdefault(section, {}).update(values)
+    return config
+
+
+@contextmanager
+def running_proxy(config: dict[str, Any], environ: dict[str, str] | None = None) -> Iterator[LiveServer]:
+    settings = parse_config(config, {"TEST_COHERE_KEY": "test-key", **(environ or {})})
+    with LiveServer(create_app(settings), lifespan="on") as server:
+        yield server
+
+
+def admin(server_url: str) -> httpx.Client:
+    return httpx.Client(base_url=server_url, headers={"authorization": f"Bearer {MASTER_KEY}"}, timeout=30)
+
+
+def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
+
+
+@contextmanager
+def cli_process(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+                ) -> Iterator[tuple[subprocess.Popen, str]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "--host", "127.0.0.1", "--port", str(port), *args],
+        env={**os.environ, **(env or {})}, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"proxy exited early:\n{proc.stdout.read() if proc.stdout else ''}")
+        try:
+            return httpx.get(url + "/health/liveliness", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(up, timeout=30, interval=0.1)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
