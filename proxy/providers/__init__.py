@@ -6,13 +6,27 @@ Adding a provider means writing its file and adding one line to `_PROVIDERS`.
 from __future__ import annotations
 
 from ..errors import ModelNotFoundError
+from .azure_ai import AzureAI
 from .base import Deployment, Provider, ProviderResult, Scored, UpstreamRequest, UpstreamResponse, Usage
 from .cohere import Cohere
+from .fireworks_ai import FireworksAI
+from .hosted_vllm import HostedVLLM
+from .infinity import Infinity
+from .jina_ai import JinaAI
 from .local import Local
+from .together_ai import TogetherAI
+from .voyage import Voyage
 
 _PROVIDERS: tuple[Provider, ...] = (
+    AzureAI(),
     Cohere(),
+    FireworksAI(),
+    HostedVLLM(),
+    Infinity(),
+    JinaAI(),
     Local(),
+    TogetherAI(),
+    Voyage(),
 )
 
 REGISTRY: dict[str, Provider] = {}
