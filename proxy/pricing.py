@@ -48,7 +48,7 @@ PRICES: dict[tuple[str, str], Price] = {
     **{("voyage", m): _p(per_token="0.00000002")
        for m in ("rerank-lite-1", "rerank-2-lite", "rerank-2.5-lite", "rerank-3-lite")},
     ("together_ai", "Salesforce/Llama-Rank-V1"): _p(per_token="0.0000001"),
-    # Fireworks accepts `accounts/fireworks/models/<name>` and `fireworks/<name>`; a bare name means the latter.
+    # Fireworks takes `accounts/fireworks/models/<name>` or `fireworks/<name>`; a bare name means the latter.
     **{("fireworks_ai", prefix + name): price
        for name, price in (("qwen3-reranker-8b", _p(per_token="0.0000002")), ("qwen3-reranker-4b", _p()),
                            ("qwen3-reranker-0p6b", _p()))

@@ -39,7 +39,8 @@ def test_url_rules(api_base, url):
 
 
 def test_v1_url_gets_cohere_v1_body_with_objects_and_rank_fields():
-    request = make_request(CAPITAL_QUERY, OBJECTS, rank_fields=["title", "body"], max_chunks_per_doc=3, top_n=1)
+    request = make_request(CAPITAL_QUERY, OBJECTS, rank_fields=["title", "body"], max_chunks_per_doc=3,
+                           top_n=1)
     sent = build("https://e.models.ai.azure.com", request).json
     assert sent == {"model": "cohere-rerank-v3.5", "query": CAPITAL_QUERY, "documents": OBJECTS,
                     "rank_fields": ["title", "body"], "max_chunks_per_doc": 3, "top_n": 1}
@@ -84,8 +85,8 @@ def test_foundry_route_with_a_foundry_deployment_name_is_priced(fake):
     response = proxy.rerank("azure_ai/Cohere-rerank-v4.0-pro", CAPITAL_QUERY, CAPITALS, top_n=2,
                             api_key=fake.api_key, api_base=fake.url + "/providers/cohere/v2")
     assert fake.last.path == "/providers/cohere/v2/rerank"
-    assert fake.last.body == {"model": "Cohere-rerank-v4.0-pro", "query": CAPITAL_QUERY, "documents": CAPITALS,
-                              "top_n": 2}
+    assert fake.last.body == {"model": "Cohere-rerank-v4.0-pro", "query": CAPITAL_QUERY,
+                              "documents": CAPITALS, "top_n": 2}
     assert [r.index for r in response.results] == [i for i, _ in ranked(CAPITAL_QUERY, CAPITALS, 2)]
     assert response.cost == pytest.approx(0.0025)
 

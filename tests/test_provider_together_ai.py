@@ -37,7 +37,8 @@ def fake():
 
 
 def call(fake, documents, **kwargs):
-    return proxy.rerank(MODEL, CAPITAL_QUERY, documents, api_key=fake.api_key, api_base=fake.url + "/v1", **kwargs)
+    return proxy.rerank(MODEL, CAPITAL_QUERY, documents, api_key=fake.api_key, api_base=f"{fake.url}/v1",
+                        **kwargs)
 
 
 def test_object_documents_and_rank_fields_go_upstream_as_given_and_echo_whole(fake):
@@ -59,5 +60,5 @@ def test_cost_is_the_reported_tokens_times_the_token_price(fake):
 def test_error_message_is_read_from_the_openai_style_body(fake):
     fake.reset()
     fake.fail_next("400")
-    with pytest.raises(proxy.UpstreamRejectedError, match="together_ai returned HTTP 400: scripted failure 400$"):
+    with pytest.raises(proxy.UpstreamRejectedError, match="HTTP 400: scripted failure 400$"):
         call(fake, CAPITALS)

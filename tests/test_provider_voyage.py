@@ -1,4 +1,4 @@
-"""Voyage AI: top_n → top_k, the MongoDB host for `al-` keys, URL rules, truncation, the 1,000-document cap."""
+"""Voyage AI: top_n → top_k, the MongoDB host for `al-` keys, URL rules, truncation, 1,000 documents/call."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Fireworks AI rerank (`fireworks_ai/…`): a `data` list plus `usage`, billed per token.
 
-Model ids: Fireworks documents both `accounts/fireworks/models/qwen3-reranker-8b` (API reference) and the short
-`fireworks/qwen3-reranker-8b` (guides). Either is sent as written; a bare name such as `qwen3-reranker-8b`
-gets the `fireworks/` prefix. (LiteLLM prefixes `fireworks/` to every id, which turns the long form into the
-invalid `fireworks/accounts/fireworks/models/…`.)
+Model ids: Fireworks documents both `accounts/fireworks/models/qwen3-reranker-8b` (API reference) and
+the short `fireworks/qwen3-reranker-8b` (guides). Either is sent as written; a bare name such as
+`qwen3-reranker-8b` gets the `fireworks/` prefix. (LiteLLM prefixes `fireworks/` to every id, which turns
+the long form into the invalid `fireworks/accounts/fireworks/models/…`.)
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Fake Cohere on Azure AI: Cohere's v1/v2 API (see `cohere.py`), also at Foundry's `/providers/cohere/v2/rerank`."""
+"""Fake Cohere on Azure AI: Cohere's v1/v2 API (see `cohere.py`), also at Foundry's route
+`/providers/cohere/v2/rerank` (v2)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 Faults are scripted two ways: `fake.fail_next("500", times=2)` from the test, or a model name of the
 form `fault-<kind>` in the request. Kinds: an HTTP status ("400", "401", "429", "500", "503", ...),
-"timeout" (answers after `slow_seconds`, or gives up as soon as the client hangs up), "malformed" (200 with a body that is not the provider's).
+"timeout" (answers after `slow_seconds`, or as soon as the client hangs up), "malformed" (200 with a body
+that is not the provider's).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def _cohere_expected(fake, query, documents, top_n):
 
 
 def _expect(path: str, model: str, top_field: str = "top_n", **fixed: Any):
-    """The `expected` callable for a Cohere-like body: model, query, documents, `top_field` when set, `fixed`."""
+    """`expected` for a Cohere-like body: model, query, documents, `top_field` when set, then `fixed`."""
     def expected(fake, query, documents, top_n):
         body = {"model": model, "query": query, "documents": documents, **fixed}
         if top_n is not None:
@@ -73,18 +73,20 @@ CASES: dict[str, ProviderCase] = {
     ),
     "fireworks_ai": ProviderCase(
         FakeFireworksAI, "fireworks_ai/accounts/fireworks/models/qwen3-reranker-8b", _base,
-        _expect("/inference/v1/rerank", "accounts/fireworks/models/qwen3-reranker-8b", return_documents=False),
-        _bearer),
+        _expect("/inference/v1/rerank", "accounts/fireworks/models/qwen3-reranker-8b",
+                return_documents=False), _bearer),
     "hosted_vllm": ProviderCase(FakeHostedVLLM, "hosted_vllm/BAAI/bge-reranker-v2-m3", _base,
                                 _expect("/rerank", "BAAI/bge-reranker-v2-m3"), _bearer, priced=False),
-    "infinity": ProviderCase(FakeInfinity, "infinity/mixedbread-ai/mxbai-rerank-xsmall-v1", _base,
-                             _expect("/rerank", "mixedbread-ai/mxbai-rerank-xsmall-v1", return_documents=False),
-                             _bearer, priced=False),
-    "jina_ai": ProviderCase(FakeJinaAI, "jina_ai/jina-reranker-v2-base-multilingual", _base,
-                            _expect("/v1/rerank", "jina-reranker-v2-base-multilingual", return_documents=False),
-                            _bearer),
+    "infinity": ProviderCase(
+        FakeInfinity, "infinity/mixedbread-ai/mxbai-rerank-xsmall-v1", _base,
+        _expect("/rerank", "mixedbread-ai/mxbai-rerank-xsmall-v1", return_documents=False), _bearer,
+        priced=False),
+    "jina_ai": ProviderCase(
+        FakeJinaAI, "jina_ai/jina-reranker-v2-base-multilingual", _base,
+        _expect("/v1/rerank", "jina-reranker-v2-base-multilingual", return_documents=False), _bearer),
     "together_ai": ProviderCase(
-        FakeTogetherAI, "together_ai/Salesforce/Llama-Rank-V1", lambda f: {**_base(f), "api_base": f.url + "/v1"},
+        FakeTogetherAI, "together_ai/Salesforce/Llama-Rank-V1",
+        lambda f: {**_base(f), "api_base": f"{f.url}/v1"},
         _expect("/v1/rerank", "Salesforce/Llama-Rank-V1", return_documents=False), _bearer),
     "voyage": ProviderCase(FakeVoyage, "voyage/rerank-2.5", _base,
                            _expect("/v1/rerank", "rerank-2.5", "top_k", return_documents=False), _bearer),

@@ -44,6 +44,6 @@ class FakeFireworksAI(FakeUpstream):
                 item["document"] = texts[index]
             items.append(item)
         tokens = token_count(query, texts)
-        return JSONResponse({"object": "list", "model": model or "accounts/fireworks/models/qwen3-reranker-8b",
+        return JSONResponse({"object": "list", "model": model or "fireworks/qwen3-reranker-8b",
                              "results" if self.answer_with_results else "data": items,
                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})

@@ -37,7 +37,8 @@ class FakeHostedVLLM(FakeUpstream):
 
     def answer(self, path: str, body: Any, request: Request) -> Response:
         # vLLM logs and ignores unknown fields; this fake refuses them so the proxy sends only real ones.
-        query, texts, top_n = check_rerank_body(body, required={"query", "documents"}, allowed=FIELDS, min_top=0)
+        query, texts, top_n = check_rerank_body(body, required={"query", "documents"}, allowed=FIELDS,
+                                                min_top=0)
         for name in ("max_tokens_per_doc", "max_tokens_per_query", "truncate_prompt_tokens"):
             if name in body and (isinstance(body[name], bool) or not isinstance(body[name], int)):
                 raise Reject(400, f"{name} must be an integer")

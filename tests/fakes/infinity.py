@@ -32,8 +32,8 @@ class FakeInfinity(FakeUpstream):
             raise Reject(401, "Incorrect API key")
 
     def error_body(self, status: int, message: str) -> Any:
-        return {"error": {"message": message, "type": "BadRequestError" if status < 500 else "InternalServerError",
-                          "param": None, "code": status}}
+        kind = "BadRequestError" if status < 500 else "InternalServerError"
+        return {"error": {"message": message, "type": kind, "param": None, "code": status}}
 
     def answer(self, path: str, body: Any, request: Request) -> Response:
         query, texts, top_n = check_rerank_body(body, required={"query", "documents"}, allowed=FIELDS)

@@ -27,8 +27,8 @@ class FakeJinaAI(FakeUpstream):
         return {"detail": message}
 
     def answer(self, path: str, body: Any, request: Request) -> Response:
-        query, texts, top_n = check_rerank_body(body, required={"model", "query", "documents"}, allowed=FIELDS,
-                                                status=422, text_objects=True)
+        query, texts, top_n = check_rerank_body(body, required={"model", "query", "documents"},
+                                                allowed=FIELDS, status=422, text_objects=True)
         results = []
         for index, score in ranked(query, texts, top_n):
             item: dict[str, Any] = {"index": index, "relevance_score": score}

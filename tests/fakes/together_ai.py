@@ -1,4 +1,5 @@
-"""Fake Together AI: `POST /v1/rerank`, Bearer auth, Together's fields, `results` + `usage`, OpenAI-style errors.
+"""Fake Together AI: `POST /v1/rerank`, Bearer auth, Together's fields, `results` + `usage`, and
+OpenAI-style errors (`{"error": {message, type, param, code}}`).
 
 Object documents are accepted with `rank_fields` (LlamaRank); their `document.text` is the JSON of the object.
 """
@@ -39,15 +40,17 @@ class FakeTogetherAI(FakeUpstream):
             body = {**body, "documents": [json.dumps({f: d.get(f) for f in fields}) for d in documents]}
         else:
             originals = None
-        query, texts, top_n = check_rerank_body(body, required={"model", "query", "documents"}, allowed=FIELDS)
+        query, texts, top_n = check_rerank_body(body, required={"model", "query", "documents"},
+                                                allowed=FIELDS)
         results = []
         for index, score in ranked(query, texts, top_n):
             item: dict[str, Any] = {"index": index, "relevance_score": score}
             if body.get("return_documents"):
-                item["document"] = {"text": texts[index] if originals is None else json.dumps(originals[index])}
+                text = texts[index] if originals is None else json.dumps(originals[index])
+                item["document"] = {"text": text}
             results.append(item)
         tokens = token_count(query, texts)
         return JSONResponse({
-            "object": "rerank", "id": f"oGs6{uuid.uuid4().hex[:12]}", "model": body["model"], "results": results,
+            "object": "rerank", "id": uuid.uuid4().hex, "model": body["model"], "results": results,
             "usage": {"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens},
         })

@@ -29,8 +29,8 @@ class FakeVoyage(FakeUpstream):
         return {"detail": message}
 
     def answer(self, path: str, body: Any, request: Request) -> Response:
-        query, texts, top_k = check_rerank_body(body, required={"model", "query", "documents"}, allowed=FIELDS,
-                                                top_field="top_k", max_documents=1000)
+        query, texts, top_k = check_rerank_body(body, required={"model", "query", "documents"},
+                                                allowed=FIELDS, top_field="top_k", max_documents=1000)
         items = []
         for index, score in ranked(query, texts, top_k):
             item: dict[str, Any] = {"index": index, "relevance_score": score}
