@@ -7,12 +7,22 @@ from __future__ import annotations
 
 from ..errors import ModelNotFoundError
 from .base import Deployment, Provider, ProviderResult, Scored, UpstreamRequest, UpstreamResponse, Usage
+from .bedrock import Bedrock
 from .cohere import Cohere
+from .deepinfra import DeepInfra
+from .huggingface import HuggingFace
 from .local import Local
+from .nvidia_nim import NvidiaNim
+from .vertex_ai import VertexAI
 
 _PROVIDERS: tuple[Provider, ...] = (
     Cohere(),
     Local(),
+    Bedrock(),
+    VertexAI(),
+    HuggingFace(),
+    DeepInfra(),
+    NvidiaNim(),
 )
 
 REGISTRY: dict[str, Provider] = {}

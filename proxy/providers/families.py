@@ -56,3 +56,10 @@ class ResultsFamily(Provider):
         scores = [Scored(int(item["index"]), float(item[self.score_key])) for item in items]
         upstream_id = data.get("id")
         return ProviderResult(scores, usage_from(data), upstream_id if isinstance(upstream_id, str) else None)
+
+
+def passthrough(request: RerankRequest, deployment: Deployment, *names: str) -> dict[str, Any]:
+    """The provider options among `names` that are set: per request (`provider_params`) over per deployment."""
+    options = {name: deployment.params[name] for name in names if deployment.params.get(name) is not None}
+    options.update({name: request.params[name] for name in names if request.params.get(name) is not None})
+    return options
