@@ -8,7 +8,7 @@ back to search units of 100 documents.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from ..request import RerankRequest
 from .base import Deployment, Provider, ProviderResult, Scored, malformed
@@ -23,7 +23,7 @@ class Bedrock(Provider):
     api_base_env = ("BEDROCK_API_BASE",)
     max_documents_per_call = 1000
     extra = "bedrock"
-    param_env = {
+    param_env: ClassVar[dict[str, tuple[str, ...]]] = {
         "aws_region_name": ("AWS_REGION_NAME", "AWS_REGION", "AWS_DEFAULT_REGION"),
         "aws_access_key_id": ("AWS_ACCESS_KEY_ID",),
         "aws_secret_access_key": ("AWS_SECRET_ACCESS_KEY",),
@@ -35,7 +35,8 @@ class Bedrock(Provider):
         parts = deployment.model.split(":")
         if deployment.model.startswith(_ARN_PREFIX) and len(parts) > 3 and parts[3]:
             return parts[3]
-        return str(deployment.require_param("aws_region_name", "AWS_REGION_NAME/AWS_REGION/AWS_DEFAULT_REGION"))
+        env = "AWS_REGION_NAME, AWS_REGION or AWS_DEFAULT_REGION"
+        return str(deployment.require_param("aws_region_name", env))
 
     def model_arn(self, deployment: Deployment) -> str:
         if deployment.model.startswith(_ARN_PREFIX):
@@ -59,8 +60,10 @@ class Bedrock(Provider):
                     "numberOfResults": request.top_n or len(request.texts),
                 },
             },
-            "sources": [{"type": "INLINE", "inlineDocumentSource": {"type": "TEXT", "textDocument": {"text": t}}}
-                        for t in request.texts],
+            "sources": [
+                {"type": "INLINE", "inlineDocumentSource": {"type": "TEXT", "textDocument": {"text": text}}}
+                for text in request.texts
+            ],
         }
 
     def auth_headers(self, deployment: Deployment) -> dict[str, str]:

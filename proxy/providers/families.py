@@ -59,7 +59,7 @@ class ResultsFamily(Provider):
 
 
 def passthrough(request: RerankRequest, deployment: Deployment, *names: str) -> dict[str, Any]:
-    """The provider options among `names` that are set: per request (`provider_params`) over per deployment."""
+    """The provider options among `names` that are set; `provider_params` of the request win."""
     options = {name: deployment.params[name] for name in names if deployment.params.get(name) is not None}
     options.update({name: request.params[name] for name in names if request.params.get(name) is not None})
     return options

@@ -24,8 +24,9 @@ class HuggingFace(ResultsFamily):
     score_key = "score"
 
     def body(self, request: RerankRequest, deployment: Deployment) -> dict[str, Any]:
-        return {"query": request.query, "texts": list(request.texts), "raw_scores": False, "return_text": False,
-                **passthrough(request, deployment, "truncate", "truncation_direction")}
+        options = passthrough(request, deployment, "truncate", "truncation_direction")
+        return {"query": request.query, "texts": list(request.texts), "raw_scores": False,
+                "return_text": False, **options}
 
     def parse(self, data: Any, request: RerankRequest) -> ProviderResult:
         return super().parse({"results": data}, request)

@@ -49,8 +49,9 @@ class NvidiaNim(Provider):
 
     def body(self, request: RerankRequest, deployment: Deployment) -> dict[str, Any]:
         hosted = not self.self_hosted(deployment)
+        model = deployment.model.replace("_", ".") if hosted else deployment.model.removeprefix(_SELF_HOSTED)
         body: dict[str, Any] = {
-            "model": deployment.model.replace("_", ".") if hosted else deployment.model.removeprefix(_SELF_HOSTED),
+            "model": model,
             "query": {"text": request.query},
             "passages": [{"text": text} for text in request.texts],
             **passthrough(request, deployment, "truncate"),

@@ -127,7 +127,6 @@ def google_token_source(spec: str | Mapping[str, Any] | None, *, provider: str) 
     every call, and a token is valid for an hour whoever asks.
     """
     try:
-        import google.auth  # noqa: F401
         import google.auth.transport.requests  # noqa: F401
     except ImportError:
         raise MissingExtraError(provider, "vertex", "google-auth") from None

@@ -9,7 +9,7 @@ per call; billed per search unit of 100 records per call.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import ConfigurationError
 from ..request import RerankRequest
@@ -25,8 +25,10 @@ class VertexAI(Provider):
     default_api_base = "https://discoveryengine.googleapis.com"
     max_documents_per_call = 200
     extra = "vertex"
-    param_env = {"vertex_project": ("VERTEXAI_PROJECT", "GOOGLE_CLOUD_PROJECT"),
-                 "vertex_credentials": ("VERTEXAI_CREDENTIALS",)}
+    param_env: ClassVar[dict[str, tuple[str, ...]]] = {
+        "vertex_project": ("VERTEXAI_PROJECT", "GOOGLE_CLOUD_PROJECT"),
+        "vertex_credentials": ("VERTEXAI_CREDENTIALS",),
+    }
 
     def project(self, deployment: Deployment) -> str:
         project = deployment.params.get("vertex_project")
@@ -34,8 +36,9 @@ class VertexAI(Provider):
             info = google_credentials_info(deployment.params.get("vertex_credentials")) or {}
             project = info.get("project_id") or info.get("quota_project_id")
         if not project:
-            raise ConfigurationError(f"Provider '{self.name}' needs 'vertex_project' (parameter, VERTEXAI_PROJECT "
-                                     f"or GOOGLE_CLOUD_PROJECT) for model '{deployment.model}'")
+            raise ConfigurationError(f"Provider '{self.name}' needs 'vertex_project' (parameter, "
+                                     "VERTEXAI_PROJECT or GOOGLE_CLOUD_PROJECT) for model "
+                                     f"'{deployment.model}'")
         return str(project)
 
     def url(self, request: RerankRequest, deployment: Deployment) -> str:

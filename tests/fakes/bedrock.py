@@ -1,7 +1,7 @@
 """Fake Bedrock Agent Runtime: `POST /rerank`, SigV4 verified by recomputing the signature with botocore.
 
-Shapes follow botocore's `bedrock-agent-runtime` service model: errors are `{"message"}` with the error type in
-the `x-amzn-ErrorType` header; signature problems are 403s, as AWS sends them.
+Shapes follow botocore's `bedrock-agent-runtime` service model: errors are `{"message"}` with the error
+type in the `x-amzn-ErrorType` header; signature problems are 403s, as AWS sends them.
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ from botocore.credentials import Credentials
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .base import FakeUpstream, Reject, ranked, require_fields
+from .base import FakeUpstream, Recorded, Reject, ranked, require_fields
 
 ACCESS_KEY = "AKIDFAKEBEDROCK0001"
 SECRET_KEY = "fake/secret/key/for/tests/only0000000000"
 REGION = "us-west-2"
 
-_AUTH = re.compile(r"AWS4-HMAC-SHA256 Credential=(?P<akid>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)"
-                   r"/aws4_request, SignedHeaders=(?P<signed>[a-z0-9;-]+), Signature=(?P<signature>[0-9a-f]{64})")
+_AUTH = re.compile(r"AWS4-HMAC-SHA256 Credential=(?P<akid>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)"
+                   r"/(?P<service>[^/]+)/aws4_request, SignedHeaders=(?P<signed>[a-z0-9;-]+),"
+                   r" Signature=(?P<signature>[0-9a-f]{64})")
 _ARN = re.compile(r"arn:aws:bedrock:(?P<region>[a-z0-9-]+)::foundation-model/(?P<id>[a-z0-9.:-]+)")
 _ERROR_TYPES = {400: "ValidationException", 401: "UnrecognizedClientException", 403: "AccessDeniedException",
                 404: "ResourceNotFoundException", 409: "ConflictException", 424: "DependencyFailedException",
@@ -45,7 +46,8 @@ class FakeBedrock(FakeUpstream):
 
     def model_of(self, path: str, body: Any) -> str:
         try:
-            arn = body["rerankingConfiguration"]["bedrockRerankingConfiguration"]["modelConfiguration"]["modelArn"]
+            config = body["rerankingConfiguration"]["bedrockRerankingConfiguration"]
+            arn = config["modelConfiguration"]["modelArn"]
         except (KeyError, TypeError):
             return ""
         return str(arn).rsplit("foundation-model/", 1)[-1]
@@ -72,7 +74,8 @@ class FakeBedrock(FakeUpstream):
         if request.headers.get("x-amz-security-token") != self.session_token:
             raise Reject(403, "The security token included in the request is invalid.")
         if not hmac.compare_digest(self.signature(request, signed, amz_date), match["signature"]):
-            raise Reject(403, "The request signature we calculated does not match the signature you provided.")
+            raise Reject(403, "The request signature we calculated does not match the signature you "
+                              "provided.")
 
     def signature(self, request: Request, signed: list[str], amz_date: str) -> str:
         """The signature AWS would compute for what actually arrived (method, URL, signed headers, body)."""
@@ -91,7 +94,8 @@ class FakeBedrock(FakeUpstream):
         if not (isinstance(queries, list) and len(queries) == 1 and queries[0].get("type") == "TEXT"
                 and isinstance(queries[0].get("textQuery", {}).get("text"), str)):
             raise Reject(400, "queries must hold exactly one TEXT query")
-        if config.get("type") != "BEDROCK_RERANKING_MODEL" or set(config) != {"type", "bedrockRerankingConfiguration"}:
+        if config.get("type") != "BEDROCK_RERANKING_MODEL" \
+                or set(config) != {"type", "bedrockRerankingConfiguration"}:
             raise Reject(400, "rerankingConfiguration.type must be BEDROCK_RERANKING_MODEL")
         bedrock = config["bedrockRerankingConfiguration"]
         require_fields(bedrock, {"modelConfiguration"}, {"numberOfResults"})
@@ -115,7 +119,8 @@ class FakeBedrock(FakeUpstream):
         if not isinstance(count, int) or not 1 <= count <= 1000:
             raise Reject(400, "numberOfResults must be between 1 and 1000")
         query = queries[0]["textQuery"]["text"]
-        return JSONResponse({"results": [{"index": i, "relevanceScore": s} for i, s in ranked(query, texts, count)]})
+        results = [{"index": i, "relevanceScore": s} for i, s in ranked(query, texts, count)]
+        return JSONResponse({"results": results})
 
 
 ENV = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION_NAME": REGION}

@@ -50,11 +50,12 @@ CASES: dict[str, ProviderCase] = {
         check_headers=_bearer,
     ),
     "bedrock": ProviderCase(
-        fake=bedrock.FakeBedrock, model="bedrock/amazon.rerank-v1:0", params=lambda fake: {"api_base": fake.url},
-        expected=bedrock.expected, check_headers=bedrock.check_headers, env=bedrock.ENV),
+        fake=bedrock.FakeBedrock, model="bedrock/amazon.rerank-v1:0", env=bedrock.ENV,
+        params=lambda fake: {"api_base": fake.url}, expected=bedrock.expected,
+        check_headers=bedrock.check_headers),
     "vertex_ai": ProviderCase(
-        fake=vertex_ai.FakeVertexAI, model="vertex_ai/semantic-ranker-default@latest", params=vertex_ai.params,
-        expected=vertex_ai.expected, check_headers=vertex_ai.check_headers),
+        fake=vertex_ai.FakeVertexAI, model="vertex_ai/semantic-ranker-default@latest",
+        params=vertex_ai.params, expected=vertex_ai.expected, check_headers=vertex_ai.check_headers),
     "huggingface": ProviderCase(
         fake=huggingface.FakeHuggingFace, model="huggingface/BAAI/bge-reranker-base", priced=False,
         params=lambda fake: {"api_key": fake.api_key, "api_base": fake.url},

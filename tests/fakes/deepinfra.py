@@ -1,5 +1,8 @@
-"""Fake DeepInfra inference API: `POST /v1/inference/{model}`, parallel `queries`/`documents`, scores in input
-order with `input_tokens` and `inference_status`; errors `{"detail": {"error": ...}}` or `{"detail": "..."}`."""
+"""Fake DeepInfra inference API: `POST /v1/inference/{model}`, parallel `queries`/`documents`.
+
+Scores come back in input order with `input_tokens` and `inference_status`; errors are
+`{"detail": {"error": ...}}`, or `{"detail": "..."}` for authentication.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +37,8 @@ class FakeDeepInfra(FakeUpstream):
     def answer(self, path: str, body: Any, request: Request) -> Response:
         require_fields(body, {"queries", "documents"}, {"instruction", "service_tier", "webhook"})
         queries, documents = body["queries"], body["documents"]
-        if not all(isinstance(v, list) and v and all(isinstance(s, str) for s in v) for v in (queries, documents)):
+        if not all(isinstance(v, list) and v and all(isinstance(s, str) for s in v)
+                   for v in (queries, documents)):
             raise Reject(422, "queries and documents must be non-empty lists of strings")
         if len(queries) != len(documents):
             raise Reject(422, "queries and documents must have the same length")

@@ -1,4 +1,4 @@
-"""Fake HuggingFace Text Embeddings Inference: `POST /rerank`, a bare list answer, `{error, error_type}` errors.
+"""Fake HuggingFace Text Embeddings Inference: `POST /rerank`, a bare list, `{error, error_type}` errors.
 
 Like a TEI started with `--api-key` and the default `--max-client-batch-size 32`. Real TEI ignores unknown
 body fields; this fake refuses them (422) so a field we should not send shows up in tests.

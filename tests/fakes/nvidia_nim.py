@@ -16,6 +16,8 @@ SELF_HOSTED = "/v1/ranking"
 
 class FakeNvidiaNim(FakeUpstream):
     provider = "nvidia_nim"
+    api_key: str | None = "test-key"
+    """None: a self-hosted NIM without authentication, which refuses any Authorization header it gets."""
 
     def route_paths(self) -> list[str]:
         return [HOSTED, SELF_HOSTED]
@@ -23,9 +25,15 @@ class FakeNvidiaNim(FakeUpstream):
     def error_body(self, status: int, message: str) -> Any:
         return {"type": "about:blank", "status": status, "title": "Error", "detail": message}
 
+    def check_auth(self, request: Request) -> None:
+        sent = request.headers.get("authorization")
+        if sent != (f"Bearer {self.api_key}" if self.api_key else None):
+            raise Reject(401, "Authentication failed")
+
     def answer(self, path: str, body: Any, request: Request) -> Response:
         hosted = path != SELF_HOSTED
-        require_fields(body, {"model", "query", "passages"}, {"truncate", "top_k"} if hosted else {"truncate"})
+        allowed = {"truncate", "top_k"} if hosted else {"truncate"}
+        require_fields(body, {"model", "query", "passages"}, allowed)
         if hosted:
             url_model = path.removeprefix("/v1/retrieval/").removesuffix("/reranking")
             if "." in url_model or url_model.replace("_", ".") != body["model"]:
@@ -43,7 +51,8 @@ class FakeNvidiaNim(FakeUpstream):
         rankings = [{"index": i, "logit": round(score * 16 - 8, 4)}
                     for i, score in ranked(query["text"], texts, body.get("top_k"))]
         tokens = sum(len(t.split()) for t in texts) + len(query["text"].split()) * len(texts)
-        return JSONResponse({"rankings": rankings, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return JSONResponse({"rankings": rankings, "usage": usage})
 
 
 def expected(fake: FakeNvidiaNim, query: str, documents: list[str], top_n: int | None) -> tuple[str, Any]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from urllib.parse import parse_qs
 from typing import Any
+from urllib.parse import parse_qs
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -78,14 +78,15 @@ class FakeVertexAI(FakeUpstream):
                                 status_code=400)
         token = f"ya29.fake-{secrets.token_urlsafe(16)}"
         self.issued.add(token)
-        return JSONResponse({"access_token": token, "expires_in": self.token_lifetime, "token_type": "Bearer"})
+        return JSONResponse({"access_token": token, "expires_in": self.token_lifetime,
+                             "token_type": "Bearer"})
 
     def _verified_claims(self, assertion: str) -> dict[str, Any]:
         header, payload, signature = assertion.split(".")
         if json.loads(_b64decode(header)).get("alg") != "RS256":
             raise ValueError("not RS256")
-        self._key.public_key().verify(_b64decode(signature), f"{header}.{payload}".encode(), padding.PKCS1v15(),
-                                      hashes.SHA256())
+        signed = f"{header}.{payload}".encode()
+        self._key.public_key().verify(_b64decode(signature), signed, padding.PKCS1v15(), hashes.SHA256())
         return json.loads(_b64decode(payload))
 
     # -- the ranking API ---------------------------------------------------------------------------
@@ -103,9 +104,9 @@ class FakeVertexAI(FakeUpstream):
     def check_auth(self, request: Request) -> None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme != "Bearer" or token not in self.issued:
-            raise Reject(401, "Request had invalid authentication credentials. Expected OAuth 2 access token.")
+            raise Reject(401, "Request had invalid authentication credentials.")
         if request.headers.get("x-goog-user-project") != PROJECT:
-            raise Reject(403, "Caller does not have required permission to use project; set X-Goog-User-Project.")
+            raise Reject(403, "Caller does not have required permission to use project.")
 
     def answer(self, path: str, body: Any, request: Request) -> Response:
         if path != RANK_PATH:
@@ -117,7 +118,8 @@ class FakeVertexAI(FakeUpstream):
         texts = []
         for record in records:
             if not isinstance(record, dict) or set(record) - {"id", "title", "content"} \
-                    or not isinstance(record.get("id"), str) or not (record.get("content") or record.get("title")):
+                    or not isinstance(record.get("id"), str) \
+                    or not (record.get("content") or record.get("title")):
                 raise Reject(400, "Each record needs a string id and a title or content.")
             texts.append(f"{record.get('title', '')} {record.get('content', '')}")
         top_n = body.get("topN")
