@@ -126,6 +126,14 @@ def test_a_key_the_token_endpoint_refuses_is_an_upstream_auth_error(fake):
     assert fake.requests == []
 
 
+def test_a_token_endpoint_slower_than_the_timeout_is_an_upstream_timeout(fake):
+    fake.token_delay = 1.0
+    with pytest.raises(proxy.UpstreamTimeoutError, match="no Google access token") as caught:
+        call(fake, timeout=0.2)
+    assert caught.value.status == 504
+    assert fake.requests == []
+
+
 def test_google_error_bodies_give_their_message(fake):
     fake.fail_next("400")
     with pytest.raises(proxy.UpstreamRejectedError, match="scripted failure 400"):

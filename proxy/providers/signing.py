@@ -16,7 +16,8 @@ from typing import Any
 
 import httpx
 
-from ..errors import ConfigurationError, MissingExtraError, UpstreamAuthError, UpstreamUnavailableError
+from ..errors import (ConfigurationError, MissingExtraError, UpstreamAuthError, UpstreamTimeoutError,
+                      UpstreamUnavailableError)
 
 _SIGNED_BY_AWS = ("authorization", "x-amz-date", "x-amz-security-token")
 
@@ -139,24 +140,28 @@ def google_token_source(spec: str | Mapping[str, Any] | None, *, provider: str) 
 
 
 class GoogleBearerAuth(httpx.Auth):
-    """`Authorization: Bearer <token>` from a `GoogleTokenSource`; refreshing never blocks the event loop."""
+    """`Authorization: Bearer <token>` from a `GoogleTokenSource`; refreshing never blocks the event loop.
 
-    def __init__(self, source: GoogleTokenSource):
+    The HTTP timeout does not cover auth flows, so fetching a token gets the same time limit on its own.
+    """
+
+    def __init__(self, source: GoogleTokenSource, *, timeout: float):
         self._source = source
-
-    def _sign(self, request: httpx.Request, token: str) -> None:
-        request.headers["authorization"] = f"Bearer {token}"
+        self._timeout = timeout
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         token = self._source.cached() or self._source.fetch()
-        self._sign(request, token)
-        response = yield request
-        if response.status_code == 401:
+        request.headers["authorization"] = f"Bearer {token}"
+        if (yield request).status_code == 401:
             self._source.forget(token)
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        token = self._source.cached() or await asyncio.to_thread(self._source.fetch)
-        self._sign(request, token)
-        response = yield request
-        if response.status_code == 401:
+        token = self._source.cached()
+        if token is None:
+            try:
+                token = await asyncio.wait_for(asyncio.to_thread(self._source.fetch), self._timeout)
+            except TimeoutError:
+                raise UpstreamTimeoutError(f"no Google access token after {self._timeout:g}s") from None
+        request.headers["authorization"] = f"Bearer {token}"
+        if (yield request).status_code == 401:
             self._source.forget(token)

@@ -62,8 +62,8 @@ class VertexAI(Provider):
         return {"x-goog-user-project": self.project(deployment)}
 
     def auth(self, deployment: Deployment) -> GoogleBearerAuth:
-        return GoogleBearerAuth(google_token_source(deployment.params.get("vertex_credentials"),
-                                                    provider=self.name))
+        source = google_token_source(deployment.params.get("vertex_credentials"), provider=self.name)
+        return GoogleBearerAuth(source, timeout=deployment.timeout)
 
     def parse(self, data: Any, request: RerankRequest) -> ProviderResult:
         if not isinstance(data, dict):

@@ -8,6 +8,7 @@ ranking route accepts only tokens it issued. The service account (an RSA key mad
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -41,6 +42,7 @@ def _b64decode(part: str) -> bytes:
 class FakeVertexAI(FakeUpstream):
     provider = "vertex_ai"
     token_lifetime = 3600
+    token_delay = 0.0
 
     def __init__(self) -> None:
         super().__init__()
@@ -61,6 +63,7 @@ class FakeVertexAI(FakeUpstream):
         return json.dumps(self.service_account())
 
     async def _token(self, request: Request) -> Response:
+        await asyncio.sleep(self.token_delay)
         form = {k: v[-1] for k, v in parse_qs((await request.body()).decode()).items()}
         self.token_requests.append(Recorded(request.method, request.url.path, dict(request.headers), form))
         if request.headers.get("content-type", "").split(";")[0] != "application/x-www-form-urlencoded":
