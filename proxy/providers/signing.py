@@ -16,8 +16,13 @@ from typing import Any
 
 import httpx
 
-from ..errors import (ConfigurationError, MissingExtraError, UpstreamAuthError, UpstreamTimeoutError,
-                      UpstreamUnavailableError)
+from ..errors import (
+    ConfigurationError,
+    MissingExtraError,
+    UpstreamAuthError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
 
 _SIGNED_BY_AWS = ("authorization", "x-amz-date", "x-amz-security-token")
 
