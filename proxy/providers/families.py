@@ -60,10 +60,7 @@ class ResultsFamily(Provider):
             body[self.top_n_field] = request.top_n
         if self.sends_return_documents:
             body["return_documents"] = False
-        for name in self.passthrough:
-            value = request.params.get(name, deployment.params.get(name))
-            if value is not None:
-                body[name] = value
+        body.update(passthrough_options(request, deployment, *self.passthrough))
         return body
 
     def parse(self, data: Any, request: RerankRequest) -> ProviderResult:
@@ -86,3 +83,10 @@ class DataFamily(ResultsFamily):
     """
 
     results_key = "data"
+
+
+def passthrough_options(request: RerankRequest, deployment: Deployment, *names: str) -> dict[str, Any]:
+    """The provider options among `names` that are set; `provider_params` of the request win."""
+    options = {name: deployment.params[name] for name in names if deployment.params.get(name) is not None}
+    options.update({name: request.params[name] for name in names if request.params.get(name) is not None})
+    return options

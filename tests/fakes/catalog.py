@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import bedrock, deepinfra, huggingface, nvidia_nim, vertex_ai
 from .azure_ai import FakeAzureAI
 from .base import FakeUpstream, Recorded
 from .cohere import FakeCohere
@@ -90,4 +91,23 @@ CASES: dict[str, ProviderCase] = {
         _expect("/v1/rerank", "Salesforce/Llama-Rank-V1", return_documents=False), _bearer),
     "voyage": ProviderCase(FakeVoyage, "voyage/rerank-2.5", _base,
                            _expect("/v1/rerank", "rerank-2.5", "top_k", return_documents=False), _bearer),
+    "bedrock": ProviderCase(
+        fake=bedrock.FakeBedrock, model="bedrock/amazon.rerank-v1:0", env=bedrock.ENV,
+        params=lambda fake: {"api_base": fake.url}, expected=bedrock.expected,
+        check_headers=bedrock.check_headers),
+    "vertex_ai": ProviderCase(
+        fake=vertex_ai.FakeVertexAI, model="vertex_ai/semantic-ranker-default@latest",
+        params=vertex_ai.params, expected=vertex_ai.expected, check_headers=vertex_ai.check_headers),
+    "huggingface": ProviderCase(
+        fake=huggingface.FakeHuggingFace, model="huggingface/BAAI/bge-reranker-base", priced=False,
+        params=lambda fake: {"api_key": fake.api_key, "api_base": fake.url},
+        expected=huggingface.expected, check_headers=_bearer),
+    "deepinfra": ProviderCase(
+        fake=deepinfra.FakeDeepInfra, model="deepinfra/Qwen/Qwen3-Reranker-8B",
+        params=lambda fake: {"api_key": fake.api_key, "api_base": fake.url},
+        expected=deepinfra.expected, check_headers=_bearer),
+    "nvidia_nim": ProviderCase(
+        fake=nvidia_nim.FakeNvidiaNim, model="nvidia_nim/nvidia/llama-3_2-nv-rerankqa-1b-v2", priced=False,
+        params=lambda fake: {"api_key": fake.api_key, "api_base": fake.url},
+        expected=nvidia_nim.expected, check_headers=_bearer),
 }
