@@ -48,9 +48,11 @@ PRICES: dict[tuple[str, str], Price] = {
     **{("voyage", m): _p(per_token="0.00000002")
        for m in ("rerank-lite-1", "rerank-2-lite", "rerank-2.5-lite", "rerank-3-lite")},
     ("together_ai", "Salesforce/Llama-Rank-V1"): _p(per_token="0.0000001"),
-    ("fireworks_ai", "accounts/fireworks/models/qwen3-reranker-8b"): _p(per_token="0.0000002"),
-    ("fireworks_ai", "accounts/fireworks/models/qwen3-reranker-4b"): _p(),
-    ("fireworks_ai", "accounts/fireworks/models/qwen3-reranker-0p6b"): _p(),
+    # Fireworks takes `accounts/fireworks/models/<name>` or `fireworks/<name>`; a bare name means the latter.
+    **{("fireworks_ai", prefix + name): price
+       for name, price in (("qwen3-reranker-8b", _p(per_token="0.0000002")), ("qwen3-reranker-4b", _p()),
+                           ("qwen3-reranker-0p6b", _p()))
+       for prefix in ("accounts/fireworks/models/", "fireworks/", "")},
     **{("vertex_ai", m): _p("0.001") for m in (
         "semantic-ranker-default", "semantic-ranker-default-002", "semantic-ranker-default-003",
         "semantic-ranker-default-004", "semantic-ranker-default@latest", "semantic-ranker-fast",
@@ -63,13 +65,18 @@ PRICES: dict[tuple[str, str], Price] = {
 }
 
 
+# Model ids compared without case as a fallback: Azure AI Foundry names deployments `Cohere-rerank-v4.0-pro`.
+_PRICES_FOLDED: dict[tuple[str, str], Price] = {(p, m.lower()): price for (p, m), price in PRICES.items()}
+
+
 def _lookup_key(model: str) -> str:
     # Bedrock ARNs: arn:aws:bedrock:<region>::foundation-model/<id> is priced as <id>.
     return model.rsplit("foundation-model/", 1)[-1]
 
 
 def price_for(deployment: Deployment) -> Price:
-    builtin = PRICES.get((deployment.provider.name, _lookup_key(deployment.model)), Price())
+    key = (deployment.provider.name, _lookup_key(deployment.model))
+    builtin = PRICES.get(key) or _PRICES_FOLDED.get((key[0], key[1].lower()), Price())
     return Price(
         per_query=deployment.input_cost_per_query if deployment.input_cost_per_query is not None
         else builtin.per_query,

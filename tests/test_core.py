@@ -88,7 +88,7 @@ def deployment(model, **params):
         ("cohere/rerank-english-v3.0", Usage(search_units=1), 4, Decimal("0.002")),
         ("cohere/rerank-v4.0-pro", Usage(), 250, Decimal("0.0075")),  # 3 search units of 100 documents
         ("cohere/rerank-v5.0-pro", Usage(total_tokens=1000), 4, Decimal("0.00005")),
-        ("cohere/unknown-model", Usage(search_units=1), 4, Decimal("0")),
+        ("cohere/unknown-model", Usage(search_units=1), 4, Decimal(0)),
     ],
 )
 def test_cost_by_search_unit_or_token(model, usage, n_docs, expected):

@@ -6,13 +6,37 @@ Adding a provider means writing its file and adding one line to `_PROVIDERS`.
 from __future__ import annotations
 
 from ..errors import ModelNotFoundError
+from .azure_ai import AzureAI
 from .base import Deployment, Provider, ProviderResult, Scored, UpstreamRequest, UpstreamResponse, Usage
+from .bedrock import Bedrock
 from .cohere import Cohere
+from .deepinfra import DeepInfra
+from .fireworks_ai import FireworksAI
+from .hosted_vllm import HostedVLLM
+from .huggingface import HuggingFace
+from .infinity import Infinity
+from .jina_ai import JinaAI
 from .local import Local
+from .nvidia_nim import NvidiaNim
+from .together_ai import TogetherAI
+from .vertex_ai import VertexAI
+from .voyage import Voyage
 
 _PROVIDERS: tuple[Provider, ...] = (
+    AzureAI(),
+    Bedrock(),
     Cohere(),
+    DeepInfra(),
+    FireworksAI(),
+    HostedVLLM(),
+    HuggingFace(),
+    Infinity(),
+    JinaAI(),
     Local(),
+    NvidiaNim(),
+    TogetherAI(),
+    VertexAI(),
+    Voyage(),
 )
 
 REGISTRY: dict[str, Provider] = {}

@@ -2,7 +2,8 @@
 
 Faults are scripted two ways: `fake.fail_next("500", times=2)` from the test, or a model name of the
 form `fault-<kind>` in the request. Kinds: an HTTP status ("400", "401", "429", "500", "503", ...),
-"timeout" (answers after `slow_seconds`), "malformed" (200 with a body that is not the provider's).
+"timeout" (answers after `slow_seconds`, or as soon as the client hangs up), "malformed" (200 with a body
+that is not the provider's).
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class FakeUpstream:
         if fault is None and model.startswith("fault-"):
             fault = model.removeprefix("fault-")
         if fault is not None:
-            return await self._play(fault)
+            return await self._play(fault, request)
         try:
             self.check_auth(request)
             if request.headers.get("content-type", "").split(";")[0] != "application/json":
@@ -125,9 +126,12 @@ class FakeUpstream:
         except Reject as rejected:
             return self.error(rejected.status, rejected.message)
 
-    async def _play(self, fault: str) -> Response:
+    async def _play(self, fault: str, request: Request) -> Response:
         if fault == "timeout":
-            await asyncio.sleep(self.slow_seconds)
+            # Stop once the client has gone, so stopping the server never waits out the delay.
+            deadline = asyncio.get_running_loop().time() + self.slow_seconds
+            while asyncio.get_running_loop().time() < deadline and not await request.is_disconnected():
+                await asyncio.sleep(0.05)
             return self.error(504, "too slow")
         if fault == "malformed":
             return JSONResponse(self.malformed_body())
