@@ -16,7 +16,8 @@ from .base import Deployment, Provider, ProviderResult, Scored, Usage
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOPWORDS = frozenset(
-    ["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "is", "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "were", "what", "which", "who", "will", "with", "how", "when", "where", "why", "do", "does", "did"]
+    "a an and are as at be by for from has have in is it its of on or that the this to was were what "
+    "which who will with how when where why do does did".split()
 )
 K1, B = 1.5, 0.75
 

@@ -42,9 +42,9 @@ class FakeDeepInfra(FakeUpstream):
             raise Reject(422, "queries and documents must be non-empty lists of strings")
         if len(queries) != len(documents):
             raise Reject(422, "queries and documents must have the same length")
-        tokens = sum(len(q.split()) + len(d.split()) for q, d in zip(queries, documents))
+        tokens = sum(len(q.split()) + len(d.split()) for q, d in zip(queries, documents, strict=True))
         return JSONResponse({
-            "scores": [overlap_score(q, d) for q, d in zip(queries, documents)],
+            "scores": [overlap_score(q, d) for q, d in zip(queries, documents, strict=True)],
             "input_tokens": tokens,
             "request_id": str(uuid.uuid4()),
             "inference_status": {"status": "succeeded", "runtime_ms": 12, "cost": tokens * 5e-8,
