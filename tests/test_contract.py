@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +113,15 @@ def test_large_requests_are_split_and_merged(upstream):
     assert len(fake.requests) == 3
     assert response.results[0].index == size + 3
     assert_invariants(response, documents, 3)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("name", sorted({p.name for p in REGISTRY.values()}))
+def test_every_provider_is_documented_and_has_a_config_example(name):
+    readme = (ROOT / "README.md").read_text()
+    example = (ROOT / "config.example.yaml").read_text()
+    prefix = "local/bm25" if name == "local" else f"`{name}/`"
+    assert prefix in readme, f"README.md has no provider row for {name}"
+    assert f"model: {name}/" in example, f"config.example.yaml has no deployment for {name}"
