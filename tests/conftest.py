@@ -1,7 +1,23 @@
 from __future__ import annotations
 
-import pytest
+import os
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+
+from proxy.spend import tables as spend_tables
+from proxy.spend.db import database_url
+from proxy.spend.events import SpendEvent
+from proxy.spend.store import Store
 from tests.fakes.cohere import FakeCohere
 
 CAPITALS = [
@@ -27,3 +43,121 @@ def fake_cohere():
 def cohere_upstream(fake_cohere):
     fake_cohere.reset()
     return fake_cohere
+
+
+# --- database fixtures (proxy.spend): every DB test runs on SQLite, and on PostgreSQL when configured ----
+
+POSTGRES_ENV = "TEST_POSTGRES_URL"
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """"sqlite" always; "postgres" when TEST_POSTGRES_URL names a server we may create databases on."""
+    if request.param == "postgres" and not os.environ.get(POSTGRES_ENV):
+        pytest.skip(f"PostgreSQL variant needs {POSTGRES_ENV}, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    return request.param
+
+
+@contextmanager
+def scratch_database(backend: str, directory: Path) -> Iterator[str]:
+    """A new, empty database for `backend` (a SQLite file, or a PostgreSQL database dropped afterwards)."""
+    name = f"rerank_proxy_test_{uuid.uuid4().hex[:12]}"
+    if backend == "sqlite":
+        yield f"sqlite:///{directory / name}.db"
+        return
+    admin = database_url(os.environ[POSTGRES_ENV])
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield admin.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with engine.connect() as connection:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def store_url(db_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database shared by the session's tests; the `store` fixture empties it per test."""
+    with scratch_database(db_backend, tmp_path_factory.mktemp("db")) as url:
+        Store.connect(url).close()
+        yield url
+
+
+@pytest.fixture
+def fresh_db_url(db_backend: str, tmp_path: Path) -> Iterator[str]:
+    """An empty, unmigrated database of the current backend."""
+    with scratch_database(db_backend, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """A `Store` on the session database with every table emptied; SQLite waits at most 100 ms on locks."""
+    store = Store.connect(store_url, busy_timeout_ms=100)
+    with store.engine.begin() as connection:
+        for table in reversed(spend_tables.metadata.sorted_tables):
+            connection.execute(table.delete())
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def db_outage(store_url: str, db_backend: str) -> Callable[[], AbstractContextManager[None]]:
+    """`with db_outage(): ...` makes the session database refuse writes until the block ends.
+
+    SQLite: another connection holds `BEGIN EXCLUSIVE`. PostgreSQL: the database stops accepting
+    connections and its backends are terminated.
+    """
+
+    @contextmanager
+    def outage() -> Iterator[None]:
+        if db_backend == "sqlite":
+            path = make_url(store_url).database
+            holder = sqlite3.connect(path, isolation_level=None, timeout=5)
+            try:
+                holder.execute("BEGIN EXCLUSIVE")
+                yield
+                holder.execute("ROLLBACK")
+            finally:
+                holder.close()
+            return
+        name = make_url(store_url).database
+        admin = create_engine(database_url(os.environ[POSTGRES_ENV]), isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                connection.exec_driver_sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            try:
+                yield
+            finally:
+                with admin.connect() as connection:
+                    connection.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        finally:
+            admin.dispose()
+
+    return outage
+
+
+@pytest.fixture
+def spend_event() -> Callable[..., SpendEvent]:
+    """Factory: `spend_event("req-1", cost="0.002", key_hash=..., end_user=...)` with sensible defaults."""
+
+    def make(request_id: str, *, cost: str | Decimal = "0.001", **fields: Any) -> SpendEvent:
+        defaults: dict[str, Any] = {
+            "started_at": datetime(2025, 1, 1, tzinfo=UTC),
+            "model_alias": "rerank-english",
+            "status": 200,
+            "latency_ms": 12.5,
+            "deployment": "cohere-main",
+            "provider": "cohere",
+            "provider_model": "rerank-english-v3.0",
+            "search_units": 1.0,
+        }
+        return SpendEvent(request_id=request_id, cost=Decimal(cost), **{**defaults, **fields})
+
+    return make

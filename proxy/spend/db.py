@@ -1,0 +1,93 @@
+"""Engine construction and schema migration: one place that knows SQLite and PostgreSQL differ.
+
+SQLite files get WAL (readers never wait for the spend writer), a busy timeout, foreign keys, and
+`BEGIN IMMEDIATE` for write transactions (see `WRITE`) so a read-then-write transaction cannot fail on
+lock upgrade. `postgresql://` URLs are rewritten to the psycopg 3 driver. Migrations ship inside the package
+and run with a programmatic Alembic config: no alembic.ini at runtime.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+
+DEFAULT_URL = "sqlite:///./rerank_proxy.db"
+MIGRATIONS = Path(__file__).with_name("migrations")
+WRITE = {"rerank_proxy_write": True}
+"""Execution options for a write transaction: `engine.connect().execution_options(**WRITE)`."""
+
+_MIGRATION_LOCK = 0x52_52_50  # pg_advisory_xact_lock id: concurrent workers migrate one at a time
+
+
+def database_url(url: str | None) -> URL:
+    """The URL we will connect to: the SQLite default when none is given, psycopg 3 for plain postgresql."""
+    parsed = make_url(url or DEFAULT_URL)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def make_engine(url: str | None = None, *, busy_timeout_ms: int = 5000, connect_timeout_s: int = 5,
+                **kwargs: Any) -> Engine:
+    """A sync engine for `url` (default `sqlite:///./rerank_proxy.db`). Extra kwargs go to create_engine.
+
+    `busy_timeout_ms` is how long a SQLite statement waits on another writer's lock before failing;
+    `connect_timeout_s` bounds a PostgreSQL connection attempt. Bound parameters are hidden from error
+    messages, so an exception never carries row data into a log.
+    """
+    parsed = database_url(url)
+    kwargs.setdefault("hide_parameters", True)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed, **kwargs)
+        _configure_sqlite(engine, busy_timeout_ms, file_backed=parsed.database not in (None, "", ":memory:"))
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        connect_args = {"connect_timeout": connect_timeout_s, **kwargs.pop("connect_args", {})}
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_engine(parsed, connect_args=connect_args, **kwargs)
+    return create_engine(parsed, **kwargs)
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int, *, file_backed: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        if file_backed:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get("rerank_proxy_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def alembic_config(connection: Connection) -> Config:
+    """An Alembic config bound to `connection`; also usable for `command.revision(..., autogenerate=True)`."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """`alembic upgrade head` (or to `revision`), safe to run from several workers at once."""
+    with engine.connect().execution_options(**WRITE) as connection, connection.begin():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK})
+        command.upgrade(alembic_config(connection), revision)
+
+
+def downgrade(engine: Engine, revision: str = "base") -> None:
+    """`alembic downgrade` to `revision` (default: drop everything)."""
+    with engine.connect().execution_options(**WRITE) as connection, connection.begin():
+        command.downgrade(alembic_config(connection), revision)

@@ -1,0 +1,126 @@
+"""The spill file: spend events the database could not take yet, as JSON lines, safe across processes.
+
+Several workers may share one path. Appends and claims are serialised by an flock on `<path>.lock`. A
+claim renames the file to `<path>.<id>.ingesting` and holds an flock on it until its events are written
+(`Claim.release`), so a file whose owner died (lock gone) is claimed again by the next `claim()`, and a
+live owner's file is left alone. A crash can at worst make an event appear twice: the store's write is
+idempotent on request_id, so it is still counted once. POSIX only (fcntl).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+from .events import SpendEvent
+
+log = logging.getLogger(__name__)
+FORMAT = 1
+
+
+def encode(event: SpendEvent) -> str:
+    """One JSON line (no newline). Decimal and datetime values, at any depth, become strings."""
+    return json.dumps({"v": FORMAT, **asdict(event)}, default=_default, separators=(",", ":"))
+
+
+def decode(line: str) -> SpendEvent:
+    """The event `encode` wrote; ValueError/KeyError/TypeError on a malformed line."""
+    data = json.loads(line)
+    if data.pop("v", None) != FORMAT:
+        raise ValueError("unknown spill format")
+    data["started_at"] = datetime.fromisoformat(data["started_at"])
+    data["cost"] = Decimal(data["cost"])
+    return SpendEvent(**data)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+@dataclass
+class Claim:
+    """Spill files taken by this process and the events read from them; `release()` once they are safe."""
+
+    events: list[SpendEvent] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+    _handles: list[IO[bytes]] = field(default_factory=list)
+
+    def release(self) -> None:
+        """Delete the claimed files: call once their events are written or spilled again."""
+        for path, handle in zip(self.paths, self._handles, strict=True):
+            path.unlink(missing_ok=True)
+            handle.close()
+        self.paths, self._handles = [], []
+
+
+class SpillFile:
+    """Append events to, and claim events from, one JSON-lines file shared by any number of processes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @contextmanager
+    def _mutex(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def append(self, events: Iterable[SpendEvent]) -> int:
+        """Append events durably (flushed and fsynced); returns how many."""
+        lines = [encode(event) + "\n" for event in events]
+        if not lines:
+            return 0
+        with self._mutex(), open(self.path, "a", encoding="utf-8") as out:
+            out.write("".join(lines))
+            out.flush()
+            os.fsync(out.fileno())
+        return len(lines)
+
+    def claim(self) -> Claim:
+        """Take the spill file and any orphaned claims (their owner died); read their events."""
+        claim = Claim()
+        with self._mutex():
+            if self.path.exists():
+                self.path.rename(self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex}.ingesting"))
+            for path in sorted(self.path.parent.glob(self.path.name + ".*.ingesting")):
+                handle = open(path, "rb")  # noqa: SIM115 - held open (and locked) until Claim.release
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # a live process owns it
+                    handle.close()
+                    continue
+                claim.paths.append(path)
+                claim._handles.append(handle)
+                claim.events.extend(self._read(handle, path))
+        return claim
+
+    @staticmethod
+    def _read(handle: IO[bytes], path: Path) -> Iterator[SpendEvent]:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                yield decode(raw.decode("utf-8"))
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                # e.g. a line cut short by a crash mid-write; the rest of the file is still good
+                log.warning("skipping malformed spill line %d of %s", number, path.name)

@@ -1,0 +1,161 @@
+"""The database schema as SQLAlchemy Core tables: the one source the migrations are checked against.
+
+Portable across SQLite and PostgreSQL. Money is `Numeric(20, 10)` (exact on PostgreSQL; SQLite stores a
+double, so totals there are exact to ~15 significant digits). Timestamps are timezone-aware UTC on the way
+in and out on both backends (`UTCDateTime`). Keys are stored only as their SHA-256 hex digest.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    UniqueConstraint,
+    false,
+    text,
+)
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """`DateTime(timezone=True)` that only accepts aware datetimes and always returns aware UTC ones.
+
+    SQLite has no time zone storage: values are converted to UTC and stored naive, in one fixed format,
+    so string comparison there orders them correctly.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass a timezone-aware (UTC) datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def Money() -> Numeric[Any]:
+    return Numeric(20, 10)
+
+
+def Json() -> JSON:
+    """JSON where Python `None` is SQL NULL (not the JSON literal `null`)."""
+    return JSON(none_as_null=True)
+
+
+ZERO = text("0")
+
+verification_tokens = Table(
+    "verification_tokens",
+    metadata,
+    Column("token", String(64), primary_key=True),  # SHA-256 hex digest of the key; the key is never stored
+    Column("key_alias", String, nullable=True),
+    Column("key_name", String, nullable=True),
+    Column("user_id", String, nullable=True),
+    Column("models", Json(), nullable=False),
+    Column("expires", UTCDateTime(), nullable=True),
+    Column("blocked", Boolean, nullable=False, server_default=false()),
+    Column("metadata", Json(), nullable=False),
+    Column("spend", Money(), nullable=False, server_default=ZERO),
+    Column("max_budget", Money(), nullable=True),
+    Column("budget_duration", String, nullable=True),
+    Column("budget_reset_at", UTCDateTime(), nullable=True),
+    Column("rpm_limit", Integer, nullable=True),
+    Column("tpm_limit", Integer, nullable=True),
+    Column("max_parallel_requests", Integer, nullable=True),
+    Column("model_rpm_limit", Json(), nullable=True),
+    Column("guardrails", Json(), nullable=True),
+    Column("fallbacks", Json(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("key_alias"),
+    Index(None, "user_id"),
+)
+
+end_users = Table(
+    "end_users",
+    metadata,
+    Column("user_id", String, primary_key=True),
+    Column("alias", String, nullable=True),
+    Column("spend", Money(), nullable=False, server_default=ZERO),
+    Column("max_budget", Money(), nullable=True),
+    Column("budget_duration", String, nullable=True),
+    Column("budget_reset_at", UTCDateTime(), nullable=True),
+    Column("rpm_limit", Integer, nullable=True),
+    Column("max_parallel_requests", Integer, nullable=True),
+    Column("blocked", Boolean, nullable=False, server_default=false()),
+    Column("metadata", Json(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+spend_logs = Table(
+    "spend_logs",
+    metadata,
+    Column("request_id", String, primary_key=True),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("key_hash", String(64), nullable=True),
+    Column("key_alias", String, nullable=True),
+    Column("user_id", String, nullable=True),
+    Column("end_user", String, nullable=True),
+    Column("model_alias", String, nullable=False),
+    Column("deployment", String, nullable=True),
+    Column("provider", String, nullable=True),
+    Column("provider_model", String, nullable=True),
+    Column("search_units", Float, nullable=False, server_default=ZERO),
+    Column("input_tokens", Integer, nullable=True),
+    Column("total_tokens", Integer, nullable=True),
+    Column("cost", Money(), nullable=False, server_default=ZERO),
+    Column("latency_ms", Float, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("error_class", String, nullable=True),
+    Column("fallback_used", Boolean, nullable=False, server_default=false()),
+    Column("guardrails", Json(), nullable=True),
+    Column("metadata", Json(), nullable=True),
+    Index(None, "started_at"),
+    Index(None, "key_hash"),
+    Index(None, "end_user"),
+    Index(None, "model_alias"),
+)
+
+proxy_spend = Table(
+    "proxy_spend",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("spend", Money(), nullable=False, server_default=ZERO),
+    Column("max_budget", Money(), nullable=True),
+    Column("budget_duration", String, nullable=True),
+    Column("budget_reset_at", UTCDateTime(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+PROXY_ROW = "proxy"

@@ -1,0 +1,278 @@
+"""`SpendWriter`: takes spend events off the request path and writes them to the store in batches.
+
+Guarantees:
+- `submit(event)` is synchronous, O(1), never blocks and never raises; call it from the event-loop thread.
+  It only appends to an in-memory queue.
+- A background task writes batches of up to `batch_size` with `Store.write_batch` in a worker thread (never
+  on the event loop), as soon as a batch is full or `flush_interval` seconds after the first queued event.
+- While the database is unavailable (connection refused or lost, lock timeouts: "transient" errors) the
+  batch is kept and retried with jittered exponential backoff capped at `retry_max` seconds; new events
+  keep queueing. A retried batch is never double counted (`write_batch` is idempotent on request_id).
+- An event the database refuses for what it contains (not transient) cannot block the others: the batch
+  is bisected, the bad event is logged by request_id only and appended to `<spill_path>.rejected`.
+- When the queue holds `max_queue` events, further events are appended to `spill_path` (JSON lines) by a
+  background task instead of being dropped; they are re-ingested when the queue next runs empty. Without
+  a `spill_path` they are dropped and counted in `dropped`: the one configuration that can lose events.
+- `stop(timeout)` writes everything still queued; whatever is left when the timeout expires (database
+  still down) is appended to `spill_path`. `start()` re-ingests spill files left by earlier runs (or by
+  a crashed worker sharing the path) and deletes them once their events are written or spilled again.
+At worst (a crash between two of these steps) an event is written to the spill file twice; it is still
+stored and counted once. Events in memory are lost only if the process dies without `stop()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from pathlib import Path
+
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from .events import SpendEvent
+from .spill import Claim, SpillFile
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError, OSError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for "the database is unavailable right now" (retry the same batch); False for bad data."""
+    if isinstance(exc, _TRANSIENT):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+class SpendWriter:
+    """Batches `SpendEvent`s into the `Store` off the request path; see the module docstring for guarantees.
+
+    Metrics: `depth` (events in memory, not yet stored or spilled), `written` (events stored, including
+    ones already present), `failures` (failed write attempts), `spilled` (events appended to the spill
+    file), `rejected` (events the database refused), `dropped` (lost: overflow without a spill file).
+    """
+
+    def __init__(self, store: Store, *, batch_size: int = 500, flush_interval: float = 0.25,
+                 max_queue: int = 1_000_000, spill_path: Path | None = None, retry_max: float = 10.0,
+                 retry_base: float = 0.05, rng: random.Random | None = None) -> None:
+        if batch_size < 1 or max_queue < 1:
+            raise ValueError("batch_size and max_queue must be positive")
+        self._store = store
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._max_queue = max_queue
+        self._retry_max = retry_max
+        self._retry_base = retry_base
+        self._rng = rng or random.Random()
+        self._spill = SpillFile(spill_path) if spill_path is not None else None
+        self._rejects = SpillFile(Path(f"{spill_path}.rejected")) if spill_path is not None else None
+
+        self._queue: deque[SpendEvent] = deque()
+        self._pending: list[SpendEvent] = []  # the batch being written; always ahead of the queue
+        self._overflow: list[SpendEvent] = []  # on its way to the spill file
+        self._wake = asyncio.Event()
+        self._overflow_ready = asyncio.Event()
+        self._claims: list[tuple[int, Claim]] = []  # (value of _acked at which the claim is safe, claim)
+        self._acked = 0  # events taken off the front of pending for good (stored or rejected)
+        self._spilled_since_ingest = False
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._spill_task: asyncio.Task[None] | None = None
+
+        self._written = 0
+        self._failures = 0
+        self._spilled = 0
+        self._rejected = 0
+        self._dropped = 0
+
+    # metrics --------------------------------------------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue) + len(self._pending) + len(self._overflow)
+
+    @property
+    def written(self) -> int:
+        return self._written
+
+    @property
+    def failures(self) -> int:
+        return self._failures
+
+    @property
+    def spilled(self) -> int:
+        return self._spilled
+
+    @property
+    def rejected(self) -> int:
+        return self._rejected
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    # request path ---------------------------------------------------------------------------------
+
+    def submit(self, event: SpendEvent) -> None:
+        """Queue an event; O(1), never blocks or raises."""
+        if len(self._queue) < self._max_queue:
+            self._queue.append(event)
+            if len(self._queue) >= self._batch_size:
+                self._wake.set()
+        elif self._spill is not None:
+            self._overflow.append(event)
+            self._overflow_ready.set()
+        else:
+            self._dropped += 1
+            if self._dropped == 1 or self._dropped % 10_000 == 0:
+                log.error("spend queue full and no spill file configured: %d events dropped", self._dropped)
+
+    # lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Re-ingest spill files from earlier runs, then start the background writer (idempotent)."""
+        if self._task is not None:
+            return
+        self._stopping = False
+        await self._ingest()
+        self._task = asyncio.create_task(self._run(), name="spend-writer")
+        if self._spill is not None:
+            self._spill_task = asyncio.create_task(self._spill_overflow_forever(), name="spend-spill")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Write what is queued, waiting at most `timeout` seconds; spill the rest to `spill_path`."""
+        task, self._task = self._task, None
+        if task is not None:
+            self._stopping = True
+            self._wake.set()
+            await asyncio.wait({task}, timeout=timeout)
+            if not task.done():
+                task.cancel()  # an in-flight write may still land: the spilled copy is then a no-op
+            await asyncio.gather(task, return_exceptions=True)
+        if self._spill_task is not None:
+            self._spill_task.cancel()
+            await asyncio.gather(self._spill_task, return_exceptions=True)
+            self._spill_task = None
+        await self._spill_leftovers()
+
+    # background -----------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            if not self._pending:
+                if not self._queue and self._spilled_since_ingest and not self._stopping:
+                    await self._ingest()
+                if not self._queue:
+                    if self._stopping:
+                        return
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self._flush_interval)
+                    except TimeoutError:
+                        pass
+                    continue
+                size = min(self._batch_size, len(self._queue))
+                self._pending = [self._queue.popleft() for _ in range(size)]
+            try:
+                await self._write_front(len(self._pending))
+                attempt = 0
+            except Exception as exc:  # noqa: BLE001 - transient by now: _write_front absorbs refusals
+                self._failures += 1
+                attempt += 1
+                delay = min(self._retry_max, self._retry_base * 2 ** (attempt - 1)) * self._rng.uniform(0.5, 1)
+                log.warning("spend write failed (%s); keeping %d events, retry in %.2fs",
+                            type(exc).__name__, self.depth, delay)
+                await asyncio.sleep(delay)
+
+    async def _write_front(self, count: int) -> None:
+        """Write the first `count` pending events; bisect around events the database refuses."""
+        batch = self._pending[:count]
+        try:
+            await asyncio.to_thread(self._store.write_batch, batch)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            if count > 1:
+                await self._write_front(count // 2)
+                await self._write_front(count - count // 2)
+                return
+            await self._reject(batch[0], exc)
+            self._rejected += 1
+        else:
+            self._written += count
+        del self._pending[:count]
+        self._acked += count
+        self._release_safe_claims()
+
+    async def _reject(self, event: SpendEvent, exc: Exception) -> None:
+        log.error("spend event %s refused by the database (%s); kept in the rejected file",
+                  event.request_id, type(exc).__name__)
+        if self._rejects is not None:
+            try:
+                await asyncio.to_thread(self._rejects.append, [event])
+            except OSError as error:
+                log.error("cannot write the rejected-events file (%s)", type(error).__name__)
+
+    async def _spill_overflow_forever(self) -> None:
+        while True:
+            await self._overflow_ready.wait()
+            self._overflow_ready.clear()
+            while self._overflow:
+                batch, self._overflow = self._overflow, []
+                if not await self._append_to_spill(batch):
+                    self._overflow[:0] = batch
+                    await asyncio.sleep(self._retry_max)
+                    break
+                self._spilled_since_ingest = True
+            if self._overflow:
+                self._overflow_ready.set()
+
+    async def _append_to_spill(self, events: list[SpendEvent]) -> bool:
+        assert self._spill is not None
+        try:
+            await asyncio.to_thread(self._spill.append, events)
+        except OSError as exc:
+            log.error("cannot append %d spend events to the spill file (%s)", len(events), type(exc).__name__)
+            return False
+        self._spilled += len(events)
+        return True
+
+    async def _ingest(self) -> None:
+        """Claim spill files and put their events at the front of the queue."""
+        self._spilled_since_ingest = False
+        if self._spill is None:
+            return
+        try:
+            claim = await asyncio.to_thread(self._spill.claim)
+        except OSError as exc:
+            log.error("cannot read the spill file (%s)", type(exc).__name__)
+            return
+        if not claim.paths:
+            return
+        self._queue.extendleft(reversed(claim.events))
+        self._claims.append((self._acked + len(self._pending) + len(claim.events), claim))
+        log.info("re-ingesting %d spend events from %d spill file(s)", len(claim.events), len(claim.paths))
+        self._release_safe_claims()
+
+    def _release_safe_claims(self) -> None:
+        while self._claims and self._claims[0][0] <= self._acked:
+            self._claims.pop(0)[1].release()
+
+    async def _spill_leftovers(self) -> None:
+        leftovers = [*self._pending, *self._queue, *self._overflow]
+        self._pending, self._overflow = [], []
+        self._queue.clear()
+        if leftovers:
+            if self._spill is not None and await self._append_to_spill(leftovers):
+                log.warning("database unavailable at shutdown: %d spend events spilled", len(leftovers))
+            else:
+                self._dropped += len(leftovers)
+                log.error("database unavailable at shutdown: %d spend events lost", len(leftovers))
+                return  # keep the claimed files: their events are not safe anywhere else
+        for _, claim in self._claims:
+            claim.release()
+        self._claims.clear()

@@ -1,0 +1,83 @@
+"""The shipped migrations build exactly `proxy.spend.tables`, and engines are configured per backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Column, Engine, Integer, MetaData, inspect
+
+from proxy.spend import tables
+from proxy.spend.db import DEFAULT_URL, database_url, downgrade, make_engine, migrate
+
+TABLES = {"verification_tokens", "end_users", "spend_logs", "proxy_spend"}
+
+
+def schema_diff(engine: Engine, metadata: MetaData) -> list[object]:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True,
+                                                               "compare_server_default": True})
+        return compare_metadata(context, metadata)
+
+
+@pytest.fixture
+def fresh_engine(fresh_db_url: str):
+    engine = make_engine(fresh_db_url)
+    yield engine
+    engine.dispose()
+
+
+def test_migrations_produce_exactly_the_schema_of_tables_py(fresh_engine: Engine) -> None:
+    migrate(fresh_engine)
+    assert schema_diff(fresh_engine, tables.metadata) == []
+    assert set(inspect(fresh_engine).get_table_names()) == TABLES | {"alembic_version"}
+
+
+def test_schema_comparison_would_notice_a_drifted_table(fresh_engine: Engine) -> None:
+    migrate(fresh_engine)
+    drifted = MetaData(naming_convention=tables.NAMING)
+    for table in tables.metadata.sorted_tables:
+        table.to_metadata(drifted)
+    drifted.tables["spend_logs"].append_column(Column("region", Integer))
+    assert [diff[0] for diff in schema_diff(fresh_engine, drifted)] == ["add_column"]
+
+
+def test_migrate_is_repeatable_and_reversible(fresh_engine: Engine) -> None:
+    migrate(fresh_engine)
+    migrate(fresh_engine)
+    downgrade(fresh_engine)
+    assert set(inspect(fresh_engine).get_table_names()) <= {"alembic_version"}
+    migrate(fresh_engine)
+    assert schema_diff(fresh_engine, tables.metadata) == []
+
+
+def test_migrations_need_no_alembic_ini() -> None:
+    package = Path(tables.__file__).parent
+    assert (package / "migrations" / "env.py").is_file()
+    assert list((package / "migrations" / "versions").glob("0001_*.py"))
+    assert not list(package.rglob("alembic.ini"))
+
+
+def test_plain_postgresql_urls_use_psycopg_3() -> None:
+    assert database_url("postgresql://u@h:5432/db").drivername == "postgresql+psycopg"
+    assert database_url("postgres://u@h/db").drivername == "postgresql+psycopg"
+    assert database_url("postgresql+psycopg://u@h/db").drivername == "postgresql+psycopg"
+
+
+def test_default_database_is_a_sqlite_file_in_the_working_directory() -> None:
+    assert DEFAULT_URL == "sqlite:///./rerank_proxy.db"
+    assert database_url(None).render_as_string() == DEFAULT_URL
+
+
+def test_sqlite_files_get_wal_busy_timeout_and_foreign_keys(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}", busy_timeout_ms=1234)
+    try:
+        with engine.connect() as connection:
+            pragma = connection.exec_driver_sql
+            assert pragma("PRAGMA journal_mode").scalar() == "wal"
+            assert pragma("PRAGMA busy_timeout").scalar() == 1234
+            assert pragma("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()
