@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 from .settings import ConfigError, load_settings
@@ -51,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"serving models: {', '.join(settings.aliases) or '(none)'}", flush=True)
     if settings.master_key is None:
         print("warning: no general_settings.master_key set: every request is allowed", flush=True)
+    # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; with these no-op handlers in place that
+    # re-raise returns here instead of killing the process, so a drained shutdown exits 0.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     uvicorn.run(
         "proxy.app:app_from_environment",
         factory=True,
