@@ -20,7 +20,7 @@ from .routing import Router
 from .settings import Settings, load_settings
 from .spend.store import Store
 from .spend.writer import SpendWriter
-from .transport import HttpxTransport, Transport
+from .transport import Transport, server_transport
 
 log = logging.getLogger("proxy")
 
@@ -56,7 +56,7 @@ def create_app(settings: Settings, *, transport: Transport | None = None) -> Fas
         spill = Path(general.spend_spill_path) if general.spend_spill_path else None
         writer = SpendWriter(store, flush_interval=general.spend_flush_interval, spill_path=spill)
         await writer.start()
-        upstream = transport or HttpxTransport()
+        upstream = transport or server_transport()
         router = build_router(settings, upstream)
         engine = Engine(router, None if general.disable_spend_logs else writer,
                         max_documents=general.max_documents)
