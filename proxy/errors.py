@@ -16,6 +16,7 @@
     │   ├── UpstreamMalformedError  502, an answer we could not read
     │   └── UpstreamTimeoutError    504
     ├── ConfigurationError          503, a deployment we cannot call (missing key, missing extra)
+    ├── StoreUnavailableError       503, our database did not answer (keys it knows keep working from cache)
     └── AllDeploymentsFailedError   the shared status of its causes, else 503; keeps every cause
 
 The status codes are the ones the official `cohere` SDK maps to its typed exceptions.
@@ -129,6 +130,13 @@ class ConfigurationError(ProxyError):
 
     status = 503
     retryable = True
+
+
+class StoreUnavailableError(ProxyError):
+    status = 503
+
+    def __init__(self, message: str = "the gateway's database is unavailable; try again shortly"):
+        super().__init__(message, retry_after=1.0)
 
 
 class MissingExtraError(ConfigurationError):
