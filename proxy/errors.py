@@ -16,7 +16,8 @@
     │   ├── UpstreamMalformedError  502, an answer we could not read
     │   └── UpstreamTimeoutError    504
     ├── ConfigurationError          503, a deployment we cannot call (missing key, missing extra)
-    └── AllDeploymentsFailedError   503 or 504, keeps every cause
+    ├── StoreUnavailableError       503, our database did not answer (keys it knows keep working from cache)
+    └── AllDeploymentsFailedError   the shared status of its causes, else 503; keeps every cause
 
 The status codes are the ones the official `cohere` SDK maps to its typed exceptions.
 """
@@ -131,6 +132,13 @@ class ConfigurationError(ProxyError):
     retryable = True
 
 
+class StoreUnavailableError(ProxyError):
+    status = 503
+
+    def __init__(self, message: str = "the gateway's database is unavailable; try again shortly"):
+        super().__init__(message, retry_after=1.0)
+
+
 class MissingExtraError(ConfigurationError):
     def __init__(self, provider: str, extra: str, package: str):
         super().__init__(
@@ -146,13 +154,14 @@ class AllDeploymentsFailedError(ProxyError):
 
     def __init__(self, alias: str, causes: list[tuple[str, ProxyError]]):
         self.causes = causes
-        timeouts = all(isinstance(err, UpstreamTimeoutError) for _, err in causes) and bool(causes)
+        statuses = {err.status for _, err in causes}
         last = causes[-1][1] if causes else None
         retry_after = max((e.retry_after or 0 for _, e in causes), default=0) or 1.0
         summary = f"{last.kind}: {last.message}" if last else "no deployment available"
         super().__init__(
             f"All {len(causes)} attempt(s) for model '{alias}' failed; last error: {summary}",
-            status=504 if timeouts else 503,
+            # One shared cause keeps its own status (504 all timed out, 429 all rate limited, 502 ...).
+            status=statuses.pop() if len(statuses) == 1 else 503,
             retry_after=retry_after,
         )
 

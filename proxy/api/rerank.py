@@ -60,7 +60,6 @@ def end_user_of(body: RerankBody, request: Request) -> str | None:
 
 async def serve(request: Request, api_version: int) -> Response:
     runtime = request.app.state.runtime
-    request_id = request.headers.get("x-request-id") or None
     headers: dict[str, str] = {}
     call: Call | None = None
     try:
@@ -68,8 +67,6 @@ async def serve(request: Request, api_version: int) -> Response:
         limit = int(runtime.settings.general.max_request_size_mb * 1024 * 1024)
         body = parse_body(await read_body(request, limit))
         call = Call(body=body, caller=caller, api_version=api_version, end_user=end_user_of(body, request))
-        if request_id:
-            call.request_id = request_id[:128]
         headers["x-request-id"] = call.request_id
         await runtime.engine.rerank(call)
     except ProxyError as exc:

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..errors import InvalidRequestError, ProxyError
+from ..errors import InvalidRequestError, ProxyError, StoreUnavailableError
 
 T = TypeVar("T")
 
@@ -22,7 +22,7 @@ async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     except Exception as exc:
         if type(exc).__name__ == "IntegrityError":
             raise InvalidRequestError("a record with that unique value (e.g. key_alias) already exists") from None
-        raise ProxyError("the database is unavailable; try again shortly", status=503, retry_after=1) from None
+        raise StoreUnavailableError() from None
 
 
 def as_dict(record: Any) -> dict[str, Any]:

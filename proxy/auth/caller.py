@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import AuthenticationError, PermissionDeniedError
+from ..errors import AuthenticationError, PermissionDeniedError, StoreUnavailableError
 from .keys import hash_key, same_key
 
 log = logging.getLogger("proxy.auth")
@@ -37,8 +37,9 @@ ANONYMOUS_ADMIN = Caller(is_admin=True, key_alias="open-access")
 class Authenticator:
     """Bearer → SHA-256 → short TTL cache → database; keeps serving cached keys while the DB is down."""
 
-    def __init__(self, store: Any, master_key: str | None, ttl: float = 30.0):
+    def __init__(self, store: Any, master_key: str | None, ttl: float = 30.0, max_entries: int = 100_000):
         self._store = store
+        self._max_entries = max_entries
         self._master_key = master_key
         self._ttl = ttl
         self._cache: dict[str, tuple[float, Any]] = {}
@@ -78,7 +79,9 @@ class Authenticator:
             if cached is not None:
                 log.warning("key lookup failed (%s); serving the cached key", type(exc).__name__)
                 return cached[1]
-            raise
+            raise StoreUnavailableError() from None
+        if len(self._cache) >= self._max_entries:  # bounded: unknown keys must not grow it forever
+            self._cache.pop(next(iter(self._cache)))
         self._cache[digest] = (now + self._ttl, record)
         return record
 
