@@ -9,6 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -31,8 +32,19 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+def dumps(content: Any) -> bytes:
+    """Compact JSON; orjson (which also covers datetimes and dataclasses), the stdlib for what it refuses."""
+    try:
+        return orjson.dumps(content, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return json.dumps(content, default=_default, separators=(",", ":")).encode()
+
+
 def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(content, default=_default, separators=(",", ":")).encode()
+    return raw_json_response(dumps(content), status, headers)
+
+
+def raw_json_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 

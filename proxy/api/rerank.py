@@ -9,7 +9,7 @@ from starlette.responses import Response
 from ..engine import Call
 from ..errors import InvalidRequestError, PayloadTooLargeError, ProxyError, UnprocessableRequestError
 from ..wire import RerankBody, RerankResponse
-from .rendering import error_response, json_response, validation_message
+from .rendering import error_response, raw_json_response, validation_message
 
 router = APIRouter(tags=["rerank"])
 
@@ -74,7 +74,7 @@ async def serve(request: Request, api_version: int) -> Response:
             _describe(call, headers)
         return error_response(exc, headers)
     _describe(call, headers)
-    return json_response(call.response.to_json_dict(), 200, headers)
+    return raw_json_response(call.response.model_dump_json(exclude_none=True).encode(), 200, headers)
 
 
 def _describe(call: Call, headers: dict[str, str]) -> None:

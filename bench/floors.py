@@ -1,0 +1,105 @@
+"""Minimal pass-through proxies: the floor any Python rerank proxy stands on, one per upstream HTTP client.
+
+FastAPI under uvicorn (uvloop, httptools), no auth, no accounting: read the body, parse the JSON, build the
+upstream body (model, query, documents, top_n), forward it to the same path on the upstream, return its
+bytes. The only difference between the floors is the HTTP client.
+
+    python bench/floors.py --client aiohttp --port 8201 --upstream http://127.0.0.1:8100
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import orjson
+import uvicorn
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+CLIENTS = ("httpx", "httpx-aiohttp", "aiohttp")
+Forward = Callable[[str, bytes], Awaitable[tuple[int, bytes]]]
+
+
+@asynccontextmanager
+async def open_client(kind: str) -> AsyncIterator[Forward]:
+    headers = {"content-type": "application/json", "authorization": "Bearer bench-upstream-key"}
+    if kind == "aiohttp":
+        import aiohttp
+
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512),
+                                        cookie_jar=aiohttp.DummyCookieJar())
+
+        async def forward(url: str, body: bytes) -> tuple[int, bytes]:
+            async with session.post(url, data=body, headers=headers) as response:
+                return response.status, await response.read()
+
+        try:
+            yield forward
+        finally:
+            await session.close()
+        return
+
+    import httpx
+
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    if kind == "httpx":
+        client = httpx.AsyncClient(limits=limits, timeout=60)
+    elif kind == "httpx-aiohttp":
+        from httpx_aiohttp import AiohttpTransport
+
+        client = httpx.AsyncClient(transport=AiohttpTransport(limits=limits), timeout=60)
+    else:
+        raise SystemExit(f"unknown client {kind!r}; one of {', '.join(CLIENTS)}")
+
+    async def forward(url: str, body: bytes) -> tuple[int, bytes]:
+        response = await client.post(url, content=body, headers=headers)
+        return response.status_code, response.content
+
+    try:
+        yield forward
+    finally:
+        await client.aclose()
+
+
+def create_floor(kind: str, upstream: str) -> FastAPI:
+    state: dict[str, Forward] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_client(kind) as forward:
+            state["forward"] = forward
+            yield
+
+    app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.post("/{path:path}")
+    async def forward(path: str, request: Request) -> Response:
+        data = orjson.loads(await request.body())
+        body = {"model": data["model"], "query": data["query"], "documents": data["documents"]}
+        if data.get("top_n") is not None:
+            body["top_n"] = data["top_n"]
+        status, content = await state["forward"](f"{upstream}/{path}", orjson.dumps(body))
+        return Response(content, status_code=status, media_type="application/json")
+
+    @app.get("/")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--client", choices=CLIENTS, required=True)
+    parser.add_argument("--upstream", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(create_floor(args.client, args.upstream.rstrip("/")), host=args.host, port=args.port,
+                loop="uvloop", http="httptools", log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()
