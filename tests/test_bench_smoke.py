@@ -1,0 +1,42 @@
+"""The benchmark runs end to end (quick mode, 4 documents) and writes the JSON the README describes.
+
+No timing is asserted: speed is what the benchmark reports, not what a test checks.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = ("direct", "floor-httpx", "floor-httpx-aiohttp", "floor-aiohttp", "rerank-proxy")
+
+
+def test_quick_bench_measures_every_target_and_writes_the_results(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--docs", "4", "--loadgen", "python",
+         "--duration", "0.2", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    report = json.loads((tmp_path / "latest.json").read_text())
+    assert {"meta", "raw", "summary", "spend_rows"} <= set(report)
+    summary = report["summary"]["4"]
+    assert set(summary["targets"]) == set(TARGETS)
+    for name, row in summary["targets"].items():
+        assert row["sat_rps"] > 0, name
+        assert row["errors"] == 0, name
+        assert row["cpu_ms_per_req"] is not None, name
+        assert set(row["c1"]) == set(row["c8"]) == {"p50_ms", "p90_ms", "p99_ms"}
+        assert row["rss_peak_mb"] > 0
+        if name != "direct":
+            assert {"c1_p50", "c1_p99", "c8_p99"} <= set(row["overhead_ms"])
+    ratios = summary["ratios"]
+    assert ratios["fastest_floor"] in TARGETS
+    assert {"throughput_vs_fastest_floor", "cpu_vs_fastest_floor"} <= set(ratios["rerank-proxy"])
+    features = report["meta"]["features"]["rerank-proxy"]
+    assert features["auth"] and features["spend"] == "SQLite"
+    assert report["spend_rows"] > 0
+    assert "| rerank-proxy |" in out.stdout
