@@ -502,28 +502,34 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         "summary": {},
         **extras,
     }
+    kinds = {t.name: t.kind for t in targets}
+    idle = {t.name: t.rss_idle for t in targets}
     for n in args.docs:
-        report["summary"][str(n)] = summarise_docs(results[str(n)], targets, peaks)
+        report["summary"][str(n)] = summarise_docs(results[str(n)], kinds, idle, peaks)
     shutil.rmtree(work, ignore_errors=not args.keep)
     return report
 
 
-def summarise_docs(raw: dict[str, Any], targets: list[Server], peaks: dict[str, dict[str, float]]) -> dict[str, Any]:
+def summarise_docs(raw: dict[str, Any], kinds: dict[str, str], idle: dict[str, dict[str, float]],
+                   peaks: dict[str, dict[str, float]]) -> dict[str, Any]:
     table: dict[str, Any] = {}
-    for target in targets:
-        modes = {m: summarise(raw[target.name][m]) for m in MODES}
-        table[target.name] = {
-            "kind": target.kind,
+    for name, kind in kinds.items():
+        modes = {m: summarise(raw[name][m]) for m in MODES}
+        table[name] = {
+            "kind": kind,
             "sat_rps": modes["sat"]["rps"],
+            "sat_busy": modes["sat"]["cpu_util"],
             "cpu_ms_per_req": modes["sat"]["cpu_ms_per_req"],
+            "rps_per_cpu_second": round(1000 / modes["sat"]["cpu_ms_per_req"])
+            if modes["sat"]["cpu_ms_per_req"] else None,
             "c1": {k: modes["c1"][k] for k in ("p50_ms", "p90_ms", "p99_ms")},
             "c8": {k: modes["c8"][k] for k in ("p50_ms", "p90_ms", "p99_ms")},
             "sat": {k: modes["sat"][k] for k in ("p50_ms", "p90_ms", "p99_ms")},
             "errors": sum(modes[m]["errors"] for m in MODES),
-            "rss_idle_mb": target.rss_idle.get("total"),
-            "rss_idle_max_process_mb": target.rss_idle.get("max_process"),
-            "rss_peak_mb": peaks[target.name]["total"],
-            "rss_peak_max_process_mb": peaks[target.name]["max_process"],
+            "rss_idle_mb": idle[name].get("total"),
+            "rss_idle_max_process_mb": idle[name].get("max_process"),
+            "rss_peak_mb": peaks[name]["total"],
+            "rss_peak_max_process_mb": peaks[name]["max_process"],
         }
     direct = table.get("direct")
     for name, row in table.items():
@@ -533,10 +539,10 @@ def summarise_docs(raw: dict[str, Any], targets: list[Server], peaks: dict[str, 
             f"{mode}_{p}": _minus(row[mode][f"{p}_ms"], direct[mode][f"{p}_ms"])
             for mode in ("c1", "c8") for p in ("p50", "p90", "p99")
         }
-    floors = {k: v for k, v in table.items() if v["kind"] == "floor" and v["sat_rps"]}
+    floors = {k: v for k, v in table.items() if v["kind"] == "floor" and v["rps_per_cpu_second"]}
     ratios: dict[str, Any] = {}
-    if floors:
-        fastest = max(floors, key=lambda k: floors[k]["sat_rps"])
+    if floors:  # fastest = least CPU per request: saturation req/s moves with whatever else the machine runs
+        fastest = max(floors, key=lambda k: floors[k]["rps_per_cpu_second"])
         ratios["fastest_floor"] = fastest
         for name, row in table.items():
             if row["kind"] not in ("proxy", "litellm"):
@@ -544,6 +550,7 @@ def summarise_docs(raw: dict[str, Any], targets: list[Server], peaks: dict[str, 
             best = floors[fastest]
             ratios[name] = {
                 "throughput_vs_fastest_floor": _ratio(row["sat_rps"], best["sat_rps"]),
+                "rps_per_cpu_vs_fastest_floor": _ratio(row["rps_per_cpu_second"], best["rps_per_cpu_second"]),
                 "cpu_vs_fastest_floor": _ratio(row["cpu_ms_per_req"], best["cpu_ms_per_req"]),
                 "c8_p99_vs_fastest_floor": _ratio(row["c8"]["p99_ms"], best["c8"]["p99_ms"]),
             }
@@ -740,14 +747,16 @@ def fmt(value: Any, digits: int = 2) -> str:
 
 def table(report: dict[str, Any]) -> str:
     lines = []
-    head = ("| target | req/s @32 | CPU ms/req | p50/p90/p99 @1 (ms) | p50/p90/p99 @8 (ms) | "
+    head = ("| target | req/s @32 (busy) | CPU ms/req | req per CPU-s | p50/p90/p99 @1 (ms) | p50/p90/p99 @8 (ms) | "
             "overhead p50/p99 @1 | overhead p99 @8 | RSS idle/peak MB |")
     for n, summary in report["summary"].items():
-        lines += ["", f"{n} documents", "", head, "|" + "---|" * 8]
+        lines += ["", f"{n} documents", "", head, "|" + "---|" * 9]
         for name, row in summary["targets"].items():
             over = row.get("overhead_ms") or {}
+            busy = f" ({row['sat_busy']:.0%})" if row.get("sat_busy") is not None else ""
             lines.append(
-                f"| {name} | {fmt(row['sat_rps'], 0)} | {fmt(row['cpu_ms_per_req'], 3)} | "
+                f"| {name} | {fmt(row['sat_rps'], 0)}{busy} | {fmt(row['cpu_ms_per_req'], 3)} | "
+                f"{fmt(row.get('rps_per_cpu_second'), 0)} | "
                 f"{fmt(row['c1']['p50_ms'])} / {fmt(row['c1']['p90_ms'])} / {fmt(row['c1']['p99_ms'])} | "
                 f"{fmt(row['c8']['p50_ms'])} / {fmt(row['c8']['p90_ms'])} / {fmt(row['c8']['p99_ms'])} | "
                 f"{fmt(over.get('c1_p50'))} / {fmt(over.get('c1_p99'))} | {fmt(over.get('c8_p99'))} | "
@@ -784,6 +793,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: 4 documents, 1 round of 1 s")
     parser.add_argument("--out", default=str(HERE / "results"), help="where the JSON results go")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work directory (logs, configs)")
+    parser.add_argument("--table", type=Path, metavar="JSON", help="print the table of an earlier run and exit")
     args = parser.parse_args(argv)
     given = set(a.split("=")[0] for a in (argv if argv is not None else sys.argv[1:]))
     if args.quick:
@@ -805,6 +815,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.table:
+        report = json.loads(args.table.read_text())
+        for n, summary in report["summary"].items():  # re-summarised from the raw rounds: same numbers, new columns
+            rows = summary["targets"]
+
+            def rss(row: dict[str, Any], which: str) -> dict[str, Any]:
+                return {"total": row[f"rss_{which}_mb"], "max_process": row.get(f"rss_{which}_max_process_mb")}
+
+            report["summary"][n] = summarise_docs(
+                report["raw"][n], {k: r["kind"] for k, r in rows.items()},
+                {k: rss(r, "idle") for k, r in rows.items()}, {k: rss(r, "peak") for k, r in rows.items()})
+        print(table(report))
+        return 0
     report = run_bench(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
