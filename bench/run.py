@@ -63,7 +63,7 @@ FEATURE_CANDIDATES: dict[str, dict[str, Any]] = {
     "guardrail": {"guardrails": [{
         "guardrail_name": "bench-banned-words",
         "litellm_params": {"guardrail": "banned_keywords", "mode": "pre_call", "default_on": True,
-                           "banned_keywords": [BLOCKED_TERM]},
+                           "keywords": [BLOCKED_TERM]},
     }]},
 }
 
