@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from sqlalchemy import Column, Engine, Integer, MetaData, inspect
 import proxy.spend
 from proxy.spend import tables
 from proxy.spend.db import DEFAULT_URL, database_url, downgrade, make_engine, migrate
+from proxy.spend.store import Store
 
 TABLES = {"verification_tokens", "end_users", "spend_logs", "proxy_spend"}
 
@@ -111,3 +113,23 @@ def test_the_spend_package_exports_are_pinned_and_lazy() -> None:
         ).stdout.strip()
         == "False"
     )
+
+
+def test_workers_migrating_at_once_do_not_collide(fresh_db_url: str) -> None:
+    engines = [make_engine(fresh_db_url) for _ in range(3)]
+    try:
+        with ThreadPoolExecutor(len(engines)) as pool:
+            list(pool.map(migrate, engines))
+        assert schema_diff(engines[0], tables.metadata) == []
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+def test_ping_is_false_when_the_database_cannot_be_reached(tmp_path: Path) -> None:
+    for url in ("postgresql://nobody@127.0.0.1:1/none", f"sqlite:///{tmp_path}/missing-dir/x.db"):
+        store = Store(make_engine(url, connect_timeout_s=1))
+        try:
+            assert store.ping() is False
+        finally:
+            store.close()

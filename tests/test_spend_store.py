@@ -333,7 +333,9 @@ def test_a_reset_without_duration_clears_the_reset_time(store: Store) -> None:
     assert key.spend == 0 and key.budget_reset_at is None
 
 
-def test_decimal_and_datetime_in_event_metadata_are_stored_as_strings(store: Store, spend_event: Events) -> None:
+def test_decimal_and_datetime_in_event_metadata_are_stored_as_strings(
+    store: Store, spend_event: Events
+) -> None:
     at = datetime(2025, 1, 2, tzinfo=UTC)
     store.write_batch([spend_event("r1", metadata={"price": Decimal("1.5"), "at": at, "tags": ("a",)})])
     assert store.spend_logs()[0][0].metadata == {"price": "1.5", "at": at.isoformat(), "tags": ["a"]}

@@ -341,11 +341,14 @@ class Store:
                 return 0
             by_key: dict[str, Decimal] = defaultdict(Decimal)
             by_end_user: dict[str, Decimal] = defaultdict(Decimal)
+            total = Decimal(0)
             for event in new:
+                cost = event.cost if isinstance(event.cost, Decimal) else Decimal(str(event.cost))
+                total += cost
                 if event.key_hash is not None:
-                    by_key[event.key_hash] += event.cost
+                    by_key[event.key_hash] += cost
                 if event.end_user is not None:
-                    by_end_user[event.end_user] += event.cost
+                    by_end_user[event.end_user] += cost
             if by_key:
                 tokens = verification_tokens.c
                 connection.execute(
@@ -366,7 +369,6 @@ class Store:
                         for user, cost in chunk
                     ],
                 )
-            total = sum((event.cost for event in new), Decimal(0))
             self._add_proxy_spend(connection, total, now)
         return len(new)
 
