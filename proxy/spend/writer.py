@@ -153,7 +153,10 @@ class SpendWriter:
             self._spill_task = asyncio.create_task(self._spill_overflow_forever(), name="spend-spill")
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Write what is queued, waiting at most `timeout` seconds; spill the rest to `spill_path`."""
+        """Write what is queued, waiting at most `timeout` seconds; spill the rest to `spill_path`.
+
+        On a writer that was never started nothing is written: the queue goes straight to the spill file.
+        """
         task, self._task = self._task, None
         if task is not None:
             self._stopping = True
