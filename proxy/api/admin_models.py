@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from ..durations import parse_duration
+from ..spend.durations import parse_duration
 
 
 class _Body(BaseModel):

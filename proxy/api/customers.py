@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
 
-from ..durations import after
 from ..errors import ModelNotFoundError
 from .admin_models import CustomerFields, CustomerIds, CustomerNew, CustomerUpdate
 from .deps import AdminDep, RuntimeDep
@@ -17,10 +15,7 @@ router = APIRouter(tags=["customers"])
 
 
 def _fields(body: CustomerFields) -> dict[str, Any]:
-    fields = body.model_dump(exclude_none=True, exclude={"user_id"})
-    if body.budget_duration:
-        fields["budget_reset_at"] = after(datetime.now(UTC), body.budget_duration)
-    return fields
+    return body.model_dump(exclude_none=True, exclude={"user_id"})
 
 
 def customer_info(record: Any) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from ..auth.keys import display_name, generate_key, hash_key, looks_like_hash
-from ..durations import after
 from ..errors import InvalidRequestError, ModelNotFoundError, PermissionDeniedError
+from ..spend.durations import parse_duration
 from .admin_models import KeyDelete, KeyFields, KeyGenerate, KeyRef, KeyUpdate
 from .deps import AdminDep, CallerDep, RuntimeDep
 from .store_calls import as_dict, in_thread
@@ -26,10 +26,8 @@ def digest_of(key: str) -> str:
 def _fields(body: KeyFields, now: datetime) -> dict[str, Any]:
     fields = body.model_dump(exclude_none=True, exclude={"key", "duration"})
     if body.duration:
-        fields["expires"] = after(now, body.duration)
-    if body.budget_duration:
-        fields["budget_reset_at"] = after(now, body.budget_duration)
-    return fields
+        fields["expires"] = parse_duration(body.duration).after(now)
+    return fields  # the store starts the budget period when budget_duration is set
 
 
 def key_info(record: Any) -> dict[str, Any]:
