@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from ..errors import ModelNotFoundError
 from .admin_models import CustomerFields, CustomerIds, CustomerNew, CustomerUpdate
 from .deps import AdminDep, RuntimeDep
-from .store_calls import as_dict, in_thread
+from .store_calls import budget_view, in_thread
 
 router = APIRouter(tags=["customers"])
 
@@ -18,18 +18,11 @@ def _fields(body: CustomerFields) -> dict[str, Any]:
     return body.model_dump(exclude_none=True, exclude={"user_id"})
 
 
-def customer_info(record: Any) -> dict[str, Any]:
-    info = as_dict(record)
-    if info.get("max_budget") is not None:
-        info["remaining_budget"] = float(info["max_budget"]) - float(info.get("spend") or 0)
-    return info
-
-
 @router.post("/customer/new")
 @router.post("/end_user/new", include_in_schema=False)
 async def new(body: CustomerNew, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     record = await in_thread(runtime.store.create_customer, body.user_id, **_fields(body))
-    return customer_info(record)
+    return budget_view(record)
 
 
 @router.get("/customer/info")
@@ -38,7 +31,7 @@ async def info(_: AdminDep, runtime: RuntimeDep, end_user_id: str = Query(...)) 
     record = await in_thread(runtime.store.get_customer, end_user_id)
     if record is None:
         raise ModelNotFoundError(f"end-user '{end_user_id}' not found")
-    return customer_info(record)
+    return budget_view(record)
 
 
 @router.get("/customer/list")
@@ -46,7 +39,7 @@ async def info(_: AdminDep, runtime: RuntimeDep, end_user_id: str = Query(...)) 
 async def list_customers(_: AdminDep, runtime: RuntimeDep, page: int = Query(1, ge=1),
                          size: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
     records, _total = await in_thread(runtime.store.list_customers, page=page, size=size)
-    return [customer_info(r) for r in records]
+    return [budget_view(r) for r in records]
 
 
 @router.post("/customer/update")
@@ -55,7 +48,7 @@ async def update(body: CustomerUpdate, _: AdminDep, runtime: RuntimeDep) -> dict
     record = await in_thread(runtime.store.update_customer, body.user_id, **_fields(body))
     if record is None:
         raise ModelNotFoundError(f"end-user '{body.user_id}' not found")
-    return customer_info(record)
+    return budget_view(record)
 
 
 @router.post("/customer/delete")

@@ -13,7 +13,7 @@ from ..errors import InvalidRequestError, ModelNotFoundError, PermissionDeniedEr
 from ..spend.durations import parse_duration
 from .admin_models import KeyDelete, KeyFields, KeyGenerate, KeyRef, KeyUpdate
 from .deps import AdminDep, CallerDep, RuntimeDep
-from .store_calls import as_dict, in_thread
+from .store_calls import as_dict, budget_view, in_thread
 
 router = APIRouter(tags=["keys"])
 
@@ -30,13 +30,6 @@ def _fields(body: KeyFields, now: datetime) -> dict[str, Any]:
     return fields  # the store starts the budget period when budget_duration is set
 
 
-def key_info(record: Any) -> dict[str, Any]:
-    info = as_dict(record)
-    if info.get("max_budget") is not None:
-        info["remaining_budget"] = float(info["max_budget"]) - float(info.get("spend") or 0)
-    return info
-
-
 @router.post("/key/generate")
 async def generate(body: KeyGenerate, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     if body.key is not None and not body.key.startswith("sk-"):
@@ -44,7 +37,7 @@ async def generate(body: KeyGenerate, _: AdminDep, runtime: RuntimeDep) -> dict[
     key = body.key or generate_key()
     record = await in_thread(runtime.store.create_key, hash_key(key), key_name=display_name(key),
                              **_fields(body, datetime.now(UTC)))
-    info = key_info(record)
+    info = budget_view(record)
     return {**info, "key": key, "token": hash_key(key)}
 
 
@@ -61,7 +54,7 @@ async def info(caller: CallerDep, runtime: RuntimeDep, key: str | None = Query(d
     record = await in_thread(runtime.store.get_key, digest)
     if record is None:
         raise ModelNotFoundError("key not found")
-    return {"key": digest, "info": key_info(record)}
+    return {"key": digest, "info": budget_view(record)}
 
 
 @router.get("/key/list")
@@ -70,7 +63,7 @@ async def list_keys(_: AdminDep, runtime: RuntimeDep, page: int = Query(1, ge=1)
                     return_full_object: bool = False) -> dict[str, Any]:
     records, total = await in_thread(runtime.store.list_keys, user_id=user_id, key_alias=key_alias, page=page,
                                      size=size)
-    keys = [key_info(r) for r in records] if return_full_object else [as_dict(r)["token"] for r in records]
+    keys = [budget_view(r) for r in records] if return_full_object else [as_dict(r)["token"] for r in records]
     return {"keys": keys, "total_count": total, "current_page": page,
             "total_pages": max(1, math.ceil(total / size))}
 
@@ -82,7 +75,7 @@ async def update(body: KeyUpdate, _: AdminDep, runtime: RuntimeDep) -> dict[str,
     if record is None:
         raise ModelNotFoundError("key not found")
     runtime.authenticator.forget(digest)
-    return {"key": digest, **key_info(record)}
+    return {"key": digest, **budget_view(record)}
 
 
 @router.post("/key/delete")
@@ -106,7 +99,7 @@ async def _set_blocked(body: KeyRef, runtime: Any, blocked: bool) -> dict[str, A
     if record is None:
         raise ModelNotFoundError("key not found")
     runtime.authenticator.forget(digest)
-    return {"key": digest, **key_info(record)}
+    return {"key": digest, **budget_view(record)}
 
 
 @router.post("/key/block")

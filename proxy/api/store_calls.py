@@ -32,3 +32,11 @@ def as_dict(record: Any) -> dict[str, Any]:
         return {}
     fields = dataclasses.asdict(record) if dataclasses.is_dataclass(record) else dict(record)
     return {k: float(v) if isinstance(v, Decimal) else v for k, v in fields.items()}
+
+
+def budget_view(record: Any) -> dict[str, Any]:
+    """A key or end-user record with its remaining budget, for the admin API."""
+    info = as_dict(record)
+    if info.get("max_budget") is not None:
+        info["remaining_budget"] = float(info["max_budget"]) - float(info.get("spend") or 0)
+    return info
