@@ -7,8 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from ..durations import after
 from ..errors import ModelNotFoundError
+from ..spend.durations import parse_duration
 from .admin_models import CustomerFields, CustomerIds, CustomerNew, CustomerUpdate
 from .deps import AdminDep, RuntimeDep
 from .store_calls import as_dict, in_thread
@@ -19,8 +19,14 @@ router = APIRouter(tags=["customers"])
 def _fields(body: CustomerFields) -> dict[str, Any]:
     fields = body.model_dump(exclude_none=True, exclude={"user_id"})
     if body.budget_duration:
-        fields["budget_reset_at"] = after(datetime.now(UTC), body.budget_duration)
+        fields["budget_reset_at"] = parse_duration(body.budget_duration).after(datetime.now(UTC))
     return fields
+
+
+def _forget(runtime: Any, user_id: str) -> None:
+    """Drop the end-user's cached record so new limits and budgets apply at once."""
+    if (governance := runtime.extras.get("governance")) is not None:
+        governance.forget_end_user(user_id)
 
 
 def customer_info(record: Any) -> dict[str, Any]:
@@ -34,6 +40,7 @@ def customer_info(record: Any) -> dict[str, Any]:
 @router.post("/end_user/new", include_in_schema=False)
 async def new(body: CustomerNew, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     record = await in_thread(runtime.store.create_customer, body.user_id, **_fields(body))
+    _forget(runtime, body.user_id)
     return customer_info(record)
 
 
@@ -43,7 +50,10 @@ async def info(_: AdminDep, runtime: RuntimeDep, end_user_id: str = Query(...)) 
     record = await in_thread(runtime.store.get_customer, end_user_id)
     if record is None:
         raise ModelNotFoundError(f"end-user '{end_user_id}' not found")
-    return customer_info(record)
+    info = customer_info(record)
+    if (governance := runtime.extras.get("governance")) is not None:
+        await governance.describe_end_user(info, record)  # live spend, remaining budget, current reset time
+    return info
 
 
 @router.get("/customer/list")
@@ -60,6 +70,7 @@ async def update(body: CustomerUpdate, _: AdminDep, runtime: RuntimeDep) -> dict
     record = await in_thread(runtime.store.update_customer, body.user_id, **_fields(body))
     if record is None:
         raise ModelNotFoundError(f"end-user '{body.user_id}' not found")
+    _forget(runtime, body.user_id)
     return customer_info(record)
 
 
@@ -67,6 +78,8 @@ async def update(body: CustomerUpdate, _: AdminDep, runtime: RuntimeDep) -> dict
 @router.post("/end_user/delete", include_in_schema=False)
 async def delete(body: CustomerIds, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     count = await in_thread(runtime.store.delete_customers, body.user_ids)
+    for user_id in body.user_ids:
+        _forget(runtime, user_id)
     return {"deleted": count, "user_ids": body.user_ids}
 
 
@@ -74,6 +87,7 @@ async def _block(body: CustomerIds, runtime: Any, blocked: bool) -> dict[str, An
     for user_id in body.user_ids:
         if await in_thread(runtime.store.update_customer, user_id, blocked=blocked) is None:
             await in_thread(runtime.store.create_customer, user_id, blocked=blocked)
+        _forget(runtime, user_id)
     return {"blocked": blocked, "user_ids": body.user_ids}
 
 

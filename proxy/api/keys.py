@@ -9,8 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from ..auth.keys import display_name, generate_key, hash_key, looks_like_hash
-from ..durations import after
 from ..errors import InvalidRequestError, ModelNotFoundError, PermissionDeniedError
+from ..spend.durations import parse_duration
 from .admin_models import KeyDelete, KeyFields, KeyGenerate, KeyRef, KeyUpdate
 from .deps import AdminDep, CallerDep, RuntimeDep
 from .store_calls import as_dict, in_thread
@@ -26,10 +26,17 @@ def digest_of(key: str) -> str:
 def _fields(body: KeyFields, now: datetime) -> dict[str, Any]:
     fields = body.model_dump(exclude_none=True, exclude={"key", "duration"})
     if body.duration:
-        fields["expires"] = after(now, body.duration)
+        fields["expires"] = parse_duration(body.duration).after(now)
     if body.budget_duration:
-        fields["budget_reset_at"] = after(now, body.budget_duration)
+        fields["budget_reset_at"] = parse_duration(body.budget_duration).after(now)
     return fields
+
+
+def _check_guardrails(runtime: Any, names: list[str] | None) -> None:
+    governance = runtime.extras.get("governance")
+    unknown = governance.chain.unknown(names or ()) if governance is not None else []
+    if unknown:
+        raise InvalidRequestError(f"unknown guardrail(s): {', '.join(unknown)}; configure them under 'guardrails'")
 
 
 def key_info(record: Any) -> dict[str, Any]:
@@ -44,6 +51,7 @@ async def generate(body: KeyGenerate, _: AdminDep, runtime: RuntimeDep) -> dict[
     if body.key is not None and not body.key.startswith("sk-"):
         raise InvalidRequestError("a custom key must start with 'sk-'")
     key = body.key or generate_key()
+    _check_guardrails(runtime, body.guardrails)
     record = await in_thread(runtime.store.create_key, hash_key(key), key_name=display_name(key),
                              **_fields(body, datetime.now(UTC)))
     info = key_info(record)
@@ -63,7 +71,10 @@ async def info(caller: CallerDep, runtime: RuntimeDep, key: str | None = Query(d
     record = await in_thread(runtime.store.get_key, digest)
     if record is None:
         raise ModelNotFoundError("key not found")
-    return {"key": digest, "info": key_info(record)}
+    info = key_info(record)
+    if (governance := runtime.extras.get("governance")) is not None:
+        await governance.describe_key(info, record)  # live spend, remaining budget, current reset time
+    return {"key": digest, "info": info}
 
 
 @router.get("/key/list")
@@ -80,6 +91,7 @@ async def list_keys(_: AdminDep, runtime: RuntimeDep, page: int = Query(1, ge=1)
 @router.post("/key/update")
 async def update(body: KeyUpdate, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     digest = digest_of(body.key)
+    _check_guardrails(runtime, body.guardrails)
     record = await in_thread(runtime.store.update_key, digest, **_fields(body, datetime.now(UTC)))
     if record is None:
         raise ModelNotFoundError("key not found")
