@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from proxy.guardrails import GuardContext, build_guardrail
+from proxy.errors import InvalidRequestError
+from proxy.guardrails import GuardContext, GuardrailChain, GuardrailUnavailableError, build_guardrail
 from proxy.guardrails.keywords import BannedKeywords
 from proxy.guardrails.length import MaxLength
 from proxy.guardrails.patterns import RegexGuardrail
@@ -140,6 +141,18 @@ def test_guardrail_names_must_be_unique():
     entry = {"guardrail_name": "g", "litellm_params": {"guardrail": "pii_mask"}}
     with pytest.raises(ConfigError, match="unique"):
         parse_config({"guardrails": [entry, entry]}, {})
+
+
+def test_chain_selection_and_order():
+    chain = GuardrailChain([build_guardrail(n, {"guardrail": "max_length", "max_chars": 5, "default_on": n == "b"})
+                            for n in ("a", "b", "c")])
+    assert [g.name for g in chain.select(None, None)] == ["b"]
+    assert [g.name for g in chain.select(["c"], ["a"])] == ["a", "b", "c"]
+    with pytest.raises(InvalidRequestError, match="unknown guardrail"):
+        chain.select(None, ["zzz"])
+    with pytest.raises(GuardrailUnavailableError) as missing:  # a key naming one the config no longer has
+        chain.select(["gone"], None)
+    assert missing.value.status == 503
 
 
 def test_custom_guardrail_gets_its_options():
@@ -338,3 +351,19 @@ def test_guardrail_decisions_are_on_the_spend_row_without_content(proxy_url):
     ]
     assert by_status[400]["error_class"] == "GuardrailBlockedError" and by_status[400]["deployment"] is None
     assert "bob@corp" not in str(logged) and "password" not in str(logged)
+
+
+def test_the_commented_guardrails_example_in_the_config_example_is_valid():
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parent.parent / "config.example.yaml").read_text()
+    block = text[text.index("# guardrails:"):]
+    uncommented = "\n".join(line.removeprefix("# ") for line in block.splitlines() if line.startswith("#"))
+    uncommented = uncommented.replace("mypkg.guardrails:MyGuardrail", "tests.guardrail_plugins:ShoutingBlocker")
+    settings = parse_config(yaml.safe_load(uncommented), {"GUARDRAIL_SERVICE_KEY": "k"})
+    names = [entry.guardrail_name for entry in settings.config.guardrails]
+    assert names == ["pii", "no-secrets", "no-sql", "short-queries", "moderation", "mine"]
+    sql = build_guardrail("no-sql", settings.config.guardrails[2].litellm_params)
+    assert sql.guardrail.check("Drop  Table x", CONTEXT).action == "block"

@@ -149,6 +149,10 @@ def test_redis_counters_check_and_take_atomically():
             await counters.release(taken[0], "b0", Decimal("0.002"), Decimal("0.001"))
             assert await counters.spent("key:k", None) == Decimal("0.005")
             assert not isinstance(await counters.admit([budget], Decimal("0.002"), "b9", NOW), Refused)
+            free_budget = Limit("budget", "key:free", Decimal(1), "key 'free'", "max_budget")
+            free = await counters.admit([free_budget], Decimal(0), "f1", NOW)  # a free model reserves nothing
+            await counters.release(free, "f1", Decimal(0), Decimal(0))
+            assert await counters.spent("key:free", None) == Decimal(0)
         finally:
             keys = [k async for k in client.scan_iter(match=prefix + "*")]
             if keys:
@@ -253,15 +257,27 @@ def test_key_budget_holds_under_concurrency(proxy_url, admin_client):
     assert sorted(r.status_code for r in responses) == [200] * 5 + [429] * 15
 
 
-def test_budget_resets_after_its_duration(proxy_url, admin_client):
-    key = new_key(admin_client, key_alias="budget-2s", max_budget=0.004, budget_duration="2s")
-    assert [call(proxy_url, key).status_code for _ in range(2)] == [200, 200]
-    refused = call(proxy_url, key)
-    assert refused.status_code == 429 and "resets at" in refused.json()["message"]
-    assert 1 <= int(refused.headers["retry-after"]) <= 2
-    wait_until(lambda: call(proxy_url, key).status_code == 200, timeout=20, interval=0.2)
-    info = admin_client.get("/key/info", params={"key": key}).json()["info"]
-    assert float(info["spend"]) <= 0.004 and datetime.fromisoformat(info["budget_reset_at"]) > datetime.now(UTC)
+def test_budget_resets_after_its_duration_on_each_database(fake_cohere, fresh_db_url):
+    config = config_for(fake_cohere.url, fresh_db_url, general_settings={
+        "proxy_budget_rescheduler_min_time": 0.5, "proxy_budget_rescheduler_max_time": 0.5})
+    with running_proxy(config) as server, admin(server.url) as client:
+        created = client.post("/key/generate", json={"key_alias": "budget-2s", "max_budget": 0.004,
+                                                     "budget_duration": "2s"}).json()
+        key, first_reset = created["key"], datetime.fromisoformat(created["budget_reset_at"])
+        assert [call(server.url, key).status_code for _ in range(2)] == [200, 200]
+        refused = call(server.url, key)
+        assert refused.status_code == 429 and "resets at" in refused.json()["message"]
+        assert 1 <= int(refused.headers["retry-after"]) <= 2
+        wait_until(lambda: call(server.url, key).status_code == 200, timeout=20, interval=0.2)
+        info = client.get("/key/info", params={"key": key}).json()["info"]
+        assert float(info["spend"]) <= 0.004 and datetime.fromisoformat(info["budget_reset_at"]) > first_reset
+
+        def stored_reset() -> datetime | None:  # the background task moved the stored period on too
+            keys = client.get("/key/list", params={"return_full_object": True}).json()["keys"]
+            moved = datetime.fromisoformat(keys[0]["budget_reset_at"])
+            return moved if moved > first_reset else None
+
+        wait_until(stored_reset, timeout=20, interval=0.2)
 
 
 def test_end_user_budget_and_the_default_end_user_budget(proxy_url, admin_client):

@@ -23,6 +23,7 @@ _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(rf"(?<![\d.]){_OCTET}(?:\.{_OCTET}){{3}}(?!\d|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|\d{1,3}(?:\.\d{1,3}){3})?(?![\w:.])")
 _PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){1,4}(?!\w)")
+_DIGIT = re.compile(r"\d")
 _DATE = re.compile(r"^(?:\d{4}[./-]\d{1,2}[./-]\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{4})$")
 
 
@@ -87,6 +88,8 @@ ALIASES = {"EMAIL_ADDRESS": "EMAIL", "PHONE_NUMBER": "PHONE", "US_SSN": "SSN", "
 
 def mask(query: str, entities: Iterable[str] = ENTITIES) -> tuple[str, tuple[str, ...]]:
     """The query with every found entity replaced by its tag, and the entity types found (in order)."""
+    if "@" not in query and _DIGIT.search(query) is None:  # every entity needs an "@" or a digit
+        return query, ()
     wanted = set(entities)
     found: list[str] = []
     for entity, pattern, valid in DETECTORS:

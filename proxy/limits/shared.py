@@ -69,7 +69,7 @@ for i = 1, n do
   if ARGV[3 * i - 2] == 'p' then
     redis.call('ZREM', key, member)
   elseif redis.call('EXISTS', key) == 1 then
-    redis.call('HINCRBY', key, 'r', -tonumber(ARGV[3 * i - 1]))
+    redis.call('HINCRBY', key, 'r', ARGV[3 * i - 1])
     redis.call('HINCRBY', key, 's', ARGV[3 * i])
   end
 end
@@ -133,7 +133,7 @@ class RedisCounters:
         for _ in admission.parallel:
             args += ["p", 0, 0]
         for _ in admission.budgets:
-            args += ["b", ticks(estimate), ticks(cost)]
+            args += ["b", -ticks(estimate), ticks(cost)]  # negated here: Lua would write -0 as "-0"
         await self._release(keys=keys, args=[*args, member])
 
     async def spent(self, counter: str, period: datetime | None) -> Decimal | None:
