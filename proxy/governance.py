@@ -47,6 +47,8 @@ from .settings import Settings
 log = logging.getLogger("proxy.governance")
 
 REDIS_RETRY_SECONDS = 5.0
+MAX_UNRELEASED = 10_000
+ADMISSION = "governance.admission"
 REDIS_TIMEOUT_SECONDS = 0.5
 
 
@@ -84,10 +86,12 @@ class Governance:
         self._redis_client: Any = None
         self._redis_errors: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError)
         self._redis_down_until = 0.0
+        self._redis_degraded = False
         self._prices: dict[str, tuple[Price, ...]] = {}
         self._members = itertools.count()
         self._node = uuid.uuid4().hex[:12]
         self._tasks: set[asyncio.Task[None]] = set()
+        self._unreleased: list[tuple[Admission, Decimal]] = []  # Redis releases to retry once it answers
         self._maintainer: asyncio.Task[None] | None = None
 
     # lifecycle ------------------------------------------------------------------------------------
@@ -139,32 +143,38 @@ class Governance:
         return self.redis
 
     def _redis_failed(self, exc: BaseException) -> None:
-        if time.monotonic() >= self._redis_down_until:
-            log.warning("Redis unavailable (%s); counting rate limits and budgets in this process for %.0fs",
-                        type(exc).__name__, REDIS_RETRY_SECONDS)
+        if not self._redis_degraded:
+            log.warning("Redis unavailable (%s); counting rate limits and budgets in this process until it "
+                        "answers again (retried every %.0fs)", type(exc).__name__, REDIS_RETRY_SECONDS)
+            self._redis_degraded = True
         self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+
+    def _redis_ok(self) -> None:
+        if self._redis_degraded:
+            log.warning("Redis is back; rate limits and budgets are shared again")
+            self._redis_degraded = False
 
     # the Checks hook ------------------------------------------------------------------------------
 
     async def before(self, call: Call) -> None:
         key = call.caller.record
-        key_guardrails = getattr(key, "guardrails", None)
-        if self.chain or key_guardrails or call.body.guardrails:
-            await self._guard(call, key_guardrails)
         end_user = None
         if call.end_user is not None:
             end_user = await self.end_users.get(call.end_user)
             if end_user is not None and end_user.blocked:
                 raise PermissionDeniedError(f"end-user '{call.end_user}' is blocked")
+        key_guardrails = getattr(key, "guardrails", None)
+        if self.chain or key_guardrails or call.body.guardrails:
+            await self._guard(call, key_guardrails)
         now = datetime.now(UTC)
         limits = call_limits(key_hash=call.caller.key_hash, key=key, alias=call.alias, end_user_id=call.end_user,
                              end_user=end_user, default_end_user_budget=self.default_end_user_budget,
                              proxy=self.proxy, now=now)
         if limits:
-            call.extra["limits"] = await self._admit(call, limits, now)
+            call.extra[ADMISSION] = await self._admit(call, limits, now)
 
     def after(self, call: Call) -> None:
-        admission: Admission | None = call.extra.pop("limits", None)
+        admission: Admission | None = call.extra.pop(ADMISSION, None)
         if admission is None:
             return
         spent = call.cost
@@ -196,6 +206,7 @@ class Governance:
             except self._redis_errors as exc:
                 self._redis_failed(exc)
             else:
+                self._redis_ok()
                 if isinstance(result, Refused):
                     raise refusal(result.limit, now=now, retry_after=result.retry_after, used=result.used)
                 # Mirror the reservation here so a later fallback starts from what this process saw.
@@ -213,6 +224,14 @@ class Governance:
             await self.redis.release(admission.shared, admission.member, admission.estimate, spent)
         except self._redis_errors as exc:
             self._redis_failed(exc)
+            if len(self._unreleased) < MAX_UNRELEASED:  # else the slots age out and the reservations expire
+                self._unreleased.append((admission, spent))
+
+    async def _retry_releases(self) -> None:
+        """Give back slots and settle reservations whose release failed while Redis was away."""
+        while self._unreleased and self._shared() is not None:
+            admission, spent = self._unreleased.pop()
+            await self._release_shared(admission, spent)
 
     def _estimate(self, call: Call) -> Decimal:
         """The call's price at the dearest deployment of its alias, before any provider reports usage."""
@@ -266,6 +285,8 @@ class Governance:
                 next_reset = time.monotonic() + random.uniform(low, high)
             if self.proxy_budget is not None:
                 await self._load_proxy()
+            if self._unreleased:
+                await self._retry_releases()
             self.local.prune()
             self.end_users.prune()
 
