@@ -16,6 +16,7 @@ from .api.rendering import install_error_handlers
 from .api.runtime import Runtime
 from .auth.caller import Authenticator
 from .engine import Engine
+from .governance import Governance
 from .routing import Router
 from .settings import Settings, load_settings
 from .spend.store import Store
@@ -58,16 +59,19 @@ def create_app(settings: Settings, *, transport: Transport | None = None) -> Fas
         await writer.start()
         upstream = transport or HttpxTransport()
         router = build_router(settings, upstream)
-        engine = Engine(router, None if general.disable_spend_logs else writer,
+        governance = Governance(settings, store, router)
+        await governance.start()
+        engine = Engine(router, None if general.disable_spend_logs else writer, governance,
                         max_documents=general.max_documents)
         app.state.runtime = Runtime(
             settings=settings, store=store, writer=writer,
             authenticator=Authenticator(store, settings.master_key, general.key_cache_ttl),
-            router=router, engine=engine, extras={},
+            router=router, engine=engine, extras={"governance": governance},
         )
         try:
             yield
         finally:
+            await governance.stop()
             await writer.stop()
             if transport is None:
                 await upstream.aclose()

@@ -90,6 +90,18 @@ class GeneralSettings(_Strict):
     proxy_batch_write_at: float | None = None
     database_connection_pool_limit: int | None = None
     allow_requests_on_db_unavailable: bool = True
+    proxy_budget_rescheduler_min_time: float = Field(default=30.0, gt=0)
+    proxy_budget_rescheduler_max_time: float = Field(default=60.0, gt=0)
+    redis_key_prefix: str = "rerank-proxy:"
+
+    @field_validator("budget_duration")
+    @classmethod
+    def _check_duration(cls, value: str | None) -> str | None:
+        from .spend.durations import parse_duration
+
+        if value is not None:
+            parse_duration(value)
+        return value
 
 
 class RouterSettings(_Strict):
@@ -137,6 +149,14 @@ class GuardrailEntry(_Strict):
     litellm_params: dict[str, Any]
     guardrail_info: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("litellm_params")
+    @classmethod
+    def _check_guardrail(cls, params: dict[str, Any]) -> dict[str, Any]:
+        from .guardrails import check_entry
+
+        check_entry(params)
+        return params
+
 
 class ConfigFile(_Strict):
     model_list: list[ModelEntry] = Field(default_factory=list)
@@ -145,6 +165,14 @@ class ConfigFile(_Strict):
     litellm_settings: LitellmSettings = Field(default_factory=LitellmSettings)
     guardrails: list[GuardrailEntry] = Field(default_factory=list)
     environment_variables: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("guardrails")
+    @classmethod
+    def _unique_guardrails(cls, entries: list[GuardrailEntry]) -> list[GuardrailEntry]:
+        names = [e.guardrail_name for e in entries]
+        if len(names) != len(set(names)):
+            raise ValueError("guardrail_name values must be unique")
+        return entries
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,17 @@ def _fields(body: CustomerFields) -> dict[str, Any]:
     return body.model_dump(exclude_none=True, exclude={"user_id"})
 
 
+def _forget(runtime: Any, user_id: str) -> None:
+    """Drop the end-user's cached record so new limits and budgets apply at once."""
+    if (governance := runtime.extras.get("governance")) is not None:
+        governance.forget_end_user(user_id)
+
+
 @router.post("/customer/new")
 @router.post("/end_user/new", include_in_schema=False)
 async def new(body: CustomerNew, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     record = await in_thread(runtime.store.create_customer, body.user_id, **_fields(body))
+    _forget(runtime, body.user_id)
     return budget_view(record)
 
 
@@ -31,7 +38,10 @@ async def info(_: AdminDep, runtime: RuntimeDep, end_user_id: str = Query(...)) 
     record = await in_thread(runtime.store.get_customer, end_user_id)
     if record is None:
         raise ModelNotFoundError(f"end-user '{end_user_id}' not found")
-    return budget_view(record)
+    info = budget_view(record)
+    if (governance := runtime.extras.get("governance")) is not None:
+        await governance.describe_end_user(info, record)  # live spend, remaining budget, current reset time
+    return info
 
 
 @router.get("/customer/list")
@@ -48,6 +58,7 @@ async def update(body: CustomerUpdate, _: AdminDep, runtime: RuntimeDep) -> dict
     record = await in_thread(runtime.store.update_customer, body.user_id, **_fields(body))
     if record is None:
         raise ModelNotFoundError(f"end-user '{body.user_id}' not found")
+    _forget(runtime, body.user_id)
     return budget_view(record)
 
 
@@ -55,6 +66,8 @@ async def update(body: CustomerUpdate, _: AdminDep, runtime: RuntimeDep) -> dict
 @router.post("/end_user/delete", include_in_schema=False)
 async def delete(body: CustomerIds, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     count = await in_thread(runtime.store.delete_customers, body.user_ids)
+    for user_id in body.user_ids:
+        _forget(runtime, user_id)
     return {"deleted": count, "user_ids": body.user_ids}
 
 
@@ -62,6 +75,7 @@ async def _block(body: CustomerIds, runtime: Any, blocked: bool) -> dict[str, An
     for user_id in body.user_ids:
         if await in_thread(runtime.store.update_customer, user_id, blocked=blocked) is None:
             await in_thread(runtime.store.create_customer, user_id, blocked=blocked)
+        _forget(runtime, user_id)
     return {"blocked": blocked, "user_ids": body.user_ids}
 
 

@@ -30,11 +30,19 @@ def _fields(body: KeyFields, now: datetime) -> dict[str, Any]:
     return fields  # the store starts the budget period when budget_duration is set
 
 
+def _check_guardrails(runtime: Any, names: list[str] | None) -> None:
+    governance = runtime.extras.get("governance")
+    unknown = governance.chain.unknown(names or ()) if governance is not None else []
+    if unknown:
+        raise InvalidRequestError(f"unknown guardrail(s): {', '.join(unknown)}; configure them under 'guardrails'")
+
+
 @router.post("/key/generate")
 async def generate(body: KeyGenerate, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     if body.key is not None and not body.key.startswith("sk-"):
         raise InvalidRequestError("a custom key must start with 'sk-'")
     key = body.key or generate_key()
+    _check_guardrails(runtime, body.guardrails)
     record = await in_thread(runtime.store.create_key, hash_key(key), key_name=display_name(key),
                              **_fields(body, datetime.now(UTC)))
     info = budget_view(record)
@@ -54,7 +62,10 @@ async def info(caller: CallerDep, runtime: RuntimeDep, key: str | None = Query(d
     record = await in_thread(runtime.store.get_key, digest)
     if record is None:
         raise ModelNotFoundError("key not found")
-    return {"key": digest, "info": budget_view(record)}
+    info = budget_view(record)
+    if (governance := runtime.extras.get("governance")) is not None:
+        await governance.describe_key(info, record)  # live spend, remaining budget, current reset time
+    return {"key": digest, "info": info}
 
 
 @router.get("/key/list")
@@ -71,6 +82,7 @@ async def list_keys(_: AdminDep, runtime: RuntimeDep, page: int = Query(1, ge=1)
 @router.post("/key/update")
 async def update(body: KeyUpdate, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     digest = digest_of(body.key)
+    _check_guardrails(runtime, body.guardrails)
     record = await in_thread(runtime.store.update_key, digest, **_fields(body, datetime.now(UTC)))
     if record is None:
         raise ModelNotFoundError("key not found")
