@@ -153,5 +153,5 @@ _GUARDRAIL_FIELDS = ("guardrail", "name", "action", "decision", "result", "mode"
 
 
 def _scalars(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
-    return {f"{prefix}.{k}": values[k] for k in _GUARDRAIL_FIELDS
+    return {f"{prefix}.{'name' if k == 'guardrail' else k}": values[k] for k in _GUARDRAIL_FIELDS
             if isinstance(values.get(k), str | int | float | bool)}
