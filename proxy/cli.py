@@ -9,7 +9,7 @@ import signal
 import sys
 import tempfile
 
-from .settings import ConfigError, load_settings
+from .settings import ConfigError, Settings, load_settings
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -23,11 +23,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_callbacks(settings: Settings) -> None:
+    """Build the logging callbacks once (imports a user's class, reads webhook/otel settings) to report errors."""
+    from pathlib import Path
+
+    from .callbacks import build_callbacks
+
+    config_dir = Path(settings.source).resolve().parent if settings.source else None
+    build_callbacks(settings.config.litellm_settings, settings.environ, config_dir=config_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     environ = dict(os.environ)
     try:
         settings = load_settings(args.config, environ)
+        if args.check:
+            check_callbacks(settings)
     except ConfigError as exc:
         print(f"rerank-proxy: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import subprocess
 import sys
 import textwrap
 import uuid
@@ -267,3 +268,12 @@ async def test_otel_traces_guardrails_as_child_spans(spans):
     assert root.attributes["http.response.status_code"] == 400
     assert not any(name.startswith("upstream") for name in finished)
     assert_no_content(json.dumps([dict(s.attributes) for s in finished.values()]))  # "matched" is never copied
+
+
+def test_check_reports_callback_problems(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("litellm_settings:\n  callbacks: [webhook, 'missing_module_for_check:Logger']\n"
+                      "  callback_settings: {webhook: {url: 'http://127.0.0.1:9/hook'}}\n")
+    result = subprocess.run([sys.executable, "-m", "proxy", "--config", str(config), "--check"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "missing_module_for_check" in result.stderr
