@@ -8,6 +8,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from pathlib import Path
 
 from .settings import ConfigError, Settings, load_settings
 
@@ -25,8 +26,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def check_callbacks(settings: Settings) -> None:
     """Build the logging callbacks once (imports a user's class, reads webhook/otel settings) to report errors."""
-    from pathlib import Path
-
     from .callbacks import build_callbacks
 
     config_dir = Path(settings.source).resolve().parent if settings.source else None

@@ -270,6 +270,8 @@ def test_workers_share_metrics_and_the_cli_removes_their_directory(tmp_path):
         with httpx.Client(base_url=url, headers=MASTER, timeout=30) as client:
             for _ in range(10):
                 assert client.post("/v2/rerank", json={"model": "local-bm25", **BODY}).status_code == 200
+        directory = Path(re.search(r"aggregated through (\S+)", proc.output).group(1))
+        assert len({path.stem.rsplit("_", 1)[1] for path in directory.glob("counter_*.db")}) == 2  # two writers
         # Any worker may answer a scrape; each sees all ten requests.
         for _ in range(6):
             with httpx.Client(base_url=url, timeout=30) as fresh:  # a new connection, maybe another worker

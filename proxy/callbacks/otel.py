@@ -125,9 +125,13 @@ class OtelSink(QueuedSink):
         root.end(end_time=end_ns)
 
     async def close(self) -> None:
+        """Export what the span processor still holds; an unreachable collector costs at most `drain_timeout`."""
         flush = self._provider.shutdown if self._owned else getattr(self._provider, "force_flush", None)
         if flush is not None:
-            await asyncio.to_thread(flush)
+            try:
+                await asyncio.wait_for(asyncio.to_thread(flush), self.drain_timeout)
+            except TimeoutError:
+                pass
 
 
 def _clock(timing: Timing) -> Any:
