@@ -91,6 +91,7 @@ class Metrics:
         self._sinks: Iterable[Any] = ()
         self._providers: dict[str, str] = {}
         self._aliases: frozenset[str] | None = None
+        self._hot: dict[tuple[str, ...], tuple[Any, ...]] = {}
         self._seen: dict[tuple[str, ...], float] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -103,12 +104,19 @@ class Metrics:
         status = str(record["status"])
         deployment = call.outcome.deployment
         provider = deployment.provider.name if deployment is not None else ""
-        self.requests.labels(alias, deployment.id if deployment is not None else "", provider, status,
-                             key_alias).inc()
-        self.latency.labels(alias).observe(record["latency_ms"] / 1000)
-        self.overhead.labels(alias).observe(record["overhead_ms"] / 1000)
+        key = (alias, deployment.id if deployment is not None else "", provider, status, key_alias)
+        hot = self._hot.get(key)
+        if hot is None:  # `labels()` validates and locks; the common series are looked up once
+            if len(self._hot) > 10_000:
+                self._hot.clear()
+            hot = self._hot[key] = (self.requests.labels(*key), self.latency.labels(alias),
+                                    self.overhead.labels(alias), self.upstream_latency.labels(alias, provider))
+        requests, latency, overhead, upstream = hot
+        requests.inc()
+        latency.observe(record["latency_ms"] / 1000)
+        overhead.observe(record["overhead_ms"] / 1000)
         if record["attempts"]:
-            self.upstream_latency.labels(alias, provider).observe(record["upstream_ms"] / 1000)
+            upstream.observe(record["upstream_ms"] / 1000)
             if record["attempts"] > 1:
                 self.retries.labels(alias).inc(record["attempts"] - 1)
         for deployment_id, error in call.outcome.attempts:
