@@ -241,7 +241,8 @@ class Guarded:
     """A guardrail check that records its decision and blocks, as the governance checks do."""
 
     async def before(self, call: Call) -> None:
-        call.guardrails.append({"guardrail": "no-sea-creatures", "action": "block", "matched": call.body.query})
+        call.guardrails.append({"name": "no-sea-creatures", "type": "banned_keywords", "action": "blocked",
+                                "matched": call.body.query})
         raise GuardrailBlockedError("no-sea-creatures")
 
     def after(self, call: Call) -> None:
@@ -263,7 +264,8 @@ async def test_otel_traces_guardrails_as_child_spans(spans):
     finished = {s.name: s for s in exporter.get_finished_spans()}
     root, guardrail = finished["rerank"], finished["guardrail no-sea-creatures"]
     assert guardrail.parent.span_id == root.context.span_id
-    assert guardrail.attributes["guardrail.action"] == "block"
+    assert guardrail.attributes["guardrail.action"] == "blocked"
+    assert guardrail.attributes["guardrail.type"] == "banned_keywords"
     assert root.status.status_code == StatusCode.ERROR
     assert root.attributes["http.response.status_code"] == 400
     assert not any(name.startswith("upstream") for name in finished)

@@ -153,7 +153,7 @@ def _attributes(record: dict[str, Any]) -> dict[str, Any]:
 
 
 # Only these fields of a guardrail decision become attributes: anything else might quote the query.
-_GUARDRAIL_FIELDS = ("guardrail", "name", "action", "decision", "result", "mode", "blocked", "passed", "status")
+_GUARDRAIL_FIELDS = ("guardrail", "name", "type", "action", "decision", "result", "mode", "error")
 
 
 def _scalars(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
