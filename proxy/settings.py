@@ -90,6 +90,7 @@ class GeneralSettings(_Strict):
     proxy_batch_write_at: float | None = None
     database_connection_pool_limit: int | None = None
     allow_requests_on_db_unavailable: bool = True
+    metrics_require_auth: bool = False
     proxy_budget_rescheduler_min_time: float = Field(default=30.0, gt=0)
     proxy_budget_rescheduler_max_time: float = Field(default=60.0, gt=0)
     redis_key_prefix: str = "rerank-proxy:"
@@ -142,6 +143,7 @@ class LitellmSettings(_Strict):
     max_end_user_budget: float | None = None
     cache: bool | None = None
     cache_params: dict[str, Any] | None = None
+    require_auth_for_metrics_endpoint: bool | None = None
 
 
 class GuardrailEntry(_Strict):

@@ -33,6 +33,8 @@ class Outcome:
     fallback_used: bool = False
     upstream_ms: float = 0.0
     attempts: list[tuple[str, ProxyError]] = field(default_factory=list)
+    timeline: list[tuple[Deployment, float, float, ProxyError | None]] = field(default_factory=list)
+    """(deployment, perf_counter start, end, error) of every attempt: trace spans are built from it."""
 
 
 class Router:
@@ -113,13 +115,17 @@ class Router:
                 try:
                     response = await invoke(request, deployment, self.transport)
                 except ProxyError as exc:
-                    outcome.upstream_ms += (time.perf_counter() - started) * 1000
+                    ended = time.perf_counter()
+                    outcome.upstream_ms += (ended - started) * 1000
                     outcome.attempts.append((deployment.id, exc))
+                    outcome.timeline.append((deployment, started, ended, exc))
                     outcome.deployment = deployment
                     if not exc.retryable:
                         raise
                     continue
-                outcome.upstream_ms += (time.perf_counter() - started) * 1000
+                ended = time.perf_counter()
+                outcome.upstream_ms += (ended - started) * 1000
+                outcome.timeline.append((deployment, started, ended, None))
                 outcome.response = response
                 outcome.deployment = deployment
                 outcome.alias = target
