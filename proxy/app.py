@@ -16,7 +16,7 @@ from .api.rendering import install_error_handlers
 from .api.runtime import Runtime
 from .auth.caller import Authenticator
 from .engine import Engine
-from .routing import Router
+from .routing import BackgroundHealthChecks, Router
 from .settings import Settings, load_settings
 from .spend.store import Store
 from .spend.writer import SpendWriter
@@ -37,6 +37,16 @@ def build_router(settings: Settings, transport: Transport) -> Router:
         routing_strategy=r.routing_strategy,
         transport=transport,
         seed=r.seed,
+        timeout=r.timeout,
+        retry_after=r.retry_after,
+        max_retry_after=r.max_retry_after,
+        allowed_fails=r.allowed_fails,
+        cooldown_time=r.cooldown_time,
+        max_cooldown_time=r.max_cooldown_time,
+        routing_strategy_args=r.routing_strategy_args,
+        enable_pre_call_checks=r.enable_pre_call_checks,
+        redis_url=settings.redis_url,
+        redis_prefix=r.redis_prefix,
     )
 
 
@@ -60,6 +70,9 @@ def create_app(settings: Settings, *, transport: Transport | None = None) -> Fas
         router = build_router(settings, upstream)
         engine = Engine(router, None if general.disable_spend_logs else writer,
                         max_documents=general.max_documents)
+        health_checks = BackgroundHealthChecks(router, general.health_check_interval)
+        if general.background_health_checks:
+            health_checks.start()
         app.state.runtime = Runtime(
             settings=settings, store=store, writer=writer,
             authenticator=Authenticator(store, settings.master_key, general.key_cache_ttl),
@@ -68,6 +81,8 @@ def create_app(settings: Settings, *, transport: Transport | None = None) -> Fas
         try:
             yield
         finally:
+            await health_checks.stop()
+            await router.aclose()
             await writer.stop()
             if transport is None:
                 await upstream.aclose()

@@ -144,11 +144,12 @@ class AllDeploymentsFailedError(ProxyError):
 
     retryable = True
 
-    def __init__(self, alias: str, causes: list[tuple[str, ProxyError]]):
+    def __init__(self, alias: str, causes: list[tuple[str, ProxyError]], *, retry_after: float | None = None,
+                 timed_out: bool = False):
         self.causes = causes
-        timeouts = all(isinstance(err, UpstreamTimeoutError) for _, err in causes) and bool(causes)
+        timeouts = timed_out or (all(isinstance(err, UpstreamTimeoutError) for _, err in causes) and bool(causes))
         last = causes[-1][1] if causes else None
-        retry_after = max((e.retry_after or 0 for _, e in causes), default=0) or 1.0
+        retry_after = retry_after or max((e.retry_after or 0 for _, e in causes), default=0) or 1.0
         summary = f"{last.kind}: {last.message}" if last else "no deployment available"
         super().__init__(
             f"All {len(causes)} attempt(s) for model '{alias}' failed; last error: {summary}",
