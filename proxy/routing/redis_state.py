@@ -45,7 +45,7 @@ def redacted(url: str) -> str:
 class _Link:
     """One event loop's Redis client, its write queue and the task that flushes it."""
 
-    __slots__ = ("client", "pending", "wake", "flusher", "reconnect")
+    __slots__ = ("client", "pending", "wake", "flusher", "reconnect", "closing")
 
     def __init__(self, client: Any):
         self.client = client
@@ -53,6 +53,7 @@ class _Link:
         self.wake = asyncio.Event()
         self.flusher: asyncio.Task | None = None
         self.reconnect: asyncio.Task | None = None
+        self.closing = False
 
 
 class RedisState:
@@ -74,7 +75,7 @@ class RedisState:
                                            retry=Retry(NoBackoff(), 0))
 
         self._connect = connect
-        self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, asyncio.TimeoutError)
+        self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
         self.local = local
         self.where = redacted(url)
         self.retry_interval = retry_interval
@@ -107,7 +108,7 @@ class RedisState:
         link.wake.set()
 
     async def _flush(self, link: _Link) -> None:
-        while True:
+        while not link.closing:
             await link.wake.wait()
             link.wake.clear()
             await self._write(link)
@@ -130,7 +131,12 @@ class RedisState:
         self.down = True
         log.warning("Redis at %s is unreachable (%s); routing state stays in this process until it answers",
                     self.where, type(exc).__name__)
-        link.reconnect = asyncio.get_running_loop().create_task(self._reconnect(link))
+        self._watch(link)
+
+    def _watch(self, link: _Link) -> None:
+        """Ping from this loop until Redis answers (the loop that noticed the outage may have ended since)."""
+        if link.reconnect is None or link.reconnect.done():
+            link.reconnect = asyncio.get_running_loop().create_task(self._reconnect(link))
 
     async def _reconnect(self, link: _Link) -> None:
         while self.down:
@@ -160,6 +166,7 @@ class RedisState:
     # -- State ---------------------------------------------------------------------------------------
     async def read(self, group: Group, now: float) -> Sequence[Stats]:
         if self.down:
+            self._watch(self._link())
             return self.local.view(group)
         minute = int(now // 60)
         keys, width = self._read_keys(group, minute)
@@ -298,10 +305,15 @@ class RedisState:
         self._last = (None, None)
         if link is None:
             return
-        for task in (link.flusher, link.reconnect):
-            if task is not None:
-                task.cancel()
-        await self._write(link)
+        link.closing = True
+        link.wake.set()
+        if link.reconnect is not None:
+            link.reconnect.cancel()
+        if link.flusher is not None:
+            try:
+                await asyncio.wait_for(link.flusher, timeout=2)  # writes what is queued, then ends
+            except (TimeoutError, asyncio.CancelledError):
+                pass
         try:
             await link.client.aclose()
         except self._errors:

@@ -106,14 +106,13 @@ class Router:
         clock: Callable[[], float] | None = None,
     ):
         table: dict[str, list[Deployment]] = {alias: list(deps) for alias, deps in (aliases or {}).items()}
+        environ = environ if environ is not None else os.environ
         for entry in model_list or []:
-            params = dict(entry["litellm_params"])
+            params = {k: _from_environ(v, environ) for k, v in entry["litellm_params"].items()}
             alias = entry["model_name"]
             dep_id = str((entry.get("model_info") or {}).get("id") or f"{alias}#{len(table.get(alias, []))}")
             table.setdefault(alias, []).append(
-                resolve_deployment(params["model"], params, environ=environ if environ is not None else os.environ,
-                                   deployment_id=dep_id)
-            )
+                resolve_deployment(params["model"], params, environ=environ, deployment_id=dep_id))
         self.aliases: dict[str, tuple[Deployment, ...]] = {alias: tuple(deps) for alias, deps in table.items()}
         self._groups: dict[str, Group] = {}
         for alias, deps in self.aliases.items():
@@ -331,8 +330,10 @@ class Router:
         error = AllDeploymentsFailedError(alias, causes, retry_after=self._retry_after(chain, causes, now),
                                           timed_out=trip.timed_out)
         described = "; ".join(_describe(dep_id, exc, request.query) for dep_id, exc in causes)
-        log.warning("all deployments failed for model '%s'%s: %s", alias,
-                    " (overall timeout)" if trip.timed_out else "", described or "no deployment was available")
+        # Refusals at our own rpm/tpm limits reached no upstream: INFO, so a busy minute does not flood the log.
+        level = logging.WARNING if outcome.attempts or not trip.full else logging.INFO
+        log.log(level, "all deployments failed for model '%s'%s: %s", alias,
+                " (overall timeout)" if trip.timed_out else "", described or "no deployment was available")
         return error
 
     def _retry_after(self, chain: list[str], causes: list[tuple[str, ProxyError]], now: float) -> float:
@@ -397,6 +398,13 @@ class Router:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _from_environ(value: Any, environ: Mapping[str, str]) -> Any:
+    """LiteLLM's `os.environ/NAME` values in a model_list, read from `environ` (None when unset)."""
+    if isinstance(value, str) and value.startswith("os.environ/"):
+        return environ.get(value.removeprefix("os.environ/")) or None
+    return value
 
 
 def _tokens(response: RerankResponse) -> int | None:
