@@ -47,6 +47,7 @@ def build_router(settings: Settings, transport: Transport) -> Router:
         enable_pre_call_checks=r.enable_pre_call_checks,
         redis_url=settings.redis_url,
         redis_prefix=r.redis_prefix,
+        redis_refresh_interval=r.redis_refresh_interval,
     )
 
 

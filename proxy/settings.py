@@ -108,6 +108,7 @@ class RouterSettings(_Strict):
     max_cooldown_time: float = Field(60.0, ge=0)
     redis_url: str | None = None
     redis_prefix: str = "rerank-proxy"
+    redis_refresh_interval: float = Field(0.1, ge=0)
     redis_host: str | None = None
     redis_port: int | None = None
     redis_password: str | None = None

@@ -108,7 +108,8 @@ def test_two_proxy_processes_enforce_one_rpm_jointly(shared_redis, a, tmp_path):
 
 def test_replicas_count_failures_together_and_see_each_others_cooldowns(shared_redis, a, b, tmp_path):
     url, prefix, client = shared_redis
-    settings = {"redis_url": url, "redis_prefix": prefix, "allowed_fails": 2, "cooldown_time": 30}
+    settings = {"redis_url": url, "redis_prefix": prefix, "allowed_fails": 2, "cooldown_time": 30,
+                "redis_refresh_interval": 0}  # read Redis on every request, so the replicas agree at once
     config = config_for(None, f"sqlite:///{tmp_path / 'spend.db'}", model_list=[
         deployment("pair", "a", a.url, order=1), deployment("pair", "b", b.url, order=2)], router_settings=settings)
     with running_proxy(config) as one, running_proxy(config) as two:
@@ -261,3 +262,28 @@ def test_one_sdk_router_with_redis_serves_sync_and_async_calls_on_several_event_
     router.close()
     counted = [int(client.get(key)) for key in client.scan_iter(f"{prefix}:rpm:a:*")]
     assert counted == [6] and len(a.requests) == 6
+
+
+async def test_with_the_default_refresh_a_replica_soon_sees_anothers_cooldown(shared_redis, a, b):
+    url, prefix, _ = shared_redis
+    model_list = [deployment("m", "a", a.url, order=1), deployment("m", "b", b.url, order=2)]
+    common = {"environ": {"TEST_COHERE_KEY": "test-key"}, "redis_url": url, "redis_prefix": prefix,
+              "cooldown_time": 30}
+    one, two = proxy.Router(model_list=model_list, **common), proxy.Router(model_list=model_list, **common)
+    try:
+        assert (await two.arerank("m", CAPITAL_QUERY, CAPITALS)).deployment == "a"
+        a.fail_next("429")
+        assert (await one.arerank("m", CAPITAL_QUERY, CAPITALS)).deployment == "b"
+        for _ in range(500):  # `two` refreshes from Redis in the background, at most every 0.1 s
+            if two.deployment_states()["a"] == "cooldown":
+                break
+            await two.arerank("m", CAPITAL_QUERY, CAPITALS)
+            await asyncio.sleep(0.01)
+        assert two.deployment_states() == {"a": "cooldown", "b": "healthy"}
+        seen_by_a = len(a.requests)
+        for _ in range(3):
+            assert (await two.arerank("m", CAPITAL_QUERY, CAPITALS)).deployment == "b"
+        assert len(a.requests) == seen_by_a
+    finally:
+        await one.aclose()
+        await two.aclose()

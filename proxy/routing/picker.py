@@ -49,7 +49,7 @@ class SimpleShuffle(Strategy):
 
 
 class LeastBusy(Strategy):
-    """Fewest calls in flight; ties at random."""
+    """Fewest calls in flight (here, plus elsewhere when state is shared); ties at random."""
 
     name = "least-busy"
     needs = frozenset({"busy"})
@@ -57,7 +57,7 @@ class LeastBusy(Strategy):
     def pick(self, candidates, members, stats, rng, now):
         if len(candidates) == 1:
             return candidates[0]
-        return _fewest(candidates, [stats[c].busy for c in candidates], rng)
+        return _fewest(candidates, [stats[c].busy + stats[c].others for c in candidates], rng)
 
 
 class LowestLatency(Strategy):

@@ -78,7 +78,8 @@ class Router:
 
     `model_list` takes LiteLLM's entries (`model_name`, `litellm_params`, `model_info.id`). With
     `redis_url`, cooldowns, in-flight counts, rpm usage and latency are shared by every router using the
-    same Redis and `redis_prefix`. `clock` (wall-clock seconds) and `seed` make routing reproducible.
+    same Redis and `redis_prefix` (other replicas' numbers are at most `redis_refresh_interval` seconds
+    old; rpm reservations are exact). `clock` (wall-clock seconds) and `seed` make routing reproducible.
     """
 
     def __init__(
@@ -103,6 +104,7 @@ class Router:
         enable_pre_call_checks: bool = False,
         redis_url: str | None = None,
         redis_prefix: str = "rerank-proxy",
+        redis_refresh_interval: float = 0.1,
         clock: Callable[[], float] | None = None,
     ):
         table: dict[str, list[Deployment]] = {alias: list(deps) for alias, deps in (aliases or {}).items()}
@@ -140,7 +142,8 @@ class Router:
         if redis_url:
             from .redis_state import RedisState
 
-            self.state = RedisState(redis_url, local=local, needs=frozenset(needs), prefix=redis_prefix)
+            self.state = RedisState(redis_url, local=local, needs=frozenset(needs), prefix=redis_prefix,
+                                    refresh_interval=redis_refresh_interval)
         self.cooldowns = Cooldowns(self.state, CooldownPolicy(allowed_fails, cooldown_time, max_cooldown_time))
         self._rng = random.Random(seed)
         self._jitter = random.Random(None if seed is None else seed + 1)

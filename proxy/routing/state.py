@@ -23,6 +23,9 @@ class Stats:
 
     cool_until: float = 0.0
     busy: int = 0
+    """Calls in flight from this process."""
+    others: int = 0
+    """Calls in flight from other replicas (shared state only), as last read."""
     minute: int = 0
     used: int = 0
     """Requests started in `minute`."""
@@ -139,6 +142,23 @@ class LocalState:
         with self._lock:
             stats = self.stats(member_id)
             stats.minute, stats.used = int(now // 60), used
+
+    def merge_shared(self, member_id: str, now: float, *, cool_until: float, used: int | None,
+                     tokens: int | None, latency: float | None, others: int | None) -> None:
+        """Fold numbers read from shared state into this process's copy (which already counts our own calls)."""
+        minute = int(now // 60)
+        with self._lock:
+            stats = self.stats(member_id)
+            stats.cool_until = max(stats.cool_until, cool_until)
+            if used is not None:
+                if stats.minute != minute:
+                    stats.minute, stats.used, stats.tokens = minute, 0, 0
+                stats.used = max(stats.used, used)
+                stats.tokens = max(stats.tokens, tokens or 0)
+            if latency is not None:
+                stats.latency, stats.latency_at = latency, now
+            if others is not None:
+                stats.others = others
 
     def count_failure_now(self, member_id: str, now: float, window: float) -> int:
         with self._lock:
