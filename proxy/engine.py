@@ -118,8 +118,8 @@ class Engine:
             )
             await self.checks.before(call)
             # The request's fallbacks are limited to aliases the key may use; the key's are the admin's choice.
-            fallbacks = [*(f for f in body.fallbacks or () if call.caller.may_use(f)),
-                         *_key_fallbacks(call.caller, call.alias)]
+            fallbacks = [f for f in body.fallbacks if call.caller.may_use(f)] if body.fallbacks else []
+            fallbacks += _key_fallbacks(call.caller, call.alias)
             await self.router.route(call.alias, call.request, fallbacks=fallbacks, outcome=call.outcome)
         except ProxyError as exc:
             call.error = exc

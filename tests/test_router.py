@@ -16,6 +16,8 @@ import proxy
 from proxy.request import make_request
 from proxy.routing import Outcome
 from tests.conftest import CAPITAL_QUERY, CAPITALS
+from tests.fakes.body_checks import token_count
+from tests.fakes.fireworks_ai import FakeFireworksAI
 from tests.fakes.held import HeldCohere
 from tests.fakes.server import dropping_server, free_port
 
@@ -177,6 +179,20 @@ async def test_pre_call_checks_enforce_rpm_with_any_strategy(make, a, b):
     assert (len(a.requests), len(b.requests)) == (2, 2)
     with pytest.raises(proxy.AllDeploymentsFailedError):
         await route(router, "m")
+
+
+async def test_a_deployment_over_its_tpm_is_skipped_counting_reported_tokens(make, b):
+    fireworks = FakeFireworksAI().start()
+    try:
+        tokens = token_count(CAPITAL_QUERY, CAPITALS)
+        router = make([{"model_name": "m", "model_info": {"id": "fw"},
+                        "litellm_params": {"model": "fireworks_ai/qwen3-reranker-8b", "api_key": "test-key",
+                                           "api_base": fireworks.url, "tpm": tokens + 1, "order": 1}},
+                       entry("m", "b", b.url, order=2)], routing_strategy="usage-based-routing")
+        served = [(await route(router, "m")).deployment.id for _ in range(3)]
+    finally:
+        fireworks.stop()
+    assert served == ["fw", "fw", "b"]  # after two calls fw has reported 2 × tokens > its tpm
 
 
 # -- priority tiers, failures, cooldowns ---------------------------------------------------------------

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from pathlib import Path
 from random import Random
 
 import pytest
+import yaml
 
 from proxy.deployments import resolve_deployment
 from proxy.errors import (
@@ -164,3 +166,15 @@ async def test_the_callers_own_errors_never_cool_a_deployment():
     assert await cooldowns.failed("d", UpstreamRejectedError("400"), 0) == 0
     assert await cooldowns.failed("d", InvalidRequestError("bad"), 0) == 0
     assert state.cooled_until("d") == 0
+
+
+def test_the_readmes_routing_example_is_a_valid_config():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Routing"):]
+    example = section[section.index("```yaml") + len("```yaml"):]
+    example = example[:example.index("```")]
+    settings = parse_config(yaml.safe_load(example), {})
+    router = settings.router
+    assert (router.routing_strategy, router.timeout, router.max_cooldown_time) == ("simple-shuffle", 30, 60)
+    assert [d.params.get("order") for d in settings.aliases["rerank"]] == [1, 1, 2]
+    assert settings.redis_url == "redis://redis:6379/0"
