@@ -181,7 +181,7 @@ class RedisState:
                 continue
             self.down = False
             self._fetched.clear()
-            log.warning("Redis at %s answers again; routing state is shared again", self.where)
+            log.info("Redis at %s answers again; routing state is shared again", self.where)
 
     def _read_keys(self, group: Group, minute: int) -> tuple[list[str], int]:
         cached = self._keys.get(group.alias)
