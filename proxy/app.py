@@ -19,7 +19,7 @@ from .auth.caller import Authenticator
 from .engine import Engine
 from .governance import Governance
 from .observability import RequestLogMiddleware, Telemetry, configure_logging
-from .routing import Router
+from .routing import BackgroundHealthChecks, Router
 from .settings import Settings, load_settings
 from .spend.store import Store
 from .spend.writer import SpendWriter
@@ -41,6 +41,17 @@ def build_router(settings: Settings, transport: Transport) -> Router:
         routing_strategy=r.routing_strategy,
         transport=transport,
         seed=r.seed,
+        timeout=r.timeout,
+        retry_after=r.retry_after,
+        max_retry_after=r.max_retry_after,
+        allowed_fails=r.allowed_fails,
+        cooldown_time=r.cooldown_time,
+        max_cooldown_time=r.max_cooldown_time,
+        routing_strategy_args=r.routing_strategy_args,
+        enable_pre_call_checks=r.enable_pre_call_checks,
+        redis_url=settings.redis_url,
+        redis_prefix=r.redis_prefix,
+        redis_refresh_interval=r.redis_refresh_interval,
     )
 
 
@@ -69,6 +80,9 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
         engine = Engine(router, None if general.disable_spend_logs else writer, governance,
                         max_documents=general.max_documents, observers=[telemetry])
         await telemetry.start(writer=writer, router=router)
+        health_checks = BackgroundHealthChecks(router, general.health_check_interval)
+        if general.background_health_checks:
+            health_checks.start()
         app.state.runtime = Runtime(
             settings=settings, store=store, writer=writer,
             authenticator=Authenticator(store, settings.master_key, general.key_cache_ttl),
@@ -78,8 +92,10 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
             yield
         finally:
             # In-flight requests are done: deliver queued callback events and spend rows side by side.
+            await health_checks.stop()
             await governance.stop()
             await asyncio.gather(telemetry.stop(), writer.stop())
+            await router.aclose()
             if transport is None:
                 await upstream.aclose()
             await asyncio.to_thread(store.close)

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .deployments import resolve_deployment
 from .errors import ModelNotFoundError
 from .providers import Deployment, split_model
+from .routing.picker import make_strategy
+from .routing.table import routing_fields
 
 log = logging.getLogger("proxy.settings")
 
@@ -68,6 +70,7 @@ class ModelEntry(_Strict):
         if unknown:
             raise ValueError(f"unknown litellm_params key(s) for provider '{provider.name}': "
                              + ", ".join(sorted(unknown)))
+        routing_fields(params)
         return params
 
 
@@ -107,15 +110,18 @@ class GeneralSettings(_Strict):
 
 class RouterSettings(_Strict):
     routing_strategy: str = "simple-shuffle"
-    num_retries: int = 2
-    timeout: float | None = None
-    retry_after: float = 0.0
-    max_retry_after: float = 10.0
+    num_retries: int = Field(2, ge=0)
+    timeout: float | None = Field(None, gt=0)
+    retry_after: float = Field(0.05, ge=0)
+    max_retry_after: float = Field(2.0, ge=0)
     fallbacks: list[dict[str, list[str]]] = Field(default_factory=list)
     default_fallbacks: list[str] = Field(default_factory=list)
-    allowed_fails: int = 3
-    cooldown_time: float = 5.0
+    allowed_fails: int = Field(3, ge=1)
+    cooldown_time: float = Field(5.0, ge=0)
+    max_cooldown_time: float = Field(60.0, ge=0)
     redis_url: str | None = None
+    redis_prefix: str = "rerank-proxy"
+    redis_refresh_interval: float = Field(0.1, ge=0)
     redis_host: str | None = None
     redis_port: int | None = None
     redis_password: str | None = None
@@ -123,6 +129,11 @@ class RouterSettings(_Strict):
     model_group_alias: dict[str, str] = Field(default_factory=dict)
     routing_strategy_args: dict[str, Any] = Field(default_factory=dict)
     seed: int | None = None
+
+    @model_validator(mode="after")
+    def _check_strategy(self) -> RouterSettings:
+        make_strategy(self.routing_strategy, self.routing_strategy_args)
+        return self
 
 
 class LitellmSettings(_Strict):

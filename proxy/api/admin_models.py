@@ -34,7 +34,8 @@ class KeyFields(_Body):
     max_parallel_requests: NonNegativeInt | None = None
     model_rpm_limit: dict[str, NonNegativeInt] | None = None
     guardrails: list[str] | None = None
-    fallbacks: list[Any] | None = None
+    fallbacks: list[str | dict[str, list[str]]] | None = None
+    """Aliases tried when the requested one fails: `["b"]` for every alias, or `[{"a": ["b"]}]` per alias."""
     blocked: bool | None = None
 
     _durations = field_validator("duration", "budget_duration")(classmethod(lambda cls, v: _check_duration(v)))
