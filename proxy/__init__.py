@@ -20,6 +20,7 @@ from .errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from .routing import Router
 from .sdk import arerank, rerank
 from .wire import RerankResponse, RerankResult
 
@@ -39,6 +40,7 @@ __all__ = [
     "RateLimitError",
     "RerankResponse",
     "RerankResult",
+    "Router",
     "UpstreamAuthError",
     "UpstreamError",
     "UpstreamMalformedError",

@@ -8,15 +8,18 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
-from .api import customers, health, keys, rerank, spend
+from .api import customers, health, keys, metrics, rerank, spend
 from .api.rendering import install_error_handlers
 from .api.runtime import Runtime
 from .auth.caller import Authenticator
 from .engine import Engine
-from .routing import Router
+from .governance import Governance
+from .observability import RequestLogMiddleware, Telemetry, configure_logging
+from .routing import BackgroundHealthChecks, Router
 from .settings import Settings, load_settings
 from .spend.store import Store
 from .spend.writer import SpendWriter
@@ -25,6 +28,7 @@ from .transport import Transport, server_transport
 log = logging.getLogger("proxy")
 
 CONFIG_ENV = "RERANK_PROXY_CONFIG"
+DEBUG_ENV = "RERANK_PROXY_DEBUG"
 
 
 def build_router(settings: Settings, transport: Transport) -> Router:
@@ -37,6 +41,17 @@ def build_router(settings: Settings, transport: Transport) -> Router:
         routing_strategy=r.routing_strategy,
         transport=transport,
         seed=r.seed,
+        timeout=r.timeout,
+        retry_after=r.retry_after,
+        max_retry_after=r.max_retry_after,
+        allowed_fails=r.allowed_fails,
+        cooldown_time=r.cooldown_time,
+        max_cooldown_time=r.max_cooldown_time,
+        routing_strategy_args=r.routing_strategy_args,
+        enable_pre_call_checks=r.enable_pre_call_checks,
+        redis_url=settings.redis_url,
+        redis_prefix=r.redis_prefix,
+        redis_refresh_interval=r.redis_refresh_interval,
     )
 
 
@@ -47,7 +62,9 @@ def warn_missing_env(settings: Settings) -> None:
                     name, ", ".join(users))
 
 
-def create_app(settings: Settings, *, transport: Transport | None = None) -> FastAPI:
+def create_app(settings: Settings, *, transport: Transport | None = None, tracer_provider: Any = None) -> FastAPI:
+    telemetry = Telemetry(settings, tracer_provider=tracer_provider)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         general = settings.general
@@ -58,17 +75,27 @@ def create_app(settings: Settings, *, transport: Transport | None = None) -> Fas
         await writer.start()
         upstream = transport or server_transport()
         router = build_router(settings, upstream)
-        engine = Engine(router, None if general.disable_spend_logs else writer,
-                        max_documents=general.max_documents)
+        governance = Governance(settings, store, router)
+        await governance.start()
+        engine = Engine(router, None if general.disable_spend_logs else writer, governance,
+                        max_documents=general.max_documents, observers=[telemetry])
+        await telemetry.start(writer=writer, router=router)
+        health_checks = BackgroundHealthChecks(router, general.health_check_interval)
+        if general.background_health_checks:
+            health_checks.start()
         app.state.runtime = Runtime(
             settings=settings, store=store, writer=writer,
             authenticator=Authenticator(store, settings.master_key, general.key_cache_ttl),
-            router=router, engine=engine, extras={},
+            router=router, engine=engine, extras={"governance": governance, "telemetry": telemetry},
         )
         try:
             yield
         finally:
-            await writer.stop()
+            # In-flight requests are done: deliver queued callback events and spend rows side by side.
+            await health_checks.stop()
+            await governance.stop()
+            await asyncio.gather(telemetry.stop(), writer.stop())
+            await router.aclose()
             if transport is None:
                 await upstream.aclose()
             await asyncio.to_thread(store.close)
@@ -76,7 +103,8 @@ def create_app(settings: Settings, *, transport: Transport | None = None) -> Fas
     app = FastAPI(title="rerank-proxy", version="0.1.0", lifespan=lifespan,
                   description="A Cohere-compatible rerank gateway.")
     install_error_handlers(app)
-    for module in (rerank, keys, customers, spend, health):
+    app.add_middleware(RequestLogMiddleware, metrics=telemetry.metrics)
+    for module in (rerank, keys, customers, spend, health, metrics):
         app.include_router(module.router)
     return app
 
@@ -84,4 +112,6 @@ def create_app(settings: Settings, *, transport: Transport | None = None) -> Fas
 def app_from_environment() -> FastAPI:
     """Factory for uvicorn workers: the CLI passes the config path through the environment."""
     environ = dict(os.environ)
-    return create_app(load_settings(environ.get(CONFIG_ENV) or None, environ))
+    settings = load_settings(environ.get(CONFIG_ENV) or None, environ)
+    configure_logging(debug=environ.get(DEBUG_ENV) == "1", json_logs=bool(settings.config.litellm_settings.json_logs))
+    return create_app(settings)

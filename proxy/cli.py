@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
+from pathlib import Path
 
-from .settings import ConfigError, load_settings
+from .settings import ConfigError, Settings, load_settings
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -22,13 +24,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_callbacks(settings: Settings) -> None:
+    """Build the logging callbacks once (imports a user's class, reads webhook/otel settings) to report errors."""
+    from .callbacks import build_callbacks
+
+    config_dir = Path(settings.source).resolve().parent if settings.source else None
+    build_callbacks(settings.config.litellm_settings, settings.environ, config_dir=config_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.detailed_debug else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     environ = dict(os.environ)
     try:
         settings = load_settings(args.config, environ)
+        if args.check:
+            check_callbacks(settings)
     except ConfigError as exc:
         print(f"rerank-proxy: {exc}", file=sys.stderr)
         return 2
@@ -40,7 +50,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    from .app import CONFIG_ENV
+    from .app import CONFIG_ENV, DEBUG_ENV
+    from .observability import configure_logging
+    from .observability.metrics import MULTIPROC_ENV
+
+    configure_logging(debug=args.detailed_debug, json_logs=bool(settings.config.litellm_settings.json_logs))
+    os.environ[DEBUG_ENV] = "1" if args.detailed_debug else "0"
 
     if args.config:
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
@@ -56,14 +71,26 @@ def main(argv: list[str] | None = None) -> int:
     # re-raise returns here instead of killing the process, so a drained shutdown exits 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
-    uvicorn.run(
-        "proxy.app:app_from_environment",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.num_workers if args.num_workers > 1 else None,
-        log_level="debug" if args.detailed_debug else "warning",
-        access_log=False,  # our own request log never carries query strings or keys
-        timeout_graceful_shutdown=30,
-    )
+    # Several workers share metrics through prometheus-client's multiprocess files, in a directory we own.
+    metrics_dir = None
+    if args.num_workers > 1 and not os.environ.get(MULTIPROC_ENV):
+        metrics_dir = tempfile.mkdtemp(prefix="rerank-proxy-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir
+    if os.environ.get(MULTIPROC_ENV):
+        print(f"metrics: {args.num_workers} worker(s) aggregated through {os.environ[MULTIPROC_ENV]}", flush=True)
+    try:
+        uvicorn.run(
+            "proxy.app:app_from_environment",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.num_workers if args.num_workers > 1 else None,
+            log_level="debug" if args.detailed_debug else "warning",
+            log_config=None,  # uvicorn's loggers go through ours (configure_logging): same format, json_logs
+            access_log=False,  # our own request log never carries query strings or keys
+            timeout_graceful_shutdown=30,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0

@@ -117,7 +117,9 @@ class Engine:
                 max_documents=self.max_documents,
             )
             await self.checks.before(call)
-            fallbacks = [*(body.fallbacks or []), *_key_fallbacks(call.caller, call.alias)]
+            # The request's fallbacks are limited to aliases the key may use; the key's are the admin's choice.
+            fallbacks = [f for f in body.fallbacks if call.caller.may_use(f)] if body.fallbacks else []
+            fallbacks += _key_fallbacks(call.caller, call.alias)
             await self.router.route(call.alias, call.request, fallbacks=fallbacks, outcome=call.outcome)
         except ProxyError as exc:
             call.error = exc

@@ -17,6 +17,7 @@
     │   └── UpstreamTimeoutError    504
     ├── ConfigurationError          503, a deployment we cannot call (missing key, missing extra)
     ├── StoreUnavailableError       503, our database did not answer (keys it knows keep working from cache)
+    ├── DeploymentAtCapacityError   503, a deployment at its own `rpm` this minute (no upstream was called)
     └── AllDeploymentsFailedError   the shared status of its causes, else 503; keeps every cause
 
 The status codes are the ones the official `cohere` SDK maps to its typed exceptions.
@@ -139,6 +140,11 @@ class StoreUnavailableError(ProxyError):
         super().__init__(message, retry_after=1.0)
 
 
+class DeploymentAtCapacityError(ProxyError):
+    status = 503
+    retryable = True
+
+
 class MissingExtraError(ConfigurationError):
     def __init__(self, provider: str, extra: str, package: str):
         super().__init__(
@@ -152,11 +158,12 @@ class AllDeploymentsFailedError(ProxyError):
 
     retryable = True
 
-    def __init__(self, alias: str, causes: list[tuple[str, ProxyError]]):
+    def __init__(self, alias: str, causes: list[tuple[str, ProxyError]], *, retry_after: float | None = None,
+                 timed_out: bool = False):
         self.causes = causes
-        statuses = {err.status for _, err in causes}
+        statuses = {504} if timed_out else {err.status for _, err in causes}
         last = causes[-1][1] if causes else None
-        retry_after = max((e.retry_after or 0 for _, e in causes), default=0) or 1.0
+        retry_after = retry_after or max((e.retry_after or 0 for _, e in causes), default=0) or 1.0
         summary = f"{last.kind}: {last.message}" if last else "no deployment available"
         super().__init__(
             f"All {len(causes)} attempt(s) for model '{alias}' failed; last error: {summary}",

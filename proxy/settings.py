@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .deployments import resolve_deployment
 from .errors import ModelNotFoundError
 from .providers import Deployment, split_model
+from .routing.picker import make_strategy
+from .routing.table import routing_fields
 
 log = logging.getLogger("proxy.settings")
 
@@ -68,6 +70,7 @@ class ModelEntry(_Strict):
         if unknown:
             raise ValueError(f"unknown litellm_params key(s) for provider '{provider.name}': "
                              + ", ".join(sorted(unknown)))
+        routing_fields(params)
         return params
 
 
@@ -90,19 +93,35 @@ class GeneralSettings(_Strict):
     proxy_batch_write_at: float | None = None
     database_connection_pool_limit: int | None = None
     allow_requests_on_db_unavailable: bool = True
+    metrics_require_auth: bool = False
+    proxy_budget_rescheduler_min_time: float = Field(default=30.0, gt=0)
+    proxy_budget_rescheduler_max_time: float = Field(default=60.0, gt=0)
+    redis_key_prefix: str = "rerank-proxy:"
+
+    @field_validator("budget_duration")
+    @classmethod
+    def _check_duration(cls, value: str | None) -> str | None:
+        from .spend.durations import parse_duration
+
+        if value is not None:
+            parse_duration(value)
+        return value
 
 
 class RouterSettings(_Strict):
     routing_strategy: str = "simple-shuffle"
-    num_retries: int = 2
-    timeout: float | None = None
-    retry_after: float = 0.0
-    max_retry_after: float = 10.0
+    num_retries: int = Field(2, ge=0)
+    timeout: float | None = Field(None, gt=0)
+    retry_after: float = Field(0.05, ge=0)
+    max_retry_after: float = Field(2.0, ge=0)
     fallbacks: list[dict[str, list[str]]] = Field(default_factory=list)
     default_fallbacks: list[str] = Field(default_factory=list)
-    allowed_fails: int = 3
-    cooldown_time: float = 5.0
+    allowed_fails: int = Field(3, ge=1)
+    cooldown_time: float = Field(5.0, ge=0)
+    max_cooldown_time: float = Field(60.0, ge=0)
     redis_url: str | None = None
+    redis_prefix: str = "rerank-proxy"
+    redis_refresh_interval: float = Field(0.1, ge=0)
     redis_host: str | None = None
     redis_port: int | None = None
     redis_password: str | None = None
@@ -110,6 +129,11 @@ class RouterSettings(_Strict):
     model_group_alias: dict[str, str] = Field(default_factory=dict)
     routing_strategy_args: dict[str, Any] = Field(default_factory=dict)
     seed: int | None = None
+
+    @model_validator(mode="after")
+    def _check_strategy(self) -> RouterSettings:
+        make_strategy(self.routing_strategy, self.routing_strategy_args)
+        return self
 
 
 class LitellmSettings(_Strict):
@@ -130,12 +154,21 @@ class LitellmSettings(_Strict):
     max_end_user_budget: float | None = None
     cache: bool | None = None
     cache_params: dict[str, Any] | None = None
+    require_auth_for_metrics_endpoint: bool | None = None
 
 
 class GuardrailEntry(_Strict):
     guardrail_name: str
     litellm_params: dict[str, Any]
     guardrail_info: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("litellm_params")
+    @classmethod
+    def _check_guardrail(cls, params: dict[str, Any]) -> dict[str, Any]:
+        from .guardrails import check_entry
+
+        check_entry(params)
+        return params
 
 
 class ConfigFile(_Strict):
@@ -145,6 +178,14 @@ class ConfigFile(_Strict):
     litellm_settings: LitellmSettings = Field(default_factory=LitellmSettings)
     guardrails: list[GuardrailEntry] = Field(default_factory=list)
     environment_variables: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("guardrails")
+    @classmethod
+    def _unique_guardrails(cls, entries: list[GuardrailEntry]) -> list[GuardrailEntry]:
+        names = [e.guardrail_name for e in entries]
+        if len(names) != len(set(names)):
+            raise ValueError("guardrail_name values must be unique")
+        return entries
 
 
 @dataclass(frozen=True)

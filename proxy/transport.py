@@ -11,6 +11,7 @@ the auth flow on an `httpx.Request` and sends exactly the bytes and headers it s
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.request
 from typing import Any, Protocol
@@ -126,13 +127,18 @@ class AiohttpTransport:
         headers = request.headers
         if body is not None and not any(name.lower() == "content-type" for name in headers):
             headers = {**headers, "content-type": "application/json"}
+        url = request.url
         try:
+            if "@" in url:
+                url, headers = _userinfo_as_basic_auth(url, headers)
             if request.auth is None:
-                return await self._exchange(session, request.method, request.url, headers, body, request.timeout)
+                return await self._exchange(session, request.method, url, headers, body, request.timeout)
             return await self._signed(session, request, headers, body)
         except TimeoutError as exc:  # aiohttp's timeouts are TimeoutError subclasses
             raise _timeout_error(request.timeout, exc) from None
         except self._errors as exc:
+            raise _unavailable_error(exc) from None
+        except ValueError as exc:  # a URL or header aiohttp refuses to send: the upstream cannot be reached
             raise _unavailable_error(exc) from None
 
     async def _exchange(self, session: Any, method: str, url: str, headers: Any, body: bytes | None,
@@ -173,6 +179,17 @@ class AiohttpTransport:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+def _userinfo_as_basic_auth(url: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """`user:pass@` in a URL becomes Basic auth and leaves the URL, as httpx does (it replaces any
+    authorization header); aiohttp would refuse the request instead."""
+    parsed = httpx.URL(url)
+    if not parsed.userinfo:
+        return url, headers
+    basic = "Basic " + base64.b64encode(f"{parsed.username}:{parsed.password}".encode()).decode()
+    kept = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+    return str(parsed.copy_with(username=None, password=None)), {**kept, "authorization": basic}
 
 
 def server_transport() -> Transport:

@@ -105,42 +105,42 @@ def store(store_url: str) -> Iterator[Store]:
     store.close()
 
 
-@pytest.fixture
-def db_outage(store_url: str, db_backend: str) -> Callable[[], AbstractContextManager[None]]:
-    """`with db_outage(): ...` makes the session database refuse writes until the block ends.
+@contextmanager
+def database_outage(url: str, backend: str) -> Iterator[None]:
+    """Make the database at `url` refuse writes until the block ends.
 
     SQLite: another connection holds `BEGIN EXCLUSIVE`. PostgreSQL: the database stops accepting
     connections and its backends are terminated.
     """
-
-    @contextmanager
-    def outage() -> Iterator[None]:
-        if db_backend == "sqlite":
-            path = make_url(store_url).database
-            holder = sqlite3.connect(path, isolation_level=None, timeout=5)
-            try:
-                holder.execute("BEGIN EXCLUSIVE")
-                yield
-                holder.execute("ROLLBACK")
-            finally:
-                holder.close()
-            return
-        name = make_url(store_url).database
-        admin = create_engine(database_url(os.environ[POSTGRES_ENV]), isolation_level="AUTOCOMMIT")
+    if backend == "sqlite":
+        holder = sqlite3.connect(make_url(url).database, isolation_level=None, timeout=5)
         try:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-                connection.exec_driver_sql(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
-            try:
-                yield
-            finally:
-                with admin.connect() as connection:
-                    connection.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            holder.execute("BEGIN EXCLUSIVE")
+            yield
+            holder.execute("ROLLBACK")
         finally:
-            admin.dispose()
+            holder.close()
+        return
+    name = make_url(url).database
+    admin = create_engine(database_url(os.environ[POSTGRES_ENV]), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            connection.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        try:
+            yield
+        finally:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    finally:
+        admin.dispose()
 
-    return outage
+
+@pytest.fixture
+def db_outage(store_url: str, db_backend: str) -> Callable[[], AbstractContextManager[None]]:
+    """`with db_outage(): ...` makes the session database refuse writes until the block ends."""
+    return lambda: database_outage(store_url, db_backend)
 
 
 @pytest.fixture

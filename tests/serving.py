@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,19 +64,44 @@ def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05):
         time.sleep(interval)
 
 
+class DrainedProcess(subprocess.Popen):
+    """A Popen whose merged output is read as it comes: a full pipe would block the server's request log."""
+
+    def start_draining(self) -> None:
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        assert self.stdout is not None
+        for line in self.stdout:
+            self._lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self._lines)
+
+    def communicate(self, input=None, timeout=None):  # noqa: A002 - Popen's signature
+        self.wait(timeout)
+        self._reader.join(timeout=10)
+        return self.output, None
+
+
 @contextmanager
 def cli_process(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
-                ) -> Iterator[tuple[subprocess.Popen, str]]:
+                ) -> Iterator[tuple[DrainedProcess, str]]:
     port = free_port()
-    proc = subprocess.Popen(
+    proc = DrainedProcess(
         [sys.executable, "-m", "proxy", "--host", "127.0.0.1", "--port", str(port), *args],
         env={**os.environ, **(env or {})}, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    proc.start_draining()
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
         if proc.poll() is not None:
-            raise AssertionError(f"proxy exited early:\n{proc.stdout.read() if proc.stdout else ''}")
+            proc.communicate(timeout=10)
+            raise AssertionError(f"proxy exited early:\n{proc.output}")
         try:
             return httpx.get(url + "/health/liveliness", timeout=1).status_code == 200
         except httpx.HTTPError:

@@ -20,7 +20,7 @@ def test_public_names_are_pinned():
     assert set(proxy.__all__) == {
         "AllDeploymentsFailedError", "AuthenticationError", "ClientError", "ConfigurationError",
         "GuardrailBlockedError", "InvalidRequestError", "MissingExtraError", "ModelNotFoundError",
-        "PermissionDeniedError", "ProxyError", "RateLimitError", "RerankResponse", "RerankResult",
+        "PermissionDeniedError", "ProxyError", "RateLimitError", "RerankResponse", "RerankResult", "Router",
         "UpstreamAuthError", "UpstreamError", "UpstreamMalformedError", "UpstreamRateLimitError",
         "UpstreamRejectedError", "UpstreamTimeoutError", "UpstreamUnavailableError", "arerank", "rerank",
     } | set(getattr(proxy, "_LATER_EXPORTS", ()))

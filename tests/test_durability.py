@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import sqlite3
 import threading
-import time
 
 import httpx
-import pytest
 import sqlalchemy as sa
 
+from tests.conftest import database_outage
 from tests.serving import MASTER_KEY, admin, cli_process, config_for, running_proxy, wait_until
 
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 BODY = {"model": "local-bm25", "query": "capital of the United States",
         "documents": ["Washington is the capital of the United States.", "Paris is in France."]}
 
@@ -62,61 +58,19 @@ def test_sigterm_under_load_loses_no_spend_row(tmp_path):
     assert count_rows(f"sqlite:///{db}") == len(successes)
 
 
-DB_PARAMS = [pytest.param("sqlite", id="sqlite"),
-             pytest.param("postgres", id="postgres", marks=pytest.mark.skipif(
-                 not POSTGRES_URL, reason="set TEST_POSTGRES_URL to run against PostgreSQL"))]
-
-
-@pytest.fixture(params=DB_PARAMS)
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'spend.db'}"
-    engine = sa.create_engine(POSTGRES_URL)
-    with engine.begin() as conn:
-        conn.execute(sa.text("drop schema if exists public cascade"))
-        conn.execute(sa.text("create schema public"))
-    engine.dispose()
-    return POSTGRES_URL
-
-
-def hold_database(db_url: str, release: threading.Event) -> threading.Thread:
-    """Make the spend tables unwritable until `release` is set (an exclusive lock from another client)."""
-    ready = threading.Event()
-
-    def hold() -> None:
-        if db_url.startswith("sqlite"):
-            conn = sqlite3.connect(db_url.removeprefix("sqlite:///"), timeout=10)
-            conn.isolation_level = None
-            conn.execute("BEGIN EXCLUSIVE")
-            ready.set()
-            release.wait(30)
-            conn.execute("ROLLBACK")
-            conn.close()
-        else:
-            engine = sa.create_engine(db_url)
-            with engine.connect() as conn:
-                trans = conn.begin()
-                conn.execute(sa.text("LOCK TABLE spend_logs IN ACCESS EXCLUSIVE MODE"))
-                ready.set()
-                release.wait(30)
-                trans.rollback()
-            engine.dispose()
-
-    thread = threading.Thread(target=hold, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    return thread
-
-
-def test_database_outage_during_traffic_loses_no_row(db_url):
-    with running_proxy(config_for(None, db_url)) as server, admin(server.url) as client:
-        assert client.post("/v2/rerank", json=BODY).status_code == 200
-        wait_until(lambda: count_rows(db_url) == 1)
-        release = threading.Event()
-        holder = hold_database(db_url, release)
-        served = [client.post("/v2/rerank", json=BODY).status_code for _ in range(30)]
-        assert served == [200] * 30
-        time.sleep(0.5)
-        release.set()
-        holder.join(timeout=30)
-        wait_until(lambda: count_rows(db_url) == 31, timeout=30)
+def test_database_outage_during_traffic_loses_no_row(fresh_db_url, db_backend):
+    with running_proxy(config_for(None, fresh_db_url)) as server, admin(server.url) as client:
+        key = client.post("/key/generate", json={"key_alias": "outage"}).json()["key"]
+        headers = {"Authorization": f"Bearer {key}"}
+        assert client.post("/v2/rerank", json=BODY, headers=headers).status_code == 200
+        wait_until(lambda: count_rows(fresh_db_url) == 1)
+        with database_outage(fresh_db_url, db_backend):
+            served = [client.post("/v2/rerank", json=BODY, headers=headers).status_code for _ in range(30)]
+            assert served == [200] * 30  # the cached key keeps working, spend waits in memory
+            if db_backend == "postgres":  # (SQLite in WAL mode still answers reads)
+                unknown = client.post("/v2/rerank", json=BODY, headers={"Authorization": "Bearer sk-unknown"})
+                assert unknown.status_code == 503 and unknown.json()["message"]
+                assert client.get("/health/readiness").status_code == 503
+        wait_until(lambda: count_rows(fresh_db_url) == 31, timeout=30)
+        info = client.get("/key/info", params={"key": key}).json()["info"]
+        assert info["spend"] == 0  # local-bm25 is free, but every call is logged

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -9,16 +12,19 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Column, Engine, Integer, MetaData, inspect
 
+import proxy.spend
 from proxy.spend import tables
 from proxy.spend.db import DEFAULT_URL, database_url, downgrade, make_engine, migrate
+from proxy.spend.store import Store
 
 TABLES = {"verification_tokens", "end_users", "spend_logs", "proxy_spend"}
 
 
 def schema_diff(engine: Engine, metadata: MetaData) -> list[object]:
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True,
-                                                               "compare_server_default": True})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "compare_server_default": True}
+        )
         return compare_metadata(context, metadata)
 
 
@@ -81,3 +87,49 @@ def test_sqlite_files_get_wal_busy_timeout_and_foreign_keys(tmp_path: Path) -> N
             assert pragma("PRAGMA foreign_keys").scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_the_spend_package_exports_are_pinned_and_lazy() -> None:
+    assert proxy.spend.__all__ == [
+        "AlreadyExistsError",
+        "CustomerRecord",
+        "Duration",
+        "KeyRecord",
+        "ProxySpendRecord",
+        "SpendEvent",
+        "SpendLogRecord",
+        "SpendWriter",
+        "Store",
+        "make_engine",
+        "migrate",
+        "parse_duration",
+    ]
+    for name in proxy.spend.__all__:
+        assert getattr(proxy.spend, name).__name__ == name
+    probe = "import sys, proxy.spend.events; print('sqlalchemy' in sys.modules or 'alembic' in sys.modules)"
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == "False"
+    )
+
+
+def test_workers_migrating_at_once_do_not_collide(fresh_db_url: str) -> None:
+    engines = [make_engine(fresh_db_url) for _ in range(3)]
+    try:
+        with ThreadPoolExecutor(len(engines)) as pool:
+            list(pool.map(migrate, engines))
+        assert schema_diff(engines[0], tables.metadata) == []
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+def test_ping_is_false_when_the_database_cannot_be_reached(tmp_path: Path) -> None:
+    for url in ("postgresql://nobody@127.0.0.1:1/none", f"sqlite:///{tmp_path}/missing-dir/x.db"):
+        store = Store(make_engine(url, connect_timeout_s=1))
+        try:
+            assert store.ping() is False
+        finally:
+            store.close()

@@ -9,7 +9,6 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.exc import StatementError
 
 from proxy.spend import tables
 from proxy.spend.events import SpendEvent
@@ -36,10 +35,19 @@ def dump_database(store: Store) -> str:
 
 
 def test_a_key_round_trips_with_its_fields(store: Store) -> None:
-    created = store.create_key(DIGEST, key_alias="ci", key_name="sk-...9c2e", user_id="alice",
-                               models=["rerank-english"], max_budget=Decimal("12.5"), rpm_limit=60,
-                               metadata={"team": "search"}, guardrails=["pii"],
-                               model_rpm_limit={"rerank-english": 10}, expires=T0 + timedelta(days=30))
+    created = store.create_key(
+        DIGEST,
+        key_alias="ci",
+        key_name="sk-...9c2e",
+        user_id="alice",
+        models=["rerank-english"],
+        max_budget=Decimal("12.5"),
+        rpm_limit=60,
+        metadata={"team": "search"},
+        guardrails=["pii"],
+        model_rpm_limit={"rerank-english": 10},
+        expires=T0 + timedelta(days=30),
+    )
     assert isinstance(created, KeyRecord)
     assert store.get_key(DIGEST) == created
     assert store.get_key_by_alias("ci") == created
@@ -91,6 +99,9 @@ def test_unknown_fields_and_bad_durations_are_refused(store: Store) -> None:
         store.create_key(DIGEST, budget_duration="fortnight")
     with pytest.raises(TypeError, match="token"):
         store.create_key(DIGEST, token=digest("x"))
+    with pytest.raises(ValueError, match="naive"):
+        store.create_key(DIGEST, expires=datetime(2030, 1, 1))
+    assert store.list_keys() == ([], 0)
 
 
 def test_update_and_block_a_key(store: Store) -> None:
@@ -110,14 +121,20 @@ def test_a_budget_duration_starts_a_budget_period(store: Store) -> None:
     key = store.create_key(DIGEST, budget_duration="30d", now=T0)
     assert key.budget_reset_at == T0 + timedelta(days=30)
     later = T0 + timedelta(days=3)
-    assert store.update_key(DIGEST, budget_duration="1h", now=later).budget_reset_at == later + timedelta(hours=1)
+    assert store.update_key(DIGEST, budget_duration="1h", now=later).budget_reset_at == later + timedelta(
+        hours=1
+    )
     assert store.update_key(DIGEST, budget_duration=None).budget_reset_at is None
 
 
 def test_list_keys_filters_and_paginates(store: Store) -> None:
     for index in range(7):
-        store.create_key(digest(f"k{index}"), key_alias=f"alias-{index}",
-                         user_id="alice" if index % 2 == 0 else "bob", now=T0 + timedelta(minutes=index))
+        store.create_key(
+            digest(f"k{index}"),
+            key_alias=f"alias-{index}",
+            user_id="alice" if index % 2 == 0 else "bob",
+            now=T0 + timedelta(minutes=index),
+        )
     page, total = store.list_keys(user_id="alice", page=1, size=3)
     assert total == 4 and [key.key_alias for key in page] == ["alias-0", "alias-2", "alias-4"]
     page, total = store.list_keys(user_id="alice", page=2, size=3)
@@ -144,8 +161,9 @@ def test_delete_keys_counts_what_existed_and_keeps_their_logs(store: Store, spen
 
 
 def test_customer_crud(store: Store) -> None:
-    created = store.create_customer("acme", alias="Acme Inc", max_budget=Decimal(100), budget_duration="1mo",
-                                    now=T0)
+    created = store.create_customer(
+        "acme", alias="Acme Inc", max_budget=Decimal(100), budget_duration="1mo", now=T0
+    )
     assert created.spend == Decimal(0) and created.budget_reset_at == datetime(2025, 2, 1, tzinfo=UTC)
     assert store.get_customer("acme") == created
     with pytest.raises(AlreadyExistsError):
@@ -221,10 +239,20 @@ def test_a_large_batch_is_written_whole(store: Store, spend_event: Events) -> No
 
 
 def test_spend_log_rows_keep_every_event_field(store: Store, spend_event: Events) -> None:
-    event = spend_event("r1", key_hash=digest("a"), key_alias="ci", user_id="alice", end_user="u",
-                        input_tokens=120, total_tokens=130, fallback_used=True, cost="0.0123456789",
-                        started_at=datetime(2025, 3, 4, 5, 6, 7, 891011, tzinfo=UTC),
-                        guardrails=[{"name": "pii", "action": "masked"}], metadata={"tag": "x"})
+    event = spend_event(
+        "r1",
+        key_hash=digest("a"),
+        key_alias="ci",
+        user_id="alice",
+        end_user="u",
+        input_tokens=120,
+        total_tokens=130,
+        fallback_used=True,
+        cost="0.0123456789",
+        started_at=datetime(2025, 3, 4, 5, 6, 7, 891011, tzinfo=UTC),
+        guardrails=[{"name": "pii", "action": "masked"}],
+        metadata={"tag": "x"},
+    )
     store.write_batch([event])
     (row,), total = store.spend_logs()
     assert total == 1
@@ -234,9 +262,16 @@ def test_spend_log_rows_keep_every_event_field(store: Store, spend_event: Events
 
 def test_spend_logs_filter_and_paginate_newest_first(store: Store, spend_event: Events) -> None:
     a, b = digest("a"), digest("b")
-    events = [spend_event(f"r{i:02d}", key_hash=a if i % 2 else b, end_user="u1" if i < 6 else "u2",
-                          model_alias="m1" if i % 3 else "m2", started_at=T0 + timedelta(minutes=i))
-              for i in range(10)]
+    events = [
+        spend_event(
+            f"r{i:02d}",
+            key_hash=a if i % 2 else b,
+            end_user="u1" if i < 6 else "u2",
+            model_alias="m1" if i % 3 else "m2",
+            started_at=T0 + timedelta(minutes=i),
+        )
+        for i in range(10)
+    ]
     store.write_batch(events)
     rows, total = store.spend_logs(page=1, size=4)
     assert total == 10 and [r.request_id for r in rows] == ["r09", "r08", "r07", "r06"]
@@ -256,22 +291,25 @@ def test_spend_logs_accept_any_timezone_for_the_range(store: Store, spend_event:
     plus_two = timezone(timedelta(hours=2))
     assert store.spend_logs(start=datetime(2025, 1, 1, 13, 59, tzinfo=plus_two))[1] == 1
     assert store.spend_logs(start=datetime(2025, 1, 1, 14, 1, tzinfo=plus_two))[1] == 0
-    with pytest.raises(StatementError, match="naive"):
+    with pytest.raises(ValueError, match="naive"):
         store.spend_logs(start=datetime(2025, 1, 1))
 
 
 # budget resets ------------------------------------------------------------------------------------
 
 
-def test_reset_budgets_zeroes_what_is_due_and_moves_the_reset_forward(store: Store, spend_event: Events) -> None:
+def test_reset_budgets_zeroes_what_is_due_and_moves_the_reset_forward(
+    store: Store, spend_event: Events
+) -> None:
     due, not_due, no_budget = digest("due"), digest("not-due"), digest("none")
     store.create_key(due, budget_duration="1d", now=T0)
     store.create_key(not_due, budget_duration="30d", now=T0)
     store.create_key(no_budget)
     store.create_customer("cust", budget_duration="1h", now=T0)
     store.set_proxy_budget(max_budget=Decimal(1000), budget_duration="1mo", now=T0)
-    store.write_batch([spend_event(f"r-{k[:4]}", key_hash=k, end_user="cust", cost="1")
-                       for k in (due, not_due, no_budget)])
+    store.write_batch(
+        [spend_event(f"r-{k[:4]}", key_hash=k, end_user="cust", cost="1") for k in (due, not_due, no_budget)]
+    )
 
     now = T0 + timedelta(days=3, hours=5)
     assert store.reset_budgets(now) == {"keys": 1, "end_users": 1, "proxy": 0}
@@ -293,3 +331,17 @@ def test_a_reset_without_duration_clears_the_reset_time(store: Store) -> None:
     assert store.reset_budgets(T0)["keys"] == 1
     key = store.get_key(DIGEST)
     assert key.spend == 0 and key.budget_reset_at is None
+
+
+def test_decimal_and_datetime_in_event_metadata_are_stored_as_strings(
+    store: Store, spend_event: Events
+) -> None:
+    at = datetime(2025, 1, 2, tzinfo=UTC)
+    store.write_batch([spend_event("r1", metadata={"price": Decimal("1.5"), "at": at, "tags": ("a",)})])
+    assert store.spend_logs()[0][0].metadata == {"price": "1.5", "at": at.isoformat(), "tags": ["a"]}
+
+
+def test_an_event_with_a_naive_start_time_is_refused(store: Store, spend_event: Events) -> None:
+    with pytest.raises(ValueError, match="naive"):
+        store.write_batch([spend_event("r1", started_at=datetime(2025, 1, 1))])
+    assert store.spend_logs()[1] == 0

@@ -115,3 +115,20 @@ async def test_redirects_are_returned_not_followed_with_headers_lowercased_and_j
 def test_json_bodies_are_compact_utf8_and_fall_back_to_the_stdlib_for_other_types():
     assert encode_json({"q": "café", "n": [1, 2]}) == '{"q":"café","n":[1,2]}'.encode()
     assert encode_json({1: "int key"}) == b'{"1":"int key"}'
+
+
+async def _echo_authorization(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    authorization = dict(scope["headers"]).get(b"authorization", b"")
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"x-seen", authorization)]})
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
+async def test_credentials_in_the_url_become_basic_auth_and_leave_the_url(transport):
+    with LiveServer(_echo_authorization) as server:
+        url = server.url.replace("http://", "http://user:hunter2@") + "/rerank"
+        response = await transport.send(UpstreamRequest(url=url, json={}, headers={"authorization": "Bearer x"},
+                                                         timeout=5))
+    assert response.status == 200
+    assert response.headers["x-seen"] == "Basic dXNlcjpodW50ZXIy"

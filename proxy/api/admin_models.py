@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator
 
-from ..durations import parse_duration
+from ..spend.durations import parse_duration
 
 
 class _Body(BaseModel):
@@ -27,14 +27,15 @@ class KeyFields(_Body):
     expires: datetime | None = None
     metadata: dict[str, Any] | None = None
     user_id: str | None = None
-    max_budget: float | None = None
+    max_budget: float | None = Field(default=None, ge=0)
     budget_duration: str | None = None
-    rpm_limit: int | None = None
-    tpm_limit: int | None = None
-    max_parallel_requests: int | None = None
-    model_rpm_limit: dict[str, int] | None = None
+    rpm_limit: NonNegativeInt | None = None
+    tpm_limit: NonNegativeInt | None = None
+    max_parallel_requests: NonNegativeInt | None = None
+    model_rpm_limit: dict[str, NonNegativeInt] | None = None
     guardrails: list[str] | None = None
-    fallbacks: list[Any] | None = None
+    fallbacks: list[str | dict[str, list[str]]] | None = None
+    """Aliases tried when the requested one fails: `["b"]` for every alias, or `[{"a": ["b"]}]` per alias."""
     blocked: bool | None = None
 
     _durations = field_validator("duration", "budget_duration")(classmethod(lambda cls, v: _check_duration(v)))
@@ -60,10 +61,10 @@ class KeyRef(_Body):
 
 class CustomerFields(_Body):
     alias: str | None = None
-    max_budget: float | None = None
+    max_budget: float | None = Field(default=None, ge=0)
     budget_duration: str | None = None
-    rpm_limit: int | None = None
-    max_parallel_requests: int | None = None
+    rpm_limit: NonNegativeInt | None = None
+    max_parallel_requests: NonNegativeInt | None = None
     blocked: bool | None = None
     metadata: dict[str, Any] | None = None
 

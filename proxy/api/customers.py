@@ -2,39 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
 
-from ..durations import after
 from ..errors import ModelNotFoundError
 from .admin_models import CustomerFields, CustomerIds, CustomerNew, CustomerUpdate
 from .deps import AdminDep, RuntimeDep
-from .store_calls import as_dict, in_thread
+from .store_calls import budget_view, in_thread
 
 router = APIRouter(tags=["customers"])
 
 
 def _fields(body: CustomerFields) -> dict[str, Any]:
-    fields = body.model_dump(exclude_none=True, exclude={"user_id"})
-    if body.budget_duration:
-        fields["budget_reset_at"] = after(datetime.now(UTC), body.budget_duration)
-    return fields
+    return body.model_dump(exclude_none=True, exclude={"user_id"})
 
 
-def customer_info(record: Any) -> dict[str, Any]:
-    info = as_dict(record)
-    if info.get("max_budget") is not None:
-        info["remaining_budget"] = float(info["max_budget"]) - float(info.get("spend") or 0)
-    return info
+def _forget(runtime: Any, user_id: str) -> None:
+    """Drop the end-user's cached record so new limits and budgets apply at once."""
+    if (governance := runtime.extras.get("governance")) is not None:
+        governance.forget_end_user(user_id)
 
 
 @router.post("/customer/new")
 @router.post("/end_user/new", include_in_schema=False)
 async def new(body: CustomerNew, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     record = await in_thread(runtime.store.create_customer, body.user_id, **_fields(body))
-    return customer_info(record)
+    _forget(runtime, body.user_id)
+    return budget_view(record)
 
 
 @router.get("/customer/info")
@@ -43,7 +38,10 @@ async def info(_: AdminDep, runtime: RuntimeDep, end_user_id: str = Query(...)) 
     record = await in_thread(runtime.store.get_customer, end_user_id)
     if record is None:
         raise ModelNotFoundError(f"end-user '{end_user_id}' not found")
-    return customer_info(record)
+    info = budget_view(record)
+    if (governance := runtime.extras.get("governance")) is not None:
+        await governance.describe_end_user(info, record)  # live spend, remaining budget, current reset time
+    return info
 
 
 @router.get("/customer/list")
@@ -51,7 +49,7 @@ async def info(_: AdminDep, runtime: RuntimeDep, end_user_id: str = Query(...)) 
 async def list_customers(_: AdminDep, runtime: RuntimeDep, page: int = Query(1, ge=1),
                          size: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
     records, _total = await in_thread(runtime.store.list_customers, page=page, size=size)
-    return [customer_info(r) for r in records]
+    return [budget_view(r) for r in records]
 
 
 @router.post("/customer/update")
@@ -60,13 +58,16 @@ async def update(body: CustomerUpdate, _: AdminDep, runtime: RuntimeDep) -> dict
     record = await in_thread(runtime.store.update_customer, body.user_id, **_fields(body))
     if record is None:
         raise ModelNotFoundError(f"end-user '{body.user_id}' not found")
-    return customer_info(record)
+    _forget(runtime, body.user_id)
+    return budget_view(record)
 
 
 @router.post("/customer/delete")
 @router.post("/end_user/delete", include_in_schema=False)
 async def delete(body: CustomerIds, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     count = await in_thread(runtime.store.delete_customers, body.user_ids)
+    for user_id in body.user_ids:
+        _forget(runtime, user_id)
     return {"deleted": count, "user_ids": body.user_ids}
 
 
@@ -74,6 +75,7 @@ async def _block(body: CustomerIds, runtime: Any, blocked: bool) -> dict[str, An
     for user_id in body.user_ids:
         if await in_thread(runtime.store.update_customer, user_id, blocked=blocked) is None:
             await in_thread(runtime.store.create_customer, user_id, blocked=blocked)
+        _forget(runtime, user_id)
     return {"blocked": blocked, "user_ids": body.user_ids}
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from .deps import CallerDep, RuntimeDep
+from .deps import AdminDep, CallerDep, RuntimeDep
 from .rendering import json_response
 from .store_calls import in_thread
 
@@ -29,6 +29,16 @@ async def readiness(runtime: RuntimeDep):
     body = {"status": "healthy" if db_ok else "unhealthy", "db": "connected" if db_ok else "unreachable",
             "config_loaded": True, "models": len(runtime.router.aliases)}
     return json_response(body, 200 if db_ok else 503)
+
+
+@router.get("/health")
+async def health(_: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """Probe every deployment with a tiny rerank call (master key only; calls the providers)."""
+    results = await runtime.router.check_health()
+    healthy = [r.describe() for r in results if r.ok]
+    unhealthy = [r.describe() for r in results if not r.ok]
+    return {"healthy_endpoints": healthy, "unhealthy_endpoints": unhealthy,
+            "healthy_count": len(healthy), "unhealthy_count": len(unhealthy)}
 
 
 @router.get("/models")

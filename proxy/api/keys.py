@@ -9,11 +9,11 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from ..auth.keys import display_name, generate_key, hash_key, looks_like_hash
-from ..durations import after
 from ..errors import InvalidRequestError, ModelNotFoundError, PermissionDeniedError
+from ..spend.durations import parse_duration
 from .admin_models import KeyDelete, KeyFields, KeyGenerate, KeyRef, KeyUpdate
 from .deps import AdminDep, CallerDep, RuntimeDep
-from .store_calls import as_dict, in_thread
+from .store_calls import as_dict, budget_view, in_thread
 
 router = APIRouter(tags=["keys"])
 
@@ -26,17 +26,15 @@ def digest_of(key: str) -> str:
 def _fields(body: KeyFields, now: datetime) -> dict[str, Any]:
     fields = body.model_dump(exclude_none=True, exclude={"key", "duration"})
     if body.duration:
-        fields["expires"] = after(now, body.duration)
-    if body.budget_duration:
-        fields["budget_reset_at"] = after(now, body.budget_duration)
-    return fields
+        fields["expires"] = parse_duration(body.duration).after(now)
+    return fields  # the store starts the budget period when budget_duration is set
 
 
-def key_info(record: Any) -> dict[str, Any]:
-    info = as_dict(record)
-    if info.get("max_budget") is not None:
-        info["remaining_budget"] = float(info["max_budget"]) - float(info.get("spend") or 0)
-    return info
+def _check_guardrails(runtime: Any, names: list[str] | None) -> None:
+    governance = runtime.extras.get("governance")
+    unknown = governance.chain.unknown(names or ()) if governance is not None else []
+    if unknown:
+        raise InvalidRequestError(f"unknown guardrail(s): {', '.join(unknown)}; configure them under 'guardrails'")
 
 
 @router.post("/key/generate")
@@ -44,9 +42,10 @@ async def generate(body: KeyGenerate, _: AdminDep, runtime: RuntimeDep) -> dict[
     if body.key is not None and not body.key.startswith("sk-"):
         raise InvalidRequestError("a custom key must start with 'sk-'")
     key = body.key or generate_key()
+    _check_guardrails(runtime, body.guardrails)
     record = await in_thread(runtime.store.create_key, hash_key(key), key_name=display_name(key),
                              **_fields(body, datetime.now(UTC)))
-    info = key_info(record)
+    info = budget_view(record)
     return {**info, "key": key, "token": hash_key(key)}
 
 
@@ -63,7 +62,10 @@ async def info(caller: CallerDep, runtime: RuntimeDep, key: str | None = Query(d
     record = await in_thread(runtime.store.get_key, digest)
     if record is None:
         raise ModelNotFoundError("key not found")
-    return {"key": digest, "info": key_info(record)}
+    info = budget_view(record)
+    if (governance := runtime.extras.get("governance")) is not None:
+        await governance.describe_key(info, record)  # live spend, remaining budget, current reset time
+    return {"key": digest, "info": info}
 
 
 @router.get("/key/list")
@@ -72,7 +74,7 @@ async def list_keys(_: AdminDep, runtime: RuntimeDep, page: int = Query(1, ge=1)
                     return_full_object: bool = False) -> dict[str, Any]:
     records, total = await in_thread(runtime.store.list_keys, user_id=user_id, key_alias=key_alias, page=page,
                                      size=size)
-    keys = [key_info(r) for r in records] if return_full_object else [as_dict(r)["token"] for r in records]
+    keys = [budget_view(r) for r in records] if return_full_object else [as_dict(r)["token"] for r in records]
     return {"keys": keys, "total_count": total, "current_page": page,
             "total_pages": max(1, math.ceil(total / size))}
 
@@ -80,11 +82,12 @@ async def list_keys(_: AdminDep, runtime: RuntimeDep, page: int = Query(1, ge=1)
 @router.post("/key/update")
 async def update(body: KeyUpdate, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     digest = digest_of(body.key)
+    _check_guardrails(runtime, body.guardrails)
     record = await in_thread(runtime.store.update_key, digest, **_fields(body, datetime.now(UTC)))
     if record is None:
         raise ModelNotFoundError("key not found")
     runtime.authenticator.forget(digest)
-    return {"key": digest, **key_info(record)}
+    return {"key": digest, **budget_view(record)}
 
 
 @router.post("/key/delete")
@@ -108,7 +111,7 @@ async def _set_blocked(body: KeyRef, runtime: Any, blocked: bool) -> dict[str, A
     if record is None:
         raise ModelNotFoundError("key not found")
     runtime.authenticator.forget(digest)
-    return {"key": digest, **key_info(record)}
+    return {"key": digest, **budget_view(record)}
 
 
 @router.post("/key/block")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from ..errors import InvalidRequestError, ProxyError, StoreUnavailableError
@@ -26,10 +27,16 @@ async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 def as_dict(record: Any) -> dict[str, Any]:
+    """A store record as JSON-ready fields; money becomes a float, as LiteLLM's admin API returns it."""
     if record is None:
         return {}
-    if dataclasses.is_dataclass(record) and not isinstance(record, type):
-        return dataclasses.asdict(record)
-    if isinstance(record, dict):
-        return dict(record)
-    return {k: v for k, v in vars(record).items() if not k.startswith("_")}
+    fields = dataclasses.asdict(record) if dataclasses.is_dataclass(record) else dict(record)
+    return {k: float(v) if isinstance(v, Decimal) else v for k, v in fields.items()}
+
+
+def budget_view(record: Any) -> dict[str, Any]:
+    """A key or end-user record with its remaining budget, for the admin API."""
+    info = as_dict(record)
+    if info.get("max_budget") is not None:
+        info["remaining_budget"] = float(info["max_budget"]) - float(info.get("spend") or 0)
+    return info

@@ -1,26 +1,46 @@
 """The one router, used by the server and the SDK's `proxy.Router`: alias → deployments → attempts.
 
-An attempt that fails with a retryable error moves on to the next deployment (then to fallback
-aliases); a caller's bad request is never retried. When every attempt fails, the caller gets one
-`AllDeploymentsFailedError` that keeps every cause.
+Per request: the alias's deployments in priority tiers (`order`), minus those cooling down or at their
+rpm limit; the strategy (picker.py) picks one; a retryable failure moves on to a deployment not yet
+tried, then retries with backoff (policy.py), then to the fallback aliases (the request's, the key's,
+the config's, the defaults). Deployments in cooldown (health.py) are tried last, only when nothing else
+is left. The caller's bad request is never retried and never falls back. When everything fails the
+caller gets one `AllDeploymentsFailedError` keeping every cause, and one WARNING line lists them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import random
 import time
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..deployments import resolve_deployment
-from ..errors import AllDeploymentsFailedError, ModelNotFoundError, ProxyError
+from ..errors import (
+    AllDeploymentsFailedError,
+    DeploymentAtCapacityError,
+    ModelNotFoundError,
+    ProxyError,
+    UpstreamTimeoutError,
+)
 from ..invoke import invoke
 from ..providers import Deployment
 from ..request import RerankRequest, make_request
 from ..transport import HttpxTransport, Transport
 from ..wire import RerankResponse
+from .health import CooldownPolicy, Cooldowns
+from .picker import make_strategy
+from .policy import RetryPolicy
+from .probe import ProbeResult, probe
+from .state import LocalState, State, Stats
+from .table import Group, Member, build_group, parse_fallbacks
+
+log = logging.getLogger("proxy.routing")
 
 
 @dataclass(slots=True)
@@ -33,10 +53,36 @@ class Outcome:
     fallback_used: bool = False
     upstream_ms: float = 0.0
     attempts: list[tuple[str, ProxyError]] = field(default_factory=list)
+    timeline: list[tuple[Deployment, float, float, ProxyError | None]] = field(default_factory=list)
+    """(deployment, perf_counter start, end, error) of every attempt: trace spans are built from it."""
+
+
+class _Trip:
+    """One request's bookkeeping across aliases: what was tried, cooled, full, and the time left."""
+
+    __slots__ = ("deadline", "tried", "cooled", "full", "spent", "retries", "last_error", "views", "timed_out")
+
+    def __init__(self, deadline: float | None):
+        self.deadline = deadline
+        self.tried: set[str] = set()
+        self.cooled: set[str] = set()
+        self.full: dict[str, str] = {}
+        """Deployments skipped at their rpm/tpm limit → why."""
+        self.spent: dict[str, int] = {}
+        self.retries = 0
+        self.last_error: dict[str, ProxyError] = {}
+        self.views: dict[str, Sequence[Stats]] = {}
+        self.timed_out = False
 
 
 class Router:
-    """Load balancing and failover over `aliases` ({alias: deployments})."""
+    """Load balancing, retries, cooldowns and fallbacks over `aliases` ({alias: deployments}).
+
+    `model_list` takes LiteLLM's entries (`model_name`, `litellm_params`, `model_info.id`). With
+    `redis_url`, cooldowns, in-flight counts, rpm usage and latency are shared by every router using the
+    same Redis and `redis_prefix` (other replicas' numbers are at most `redis_refresh_interval` seconds
+    old; rpm reservations are exact). `clock` (wall-clock seconds) and `seed` make routing reproducible.
+    """
 
     def __init__(
         self,
@@ -50,84 +96,278 @@ class Router:
         transport: Transport | None = None,
         environ: Mapping[str, str] | None = None,
         seed: int | None = None,
+        timeout: float | None = None,
+        retry_after: float = 0.05,
+        max_retry_after: float = 2.0,
+        allowed_fails: int = 3,
+        cooldown_time: float = 5.0,
+        max_cooldown_time: float = 60.0,
+        routing_strategy_args: Mapping[str, Any] | None = None,
+        enable_pre_call_checks: bool = False,
+        redis_url: str | None = None,
+        redis_prefix: str = "rerank-proxy",
+        redis_refresh_interval: float = 0.1,
+        clock: Callable[[], float] | None = None,
     ):
         table: dict[str, list[Deployment]] = {alias: list(deps) for alias, deps in (aliases or {}).items()}
+        environ = environ if environ is not None else os.environ
         for entry in model_list or []:
-            params = dict(entry["litellm_params"])
+            params = {k: _from_environ(v, environ) for k, v in entry["litellm_params"].items()}
             alias = entry["model_name"]
             dep_id = str((entry.get("model_info") or {}).get("id") or f"{alias}#{len(table.get(alias, []))}")
             table.setdefault(alias, []).append(
-                resolve_deployment(params["model"], params, environ=environ if environ is not None else os.environ,
-                                   deployment_id=dep_id)
-            )
-        self.aliases = {alias: tuple(deps) for alias, deps in table.items()}
-        self.fallbacks: dict[str, list[str]] = {}
-        for item in fallbacks or []:
-            for alias, targets in item.items():
-                self.fallbacks.setdefault(alias, []).extend(targets)
+                resolve_deployment(params["model"], params, environ=environ, deployment_id=dep_id))
+        self.aliases: dict[str, tuple[Deployment, ...]] = {alias: tuple(deps) for alias, deps in table.items()}
+        self._groups: dict[str, Group] = {}
+        for alias, deps in self.aliases.items():
+            try:
+                self._groups[alias] = build_group(alias, deps)
+            except ValueError as exc:
+                raise ValueError(f"model '{alias}': {exc}") from None
+        self.fallbacks = parse_fallbacks(fallbacks)
         self.default_fallbacks = list(default_fallbacks or [])
+        unknown = {t for targets in self.fallbacks.values() for t in targets} | set(self.default_fallbacks)
+        unknown -= self.aliases.keys()
+        if unknown:
+            log.warning("fallback model(s) %s are not in the model list and will be skipped",
+                        ", ".join(sorted(unknown)))
         self.num_retries = num_retries
         self.routing_strategy = routing_strategy
-        self._transport = transport
-        self._rng = random.Random(seed)
+        self.strategy = make_strategy(routing_strategy, routing_strategy_args)
+        self.policy = RetryPolicy(num_retries, retry_after, max_retry_after, timeout)
+        self._enforce = self.strategy.enforces_limits or enable_pre_call_checks
+        needs = set(self.strategy.needs)
+        if self._enforce and any(m.rpm or m.tpm for g in self._groups.values() for m in g.members):
+            needs.add("usage")
+        local = LocalState(latency_ttl=self.strategy.latency_ttl)
+        self.state: State = local
+        if redis_url:
+            from .redis_state import RedisState
 
+            self.state = RedisState(redis_url, local=local, needs=frozenset(needs), prefix=redis_prefix,
+                                    refresh_interval=redis_refresh_interval)
+        self.cooldowns = Cooldowns(self.state, CooldownPolicy(allowed_fails, cooldown_time, max_cooldown_time))
+        self._rng = random.Random(seed)
+        self._jitter = random.Random(None if seed is None else seed + 1)
+        self._clock = clock or time.time
+        self._transport = transport
+        self._own_transports: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HttpxTransport] = (
+            weakref.WeakKeyDictionary())
+
+    # -- transport: a given one, else one per event loop (the sync face runs on its own loop) ---------
     @property
     def transport(self) -> Transport:
-        if self._transport is None:
-            self._transport = HttpxTransport()
-        return self._transport
+        if self._transport is not None:
+            return self._transport
+        loop = asyncio.get_running_loop()
+        own = self._own_transports.get(loop)
+        if own is None:
+            own = self._own_transports[loop] = HttpxTransport()
+        return own
 
     def require(self, alias: str) -> None:
         if alias not in self.aliases:
             raise ModelNotFoundError(f"model '{alias}' not found; ask GET /v1/models for the models you can use")
 
-    def _order(self, deployments: Sequence[Deployment]) -> list[Deployment]:
-        """Weighted shuffle (by `weight`, else `rpm`, else equal)."""
-        pool = list(deployments)
-        ordered = []
-        while pool:
-            weights = [float(d.params.get("weight") or d.params.get("rpm") or 1) for d in pool]
-            pick = self._rng.choices(range(len(pool)), weights=weights)[0]
-            ordered.append(pool.pop(pick))
-        return ordered
+    def deployment_states(self) -> dict[str, str]:
+        """Deployment id → "healthy" | "cooldown" | "unavailable" (missing key), as this process last saw it."""
+        now = self._clock()
+        return {m.id: "unavailable" if m.deployment.missing_env
+                else "cooldown" if self.state.cooled_until(m.id) > now else "healthy"
+                for group in self._groups.values() for m in group.members}
 
     def _chain(self, alias: str, extra_fallbacks: Sequence[str] | None) -> list[str]:
         chain = [alias]
-        for candidate in [*(extra_fallbacks or []), *self.fallbacks.get(alias, []), *self.default_fallbacks]:
-            if candidate not in chain and candidate in self.aliases:
+        for candidate in (*(extra_fallbacks or ()), *self.fallbacks.get(alias, ()), *self.default_fallbacks):
+            if candidate not in chain and candidate in self._groups:
                 chain.append(candidate)
         return chain
 
+    # -- the request path ------------------------------------------------------------------------------
     async def route(self, alias: str, request: RerankRequest, *, fallbacks: Sequence[str] | None = None,
                     outcome: Outcome | None = None) -> Outcome:
         """Serve `request` from `alias` (then its fallbacks); `outcome` is filled in even on failure."""
         self.require(alias)
         outcome = outcome if outcome is not None else Outcome()
         outcome.alias = alias
-        for position, target in enumerate(self._chain(alias, fallbacks)):
-            deployments = self._order(self.aliases[target])
-            tries = max(len(deployments), 1 + self.num_retries)
-            for attempt in range(tries):
-                deployment = deployments[attempt % len(deployments)]
-                started = time.perf_counter()
-                try:
-                    response = await invoke(request, deployment, self.transport)
-                except ProxyError as exc:
-                    outcome.upstream_ms += (time.perf_counter() - started) * 1000
-                    outcome.attempts.append((deployment.id, exc))
-                    outcome.deployment = deployment
-                    if not exc.retryable:
-                        raise
+        trip = _Trip(self.policy.deadline())
+        if await self._serve(alias, 0, request, outcome, trip, last_resort=False):
+            return outcome
+        chain = self._chain(alias, fallbacks)
+        for position, target in enumerate(chain[1:], 1):
+            if trip.timed_out:
+                break
+            if await self._serve(target, position, request, outcome, trip, last_resort=False):
+                return outcome
+        for position, target in enumerate(chain):
+            if trip.timed_out:
+                break
+            if await self._serve(target, position, request, outcome, trip, last_resort=True):
+                return outcome
+        raise self._all_failed(alias, chain, request, outcome, trip)
+
+    async def _serve(self, target: str, position: int, request: RerankRequest, outcome: Outcome, trip: _Trip,
+                     last_resort: bool) -> bool:
+        """Attempts on one alias until one succeeds (True), its attempts run out or nothing is available."""
+        group = self._groups[target]
+        stats = trip.views.get(target)
+        if stats is None:
+            stats = trip.views[target] = await self.state.read(group, self._clock())
+        budget = self.policy.attempts_for(len(group.members))
+        while trip.spent.get(target, 0) < budget:
+            now = self._clock()
+            index = self._choose(group, stats, trip, now, last_resort)
+            if index is None:
+                return False
+            member = group.members[index]
+            if member.id in trip.tried:
+                error = trip.last_error.get(member.id)
+                wait = self.policy.wait(trip.retries, error.retry_after if error else None, self._jitter)
+                if trip.deadline is not None and time.monotonic() + wait >= trip.deadline:
+                    trip.timed_out = True
+                    return False
+                trip.retries += 1
+                await asyncio.sleep(wait)
+                now = self._clock()
+            elif trip.deadline is not None and time.monotonic() >= trip.deadline:
+                trip.timed_out = True
+                return False
+            counted = False
+            if self._enforce and member.rpm is not None:
+                if not await self.state.reserve(member, now):
+                    trip.full[member.id] = f"deployment '{member.id}' is at its rpm limit ({member.rpm}/min)"
                     continue
-                outcome.upstream_ms += (time.perf_counter() - started) * 1000
-                outcome.response = response
-                outcome.deployment = deployment
+                counted = True
+            trip.spent[target] = trip.spent.get(target, 0) + 1
+            if await self._attempt(member, request, outcome, trip, counted, now):
                 outcome.alias = target
                 outcome.fallback_used = position > 0
-                return outcome
-        raise AllDeploymentsFailedError(alias, outcome.attempts)
+                return True
+            if trip.timed_out:
+                return False
+        return False
 
-    # -- SDK face ------------------------------------------------------------------------------------
+    def _choose(self, group: Group, stats: Sequence[Stats], trip: _Trip, now: float,
+                last_resort: bool) -> int | None:
+        """The next member to call: untried ones of the first tier that has any, else a retry."""
+        members, retry = group.members, None
+        minute = int(now // 60)
+        for tier in group.tiers:
+            fresh: list[int] = []
+            again: list[int] = []
+            for i in tier:
+                if self._available(members[i], stats[i], trip, now, minute, last_resort):
+                    (again if members[i].id in trip.tried else fresh).append(i)
+            if fresh:
+                return self.strategy.pick(fresh, members, stats, self._rng, now)
+            if again and retry is None:
+                retry = again
+        if retry:
+            return self.strategy.pick(retry, members, stats, self._rng, now)
+        return None
+
+    def _available(self, member: Member, stats: Stats, trip: _Trip, now: float, minute: int,
+                   last_resort: bool) -> bool:
+        if trip.full and member.id in trip.full:
+            return False
+        if self._enforce:
+            if member.rpm is not None and stats.used_in(minute) >= member.rpm:
+                trip.full[member.id] = f"deployment '{member.id}' is at its rpm limit ({member.rpm}/min)"
+                return False
+            if member.tpm is not None and stats.tokens_in(minute) >= member.tpm:
+                trip.full[member.id] = f"deployment '{member.id}' is at its tpm limit ({member.tpm}/min)"
+                return False
+        return last_resort or not (stats.cool_until > now or member.id in trip.cooled)
+
+    async def _attempt(self, member: Member, request: RerankRequest, outcome: Outcome, trip: _Trip,
+                       counted: bool, now: float) -> bool:
+        deployment = member.deployment
+        transport = self._transport or self.transport
+        trip.tried.add(member.id)
+        self.state.begin(member, now, counted)
+        started = time.perf_counter()
+        try:
+            if trip.deadline is None or trip.deadline - time.monotonic() >= deployment.timeout:
+                response = await invoke(request, deployment, transport)
+            else:
+                response = await self._bounded(request, deployment, transport, trip)
+        except ProxyError as exc:
+            ended = time.perf_counter()
+            elapsed = ended - started
+            outcome.upstream_ms += elapsed * 1000
+            outcome.attempts.append((deployment.id, exc))
+            outcome.timeline.append((deployment, started, ended, exc))
+            outcome.deployment = deployment
+            self.state.end(member, self._clock(), elapsed if isinstance(exc, UpstreamTimeoutError) else None, None)
+            if not exc.retryable:
+                raise
+            trip.last_error[member.id] = exc
+            if not trip.timed_out and await self.cooldowns.failed(member.id, exc, self._clock()):
+                trip.cooled.add(member.id)
+            return False
+        except BaseException:
+            self.state.end(member, self._clock(), None, None)
+            raise
+        ended = time.perf_counter()
+        elapsed = ended - started
+        outcome.upstream_ms += elapsed * 1000
+        outcome.timeline.append((deployment, started, ended, None))
+        outcome.response = response
+        outcome.deployment = deployment
+        self.state.end(member, self._clock(), elapsed, _tokens(response) if member.tpm else None)
+        return True
+
+    async def _bounded(self, request: RerankRequest, deployment: Deployment, transport: Transport,
+                       trip: _Trip) -> RerankResponse:
+        """One attempt cut short by the request's overall timeout."""
+        assert trip.deadline is not None
+        try:
+            async with asyncio.timeout(max(trip.deadline - time.monotonic(), 0.0)):
+                return await invoke(request, deployment, transport)
+        except TimeoutError:
+            trip.timed_out = True
+            raise UpstreamTimeoutError(f"the request's overall timeout of {self.policy.timeout:g}s ran out",
+                                       provider=deployment.provider.name) from None
+
+    def _all_failed(self, alias: str, chain: list[str], request: RerankRequest, outcome: Outcome,
+                    trip: _Trip) -> AllDeploymentsFailedError:
+        now = self._clock()
+        causes = list(outcome.attempts)
+        until_next_minute = 60 - now % 60
+        attempted = {d for d, _ in causes}
+        causes += [(dep_id, DeploymentAtCapacityError(why, retry_after=until_next_minute))
+                   for dep_id, why in trip.full.items() if dep_id not in attempted]
+        error = AllDeploymentsFailedError(alias, causes, retry_after=self._retry_after(chain, causes, now),
+                                          timed_out=trip.timed_out)
+        described = "; ".join(_describe(dep_id, exc, request.query) for dep_id, exc in causes)
+        # Refusals at our own rpm/tpm limits reached no upstream: INFO, so a busy minute does not flood the log.
+        level = logging.WARNING if outcome.attempts or not trip.full else logging.INFO
+        log.log(level, "all deployments failed for model '%s'%s: %s", alias,
+                " (overall timeout)" if trip.timed_out else "", described or "no deployment was available")
+        return error
+
+    def _retry_after(self, chain: list[str], causes: list[tuple[str, ProxyError]], now: float) -> float:
+        hinted = [exc.retry_after for _, exc in causes if exc.retry_after]
+        if hinted:
+            return min(max(hinted), max(self.cooldowns.policy.max_cooldown_time, 1.0))
+        cooling = [until - now for alias in chain for m in self._groups[alias].members
+                   if (until := self.state.cooled_until(m.id)) > now]
+        return min(cooling) if cooling else 1.0
+
+    # -- health ----------------------------------------------------------------------------------------
+    async def check_health(self, *, timeout: float = 10.0) -> list[ProbeResult]:
+        """Probe every deployment with a tiny rerank call; failures count toward cooldowns, successes end them."""
+        pairs = [(alias, m) for alias, group in self._groups.items() for m in group.members]
+        transport = self.transport
+        results = await asyncio.gather(*(probe(alias, m.deployment, transport, timeout) for alias, m in pairs))
+        for (_, member), result in zip(pairs, results, strict=True):
+            if result.error is None:
+                self.cooldowns.recovered(member.id)
+            else:
+                await self.cooldowns.failed(member.id, result.error, self._clock())
+        return list(results)
+
+    # -- SDK face --------------------------------------------------------------------------------------
     async def arerank(self, model: str, query: str, documents: list[Any], *, top_n: int | None = None,
                       return_documents: bool | None = True, rank_fields: list[str] | None = None,
                       max_chunks_per_doc: int | None = None, max_tokens_per_doc: int | None = None,
@@ -142,10 +382,50 @@ class Router:
         return outcome.response
 
     def rerank(self, model: str, query: str, documents: list[Any], **kwargs: Any) -> RerankResponse:
+        """Blocking `arerank`, run on the SDK's background event loop (with that loop's own connections)."""
         from ..sdk import run_sync
 
         return run_sync(self.arerank(model, query, documents, **kwargs))
 
     async def aclose(self) -> None:
-        if self._transport is not None:
-            await self._transport.aclose()
+        """Close what this event loop's calls opened (connections, the Redis client)."""
+        await self.state.aclose()
+        try:
+            own = self._own_transports.pop(asyncio.get_running_loop(), None)
+        except RuntimeError:
+            own = None
+        if own is not None:
+            await own.aclose()
+
+    def close(self) -> None:
+        """Close what the blocking `rerank` opened; `await aclose()` in each event loop that used `arerank`."""
+        from ..sdk import run_sync
+
+        run_sync(self.aclose())
+
+    async def __aenter__(self) -> Router:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _from_environ(value: Any, environ: Mapping[str, str]) -> Any:
+    """LiteLLM's `os.environ/NAME` values in a model_list, read from `environ` (None when unset)."""
+    if isinstance(value, str) and value.startswith("os.environ/"):
+        return environ.get(value.removeprefix("os.environ/")) or None
+    return value
+
+
+def _tokens(response: RerankResponse) -> int | None:
+    billed = response.meta.billed_units if response.meta else None
+    total = billed.total_tokens if billed else None
+    return int(total) if total else None
+
+
+def _describe(deployment_id: str, error: ProxyError, query: str) -> str:
+    """One cause for the log: deployment, error kind and a short message with the query cut out."""
+    message = error.message.replace(query, "<query>") if query and len(query) > 2 else error.message
+    if len(message) > 300:
+        message = message[:300] + "..."
+    return f"{deployment_id} {error.kind}: {message}"

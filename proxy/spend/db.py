@@ -16,6 +16,8 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 
+from .encoding import to_json
+
 DEFAULT_URL = "sqlite:///./rerank_proxy.db"
 MIGRATIONS = Path(__file__).with_name("migrations")
 WRITE = {"rerank_proxy_write": True}
@@ -32,16 +34,19 @@ def database_url(url: str | None) -> URL:
     return parsed
 
 
-def make_engine(url: str | None = None, *, busy_timeout_ms: int = 5000, connect_timeout_s: int = 5,
-                **kwargs: Any) -> Engine:
+def make_engine(
+    url: str | None = None, *, busy_timeout_ms: int = 5000, connect_timeout_s: int = 5, **kwargs: Any
+) -> Engine:
     """A sync engine for `url` (default `sqlite:///./rerank_proxy.db`). Extra kwargs go to create_engine.
 
     `busy_timeout_ms` is how long a SQLite statement waits on another writer's lock before failing;
     `connect_timeout_s` bounds a PostgreSQL connection attempt. Bound parameters are hidden from error
-    messages, so an exception never carries row data into a log.
+    messages, so an exception never carries row data into a log; JSON columns accept Decimal and
+    datetime values (stored as strings).
     """
     parsed = database_url(url)
     kwargs.setdefault("hide_parameters", True)
+    kwargs.setdefault("json_serializer", to_json)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(parsed, **kwargs)
         _configure_sqlite(engine, busy_timeout_ms, file_backed=parsed.database not in (None, "", ":memory:"))

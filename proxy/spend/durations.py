@@ -45,7 +45,9 @@ def parse_duration(text: str) -> Duration:
     """Parse "30s", "5m", "1h", "1d", "2w", "30d" or "1mo"; ValueError otherwise."""
     match = _PATTERN.match(text)
     if match is None or int(match.group(1)) <= 0:
-        raise ValueError(f"invalid duration {text!r}: expected a positive number and one of s, m, h, d, w, mo")
+        raise ValueError(
+            f"invalid duration {text!r}: expected a positive number and one of s, m, h, d, w, mo"
+        )
     return Duration(int(match.group(1)), match.group(2))
 
 

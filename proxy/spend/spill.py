@@ -17,11 +17,12 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
+from .encoding import to_json
 from .events import SpendEvent
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ FORMAT = 1
 
 def encode(event: SpendEvent) -> str:
     """One JSON line (no newline). Decimal and datetime values, at any depth, become strings."""
-    return json.dumps({"v": FORMAT, **asdict(event)}, default=_default, separators=(",", ":"))
+    return to_json({"v": FORMAT, **asdict(event)})
 
 
 def decode(line: str) -> SpendEvent:
@@ -41,16 +42,6 @@ def decode(line: str) -> SpendEvent:
     data["started_at"] = datetime.fromisoformat(data["started_at"])
     data["cost"] = Decimal(data["cost"])
     return SpendEvent(**data)
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    raise TypeError(f"cannot encode {type(value).__name__}")
 
 
 @dataclass

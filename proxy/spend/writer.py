@@ -55,9 +55,18 @@ class SpendWriter:
     file), `rejected` (events the database refused), `dropped` (lost: overflow without a spill file).
     """
 
-    def __init__(self, store: Store, *, batch_size: int = 500, flush_interval: float = 0.25,
-                 max_queue: int = 1_000_000, spill_path: Path | None = None, retry_max: float = 10.0,
-                 retry_base: float = 0.05, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 0.25,
+        max_queue: int = 1_000_000,
+        spill_path: Path | None = None,
+        retry_max: float = 10.0,
+        retry_base: float = 0.05,
+        rng: random.Random | None = None,
+    ) -> None:
         if batch_size < 1 or max_queue < 1:
             raise ValueError("batch_size and max_queue must be positive")
         self._store = store
@@ -73,6 +82,7 @@ class SpendWriter:
         self._queue: deque[SpendEvent] = deque()
         self._pending: list[SpendEvent] = []  # the batch being written; always ahead of the queue
         self._overflow: list[SpendEvent] = []  # on its way to the spill file
+        self._spilling: list[SpendEvent] = []  # being appended to the spill file right now
         self._wake = asyncio.Event()
         self._overflow_ready = asyncio.Event()
         self._claims: list[tuple[int, Claim]] = []  # (value of _acked at which the claim is safe, claim)
@@ -92,7 +102,7 @@ class SpendWriter:
 
     @property
     def depth(self) -> int:
-        return len(self._queue) + len(self._pending) + len(self._overflow)
+        return len(self._queue) + len(self._pending) + len(self._spilling) + len(self._overflow)
 
     @property
     def written(self) -> int:
@@ -118,7 +128,7 @@ class SpendWriter:
 
     def submit(self, event: SpendEvent) -> None:
         """Queue an event; O(1), never blocks or raises."""
-        if len(self._queue) < self._max_queue:
+        if len(self._queue) + len(self._pending) < self._max_queue:
             self._queue.append(event)
             if len(self._queue) >= self._batch_size:
                 self._wake.set()
@@ -143,7 +153,10 @@ class SpendWriter:
             self._spill_task = asyncio.create_task(self._spill_overflow_forever(), name="spend-spill")
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Write what is queued, waiting at most `timeout` seconds; spill the rest to `spill_path`."""
+        """Write what is queued, waiting at most `timeout` seconds; spill the rest to `spill_path`.
+
+        On a writer that was never started nothing is written: the queue goes straight to the spill file.
+        """
         task, self._task = self._task, None
         if task is not None:
             self._stopping = True
@@ -183,9 +196,15 @@ class SpendWriter:
             except Exception as exc:  # noqa: BLE001 - transient by now: _write_front absorbs refusals
                 self._failures += 1
                 attempt += 1
-                delay = min(self._retry_max, self._retry_base * 2 ** (attempt - 1)) * self._rng.uniform(0.5, 1)
-                log.warning("spend write failed (%s); keeping %d events, retry in %.2fs",
-                            type(exc).__name__, self.depth, delay)
+                delay = min(self._retry_max, self._retry_base * 2 ** (attempt - 1)) * self._rng.uniform(
+                    0.5, 1
+                )
+                log.warning(
+                    "spend write failed (%s); keeping %d events, retry in %.2fs",
+                    type(exc).__name__,
+                    self.depth,
+                    delay,
+                )
                 await asyncio.sleep(delay)
 
     async def _write_front(self, count: int) -> None:
@@ -209,8 +228,11 @@ class SpendWriter:
         self._release_safe_claims()
 
     async def _reject(self, event: SpendEvent, exc: Exception) -> None:
-        log.error("spend event %s refused by the database (%s); kept in the rejected file",
-                  event.request_id, type(exc).__name__)
+        log.error(
+            "spend event %s refused by the database (%s); kept in the rejected file",
+            event.request_id,
+            type(exc).__name__,
+        )
         if self._rejects is not None:
             try:
                 await asyncio.to_thread(self._rejects.append, [event])
@@ -222,11 +244,13 @@ class SpendWriter:
             await self._overflow_ready.wait()
             self._overflow_ready.clear()
             while self._overflow:
-                batch, self._overflow = self._overflow, []
-                if not await self._append_to_spill(batch):
-                    self._overflow[:0] = batch
+                self._spilling, self._overflow = self._overflow, []
+                if not await self._append_to_spill(self._spilling):
+                    self._overflow[:0] = self._spilling
+                    self._spilling = []
                     await asyncio.sleep(self._retry_max)
                     break
+                self._spilling = []
                 self._spilled_since_ingest = True
             if self._overflow:
                 self._overflow_ready.set()
@@ -263,8 +287,10 @@ class SpendWriter:
             self._claims.pop(0)[1].release()
 
     async def _spill_leftovers(self) -> None:
-        leftovers = [*self._pending, *self._queue, *self._overflow]
-        self._pending, self._overflow = [], []
+        # `_spilling` is set only if stop() cancelled that append midway: it may be in the file already,
+        # in which case it is there twice, which is harmless (writes are idempotent on request_id)
+        leftovers = [*self._pending, *self._queue, *self._spilling, *self._overflow]
+        self._pending, self._spilling, self._overflow = [], [], []
         self._queue.clear()
         if leftovers:
             if self._spill is not None and await self._append_to_spill(leftovers):

@@ -8,7 +8,9 @@ from proxy.spend.tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError("run migrations through proxy.spend.db.migrate(engine); no URL is read from a config file")
+    raise RuntimeError(
+        "run migrations through proxy.spend.db.migrate(engine); no URL is read from a config file"
+    )
 
 context.configure(
     connection=connection,

@@ -1,0 +1,326 @@
+"""The engine's `Checks`: guardrails on the query, then rate limits and budgets, for every rerank call.
+
+`before` runs after validation and before routing: guardrails may block (400) or mask the query (the
+upstream only ever sees the masked one); then every limit of the call (key, model, end-user, proxy) is
+checked and taken in one atomic step, in Redis when configured (shared by replicas, one round-trip) or in
+this process. Budgets reserve the call's estimated price (the dearest deployment of the alias × units) so a
+burst of concurrent calls cannot all pass a nearly spent budget; `after` (always run) frees parallel slots
+and settles the reservation with the real cost. A Redis outage falls back to this process's counters with
+a warning; it never fails a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from .engine import Call
+from .errors import PermissionDeniedError
+from .guardrails import GuardContext, GuardrailChain, build_chain
+from .limits import (
+    EndUserRecords,
+    Limit,
+    LocalCounters,
+    ProxyBudget,
+    RedisCounters,
+    Refused,
+    SharedAdmission,
+    call_limits,
+    current_period,
+    refusal,
+)
+from .pricing import Price, cost, price_for
+from .providers import Usage
+from .routing import Router
+from .settings import Settings
+
+log = logging.getLogger("proxy.governance")
+
+REDIS_RETRY_SECONDS = 5.0
+MAX_UNRELEASED = 10_000
+ADMISSION = "governance.admission"
+REDIS_TIMEOUT_SECONDS = 0.5
+
+
+@dataclass(slots=True)
+class Admission:
+    """What a call took, so `after` can give it back: local parallel slots, budget reservations, Redis."""
+
+    parallel: tuple[str, ...]
+    budgets: tuple[tuple[str, datetime | None], ...]
+    estimate: Decimal
+    member: str
+    shared: SharedAdmission | None = None
+
+
+class Governance:
+    def __init__(self, settings: Settings, store: Any, router: Router) -> None:
+        general, lite = settings.general, settings.config.litellm_settings
+        self.settings = settings
+        self.store = store
+        self.router = router
+        self.chain = GuardrailChain()
+        self.local = LocalCounters()
+        self.end_users = EndUserRecords(store, general.key_cache_ttl)
+        self.redis: RedisCounters | None = None
+        if general.max_budget is not None:
+            budget, duration = general.max_budget, general.budget_duration
+        else:
+            budget, duration = lite.max_budget, lite.budget_duration
+        self.proxy_budget = Decimal(str(budget)) if budget is not None else None
+        self.proxy_duration = duration
+        default = general.max_end_user_budget if general.max_end_user_budget is not None else lite.max_end_user_budget
+        self.default_end_user_budget = Decimal(str(default)) if default is not None else None
+        self.proxy: ProxyBudget | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._redis_client: Any = None
+        self._redis_errors: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError)
+        self._redis_down_until = 0.0
+        self._redis_degraded = False
+        self._prices: dict[str, tuple[Price, ...]] = {}
+        self._members = itertools.count()
+        self._node = uuid.uuid4().hex[:12]
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._unreleased: list[tuple[Admission, Decimal]] = []  # Redis releases to retry once it answers
+        self._maintainer: asyncio.Task[None] | None = None
+
+    # lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        entries = self.settings.config.guardrails
+        if any(e.litellm_params.get("guardrail") == "webhook" for e in entries):
+            self._http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+        self.chain = build_chain(entries, self._http)
+        self._connect_redis()
+        await self._reset_budgets()
+        if self.proxy_budget is not None:
+            await self._sync_proxy_budget()
+        self._maintainer = asyncio.create_task(self._maintain(), name="governance")
+
+    async def stop(self) -> None:
+        if self._maintainer is not None:
+            self._maintainer.cancel()
+            await asyncio.gather(self._maintainer, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=5)
+        if self._redis_client is not None:
+            await self._redis_client.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+
+    def _connect_redis(self) -> None:
+        url = self.settings.redis_url
+        if not url:
+            return
+        try:
+            import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+            from redis.exceptions import RedisError
+        except ImportError:
+            log.error("redis_url is set but the redis package is missing (pip install 'rerank-proxy[redis]'); "
+                      "rate limits and budgets are counted per process")
+            return
+        self._redis_errors = (RedisError, OSError, asyncio.TimeoutError)
+        self._redis_client = aioredis.from_url(
+            url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            retry=Retry(NoBackoff(), 0))
+        self.redis = RedisCounters(self._redis_client, self.settings.general.redis_key_prefix)
+
+    def _shared(self) -> RedisCounters | None:
+        if self.redis is None or time.monotonic() < self._redis_down_until:
+            return None
+        return self.redis
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        if not self._redis_degraded:
+            log.warning("Redis unavailable (%s); counting rate limits and budgets in this process until it "
+                        "answers again (retried every %.0fs)", type(exc).__name__, REDIS_RETRY_SECONDS)
+            self._redis_degraded = True
+        self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+
+    def _redis_ok(self) -> None:
+        if self._redis_degraded:
+            log.warning("Redis is back; rate limits and budgets are shared again")
+            self._redis_degraded = False
+
+    # the Checks hook ------------------------------------------------------------------------------
+
+    async def before(self, call: Call) -> None:
+        key = call.caller.record
+        end_user = None
+        if call.end_user is not None:
+            end_user = await self.end_users.get(call.end_user)
+            if end_user is not None and end_user.blocked:
+                raise PermissionDeniedError(f"end-user '{call.end_user}' is blocked")
+        key_guardrails = getattr(key, "guardrails", None)
+        if self.chain or key_guardrails or call.body.guardrails:
+            await self._guard(call, key_guardrails)
+        now = datetime.now(UTC)
+        limits = call_limits(key_hash=call.caller.key_hash, key=key, alias=call.alias, end_user_id=call.end_user,
+                             end_user=end_user, default_end_user_budget=self.default_end_user_budget,
+                             proxy=self.proxy, now=now)
+        if limits:
+            call.extra[ADMISSION] = await self._admit(call, limits, now)
+
+    def after(self, call: Call) -> None:
+        admission: Admission | None = call.extra.pop(ADMISSION, None)
+        if admission is None:
+            return
+        spent = call.cost
+        self.local.release(admission.parallel, admission.budgets, admission.estimate, spent)
+        if admission.shared is not None and self.redis is not None:
+            task = asyncio.get_running_loop().create_task(self._release_shared(admission, spent))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _guard(self, call: Call, key_guardrails: list[str] | None) -> None:
+        selected = self.chain.select(key_guardrails, call.body.guardrails)
+        if not selected:
+            return
+        caller = call.caller
+        context = GuardContext(model=call.alias, key_alias=caller.key_alias, user_id=caller.user_id,
+                               end_user=call.end_user, metadata=call.body.metadata or {})
+        query = await self.chain.run(selected, call.request.query, context, call.guardrails)
+        if query != call.request.query:
+            call.request = call.request.with_query(query)
+
+    async def _admit(self, call: Call, limits: list[Limit], now: datetime) -> Admission:
+        estimate = self._estimate(call) if any(lim.kind == "budget" for lim in limits) else Decimal(0)
+        budgets = tuple((lim.counter, lim.period_end) for lim in limits if lim.kind == "budget")
+        member = f"{self._node}:{next(self._members)}"
+        shared = self._shared()
+        if shared is not None:
+            try:
+                result = await shared.admit(limits, estimate, member, now)
+            except self._redis_errors as exc:
+                self._redis_failed(exc)
+            else:
+                self._redis_ok()
+                if isinstance(result, Refused):
+                    raise refusal(result.limit, now=now, retry_after=result.retry_after, used=result.used)
+                # Mirror the reservation here so a later fallback starts from what this process saw.
+                self.local.take([lim for lim in limits if lim.kind == "budget"], estimate, now)
+                return Admission((), budgets, estimate, member, result)
+        refused = self.local.admit(limits, estimate, now)
+        if refused is not None:
+            raise refusal(refused.limit, now=now, retry_after=refused.retry_after, used=refused.used)
+        parallel = tuple(lim.counter for lim in limits if lim.kind == "parallel")
+        return Admission(parallel, budgets, estimate, member)
+
+    async def _release_shared(self, admission: Admission, spent: Decimal) -> None:
+        assert self.redis is not None and admission.shared is not None
+        try:
+            await self.redis.release(admission.shared, admission.member, admission.estimate, spent)
+        except self._redis_errors as exc:
+            self._redis_failed(exc)
+            if len(self._unreleased) < MAX_UNRELEASED:  # else the slots age out and the reservations expire
+                self._unreleased.append((admission, spent))
+
+    async def _retry_releases(self) -> None:
+        """Give back slots and settle reservations whose release failed while Redis was away."""
+        while self._unreleased and self._shared() is not None:
+            admission, spent = self._unreleased.pop()
+            await self._release_shared(admission, spent)
+
+    def _estimate(self, call: Call) -> Decimal:
+        """The call's price at the dearest deployment of its alias, before any provider reports usage."""
+        prices = self._prices.get(call.alias)
+        if prices is None:
+            prices = self._prices[call.alias] = tuple(price_for(d) for d in self.router.aliases.get(call.alias, ()))
+        return max((cost(Usage(), call.request, p) for p in prices), default=Decimal(0))
+
+    # admin ----------------------------------------------------------------------------------------
+
+    def forget_end_user(self, user_id: str) -> None:
+        self.end_users.forget(user_id)
+
+    async def describe_key(self, info: dict[str, Any], record: Any) -> dict[str, Any]:
+        return await self._describe(info, f"key:{record.token}", record, record.max_budget)
+
+    async def describe_end_user(self, info: dict[str, Any], record: Any) -> dict[str, Any]:
+        budget = record.max_budget if record.max_budget is not None else self.default_end_user_budget
+        return await self._describe(info, f"end_user:{record.user_id}", record, budget)
+
+    async def _describe(self, info: dict[str, Any], counter: str, record: Any, budget: Any) -> dict[str, Any]:
+        """Live spend (database, this process's ledger and Redis, whichever knows more), remaining budget,
+        and the end of the current budget period."""
+        now = datetime.now(UTC)
+        period, spend = current_period(record.budget_reset_at, record.budget_duration, record.spend, now)
+        known = [spend, self.local.spent(counter, period)]
+        shared = self._shared()
+        if shared is not None:
+            try:
+                known.append(await shared.spent(counter, period))
+            except self._redis_errors as exc:
+                self._redis_failed(exc)
+        spend = max(v for v in known if v is not None)
+        info["spend"] = float(spend)
+        info["budget_reset_at"] = period
+        if budget is not None:
+            info["remaining_budget"] = float(Decimal(budget) - spend)
+        return info
+
+    # background -----------------------------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        general = self.settings.general
+        low, high = sorted((general.proxy_budget_rescheduler_min_time, general.proxy_budget_rescheduler_max_time))
+        tick = max(0.2, min(5.0, general.key_cache_ttl, low))
+        next_reset = time.monotonic() + random.uniform(low, high)
+        while True:
+            await asyncio.sleep(tick)
+            if time.monotonic() >= next_reset:
+                await self._reset_budgets()
+                next_reset = time.monotonic() + random.uniform(low, high)
+            if self.proxy_budget is not None:
+                await self._load_proxy()
+            if self._unreleased:
+                await self._retry_releases()
+            self.local.prune()
+            self.end_users.prune()
+
+    async def _reset_budgets(self) -> None:
+        try:
+            counts = await asyncio.to_thread(self.store.reset_budgets)
+        except Exception as exc:  # retried on the next round
+            log.warning("budget reset failed (%s); retrying later", type(exc).__name__)
+            return
+        if any(counts.values()):
+            log.info("budgets reset: %s", counts)
+
+    async def _sync_proxy_budget(self) -> None:
+        """Make the proxy-wide row carry the configured budget (keeping its period when unchanged)."""
+        assert self.proxy_budget is not None
+        try:
+            record = await asyncio.to_thread(self.store.get_proxy_spend)
+            if (record is None or record.max_budget is None or Decimal(record.max_budget) != self.proxy_budget
+                    or record.budget_duration != self.proxy_duration):
+                await asyncio.to_thread(self.store.set_proxy_budget, max_budget=self.proxy_budget,
+                                        budget_duration=self.proxy_duration)
+        except Exception as exc:
+            log.warning("cannot store the proxy budget (%s); enforcing it from this process's count",
+                        type(exc).__name__)
+        self.proxy = ProxyBudget(self.proxy_budget, self.proxy_duration)
+        await self._load_proxy()
+
+    async def _load_proxy(self) -> None:
+        assert self.proxy_budget is not None
+        try:
+            record = await asyncio.to_thread(self.store.get_proxy_spend)
+        except Exception as exc:
+            log.warning("cannot read the proxy spend (%s)", type(exc).__name__)
+            return
+        if record is not None:
+            self.proxy = ProxyBudget(self.proxy_budget, self.proxy_duration, Decimal(record.spend),
+                                     record.budget_reset_at if record.budget_duration == self.proxy_duration else None)

@@ -1,0 +1,113 @@
+"""What one call must fit in: the rate limits and budgets that apply to its key, end-user and the proxy.
+
+A `Limit` names a counter (shared by every call that counts against it), its ceiling and, for budgets,
+the current period and the spend the database already holds for it. `refusal` turns the first limit
+that does not fit into the 429 the caller sees.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from ..errors import RateLimitError
+from .periods import current_period
+
+RPM_WINDOW_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    kind: str
+    """"rpm", "parallel" or "budget"."""
+    counter: str
+    """e.g. "key:<hash>", "key:<hash>:model:<alias>", "end_user:<id>", "proxy"."""
+    limit: int | Decimal
+    label: str
+    """Who the limit belongs to, for messages: "key 'team-a'", "end-user 'bob'", "the proxy"."""
+    setting: str
+    """The config/admin field that set it, e.g. "rpm_limit", "max_budget"."""
+    period_end: datetime | None = None
+    seed: Decimal = Decimal(0)
+    """Budgets: spend the database already holds for the current period."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyBudget:
+    max_budget: Decimal
+    budget_duration: str | None
+    spend: Decimal = Decimal(0)
+    reset_at: datetime | None = None
+
+
+def key_label(record: Any) -> str:
+    name = getattr(record, "key_alias", None) or getattr(record, "key_name", None)
+    return f"key '{name}'" if name else "this key"
+
+
+def _budget(counter: str, label: str, setting: str, max_budget: Any, reset_at: datetime | None,
+            budget_duration: str | None, spend: Any, now: datetime) -> Limit:
+    period_end, seed = current_period(reset_at, budget_duration, spend, now)
+    return Limit("budget", counter, Decimal(max_budget), label, setting, period_end, seed)
+
+
+def call_limits(*, key_hash: str | None, key: Any, alias: str, end_user_id: str | None, end_user: Any,
+                default_end_user_budget: Decimal | None, proxy: ProxyBudget | None, now: datetime) -> list[Limit]:
+    """Every limit this call counts against (empty for most deployments: then nothing is checked)."""
+    limits: list[Limit] = []
+    if key is not None and key_hash is not None:
+        label, counter = key_label(key), f"key:{key_hash}"
+        if key.rpm_limit is not None:
+            limits.append(Limit("rpm", counter, key.rpm_limit, label, "rpm_limit"))
+        model_limit = (key.model_rpm_limit or {}).get(alias)
+        if model_limit is not None:
+            limits.append(Limit("rpm", f"{counter}:model:{alias}", int(model_limit), label,
+                                f"model_rpm_limit for model '{alias}'"))
+        if key.max_parallel_requests is not None:
+            limits.append(Limit("parallel", counter, key.max_parallel_requests, label, "max_parallel_requests"))
+        if key.max_budget is not None:
+            limits.append(_budget(counter, label, "max_budget", key.max_budget, key.budget_reset_at,
+                                  key.budget_duration, key.spend, now))
+    if end_user_id is not None:
+        label, counter = f"end-user '{end_user_id}'", f"end_user:{end_user_id}"
+        if end_user is not None:
+            if end_user.rpm_limit is not None:
+                limits.append(Limit("rpm", counter, end_user.rpm_limit, label, "rpm_limit"))
+            if end_user.max_parallel_requests is not None:
+                limits.append(Limit("parallel", counter, end_user.max_parallel_requests, label,
+                                    "max_parallel_requests"))
+        if end_user is not None and end_user.max_budget is not None:
+            limits.append(_budget(counter, label, "max_budget", end_user.max_budget, end_user.budget_reset_at,
+                                  end_user.budget_duration, end_user.spend, now))
+        elif default_end_user_budget is not None:
+            limits.append(_budget(counter, label, "max_end_user_budget", default_end_user_budget, None, None,
+                                  end_user.spend if end_user is not None else 0, now))
+    if proxy is not None:
+        limits.append(_budget("proxy", "the proxy", "max_budget", proxy.max_budget, proxy.reset_at,
+                              proxy.budget_duration, proxy.spend, now))
+    return limits
+
+
+def money(value: Decimal) -> str:
+    return format(value.quantize(Decimal("0.000001")).normalize(), "f")
+
+
+def refusal(limit: Limit, *, now: datetime, retry_after: float | None = None,
+            used: Decimal | None = None) -> RateLimitError:
+    """The 429 for a call that does not fit `limit` (never names the key itself, only its alias)."""
+    if limit.kind == "rpm":
+        wait = max(1, math.ceil(retry_after)) if retry_after and retry_after > 0 else 1
+        return RateLimitError(f"Rate limit exceeded for {limit.label}: {limit.setting} is {limit.limit} "
+                              f"requests per minute; retry in {wait}s.", retry_after=wait)
+    if limit.kind == "parallel":
+        return RateLimitError(f"Too many parallel requests for {limit.label}: {limit.setting} is {limit.limit}.",
+                              retry_after=1)
+    spent = f"spent ${money(used)} of" if used is not None else "reached"
+    message = f"Budget exceeded for {limit.label}: {spent} {limit.setting} ${money(Decimal(limit.limit))}"
+    if limit.period_end is None:
+        return RateLimitError(message + "; this budget does not reset (no budget_duration).")
+    wait = max(1.0, (limit.period_end - now).total_seconds())
+    return RateLimitError(message + f"; it resets at {limit.period_end.isoformat()}.", retry_after=math.ceil(wait))

@@ -1,0 +1,23 @@
+"""JSON for spend storage: Decimal and datetime (at any depth, e.g. in event metadata) become strings."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON; Decimal → "1.5", datetime/date → ISO 8601, sets and tuples → lists."""
+    return json.dumps(value, default=_default, separators=(",", ":"))
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
