@@ -178,6 +178,7 @@ class Server:
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
     rss_idle: dict[str, float] = field(default_factory=dict)
+    seen_pids: set[int] = field(default_factory=set)
     features: dict[str, Any] = field(default_factory=dict)
 
     def start(self, logs: Path, cpus: str | None) -> None:
@@ -200,7 +201,9 @@ class Server:
         raise SystemExit(f"{self.name} did not become ready in {timeout}s")
 
     def pids(self) -> list[int]:
-        return descendants(self.proc.pid) if self.proc and self.proc.poll() is None else []
+        found = descendants(self.proc.pid) if self.proc and self.proc.poll() is None else []
+        self.seen_pids.update(found)
+        return found
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -409,8 +412,10 @@ def measure(gen: LoadGenerator, target: Server, everyone: list[Server], n: int, 
     pids = target.pids()
     pin(pids, args.server_cpus)
     before = cpu_seconds(pids)
+    started = time.time()
     result = gen.run(target.url_for(n), n, MODES[mode], duration, target.token)
     used = cpu_seconds(pids) - before
+    result["window"] = [started, time.time()]
     result["cpu_ms_per_req"] = used * 1000 / result["requests"] if result["requests"] else None
     result["cpu_util"] = used / result["duration_s"] if result["duration_s"] else None
     result["rss_mb"] = rss_mb(pids)["total"]
@@ -445,6 +450,12 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                       f"http://127.0.0.1:{up_port}/", lambda n: f"http://127.0.0.1:{up_port}/d{n}/v2/rerank")
     upstream_url = f"http://127.0.0.1:{up_port}"
     servers = [upstream] + build_servers(args, work, upstream_url)
+    gc_dir = work / "gc"
+    if args.gc_stats:
+        gc_dir.mkdir()
+        for server in servers[1:]:
+            path = os.pathsep.join(filter(None, [str(HERE / "gcprobe"), os.environ.get("PYTHONPATH")]))
+            server.env.update({"PYTHONPATH": path, "BENCH_GC_DIR": str(gc_dir)})
     targets = [s for s in servers if s.name in args.targets]
     results: dict[str, Any] = {str(n): {t.name: {m: [] for m in MODES} for t in targets} for n in args.docs}
     extras: dict[str, Any] = {}
@@ -486,6 +497,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for server in reversed(servers):
             server.stop()
+    if args.gc_stats:
+        extras["gc"] = gc_during_measurements(gc_dir, servers, results)
 
     report = {
         "meta": {
@@ -506,7 +519,10 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     idle = {t.name: t.rss_idle for t in targets}
     for n in args.docs:
         report["summary"][str(n)] = summarise_docs(results[str(n)], kinds, idle, peaks)
-    shutil.rmtree(work, ignore_errors=not args.keep)
+    if args.keep:
+        print(f"work directory kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     return report
 
 
@@ -568,6 +584,35 @@ def _minus(a: float | None, b: float | None) -> float | None:
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return None if not a or not b else round(a / b, 3)
+
+
+def gc_during_measurements(gc_dir: Path, servers: list[Server], results: dict[str, Any]) -> dict[str, Any]:
+    """Per document count, target and mode: collections of each generation and their pauses while loaded."""
+    events: dict[int, list[list[float]]] = {}
+    for file in gc_dir.glob("*.json"):
+        events[int(file.stem)] = json.loads(file.read_text())
+    owners = {s.name: [pid for pid in events if pid in s.seen_pids] for s in servers}
+    owners = {name: pids for name, pids in owners.items() if pids}  # the upstream is not probed
+    out: dict[str, Any] = {}
+    for n, per_target in results.items():
+        for name, modes in per_target.items():
+            if name not in owners:
+                continue
+            for mode, rounds in modes.items():
+                stats = {g: {"count": 0, "pause_ms": 0.0, "max_ms": 0.0} for g in (0, 1, 2)}
+                for result in rounds:
+                    lo, hi = result["window"]
+                    for pid in owners.get(name, ()):
+                        for at, generation, pause in events[pid]:
+                            if lo <= at <= hi:
+                                entry = stats[generation]
+                                entry["count"] += 1
+                                entry["pause_ms"] = round(entry["pause_ms"] + pause, 2)
+                                entry["max_ms"] = round(max(entry["max_ms"], pause), 2)
+                requests = sum(r["requests"] for r in rounds)
+                out.setdefault(n, {}).setdefault(name, {})[mode] = {
+                    "requests": requests, **{f"gen{g}": v for g, v in stats.items()}}
+    return out
 
 
 def count_spend_rows(db: Path) -> int | None:
@@ -790,6 +835,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--litellm-cmd", default="litellm", help="LiteLLM proxy command, for the 'litellm' target")
     parser.add_argument("--leak-check", type=int, default=0, metavar="N", help="RSS before/after N proxy requests")
     parser.add_argument("--profile", type=float, default=0, metavar="SECONDS", help="py-spy the proxy under load")
+    parser.add_argument("--gc-stats", action="store_true",
+                        help="record garbage collections in the servers and report the pauses per measurement")
     parser.add_argument("--quick", action="store_true", help="smoke run: 4 documents, 1 round of 1 s")
     parser.add_argument("--out", default=str(HERE / "results"), help="where the JSON results go")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work directory (logs, configs)")
@@ -844,6 +891,13 @@ def main(argv: list[str] | None = None) -> int:
         leak = report["leak_check"]
         print(f"leak check: {leak['requests']} requests, RSS {leak['rss_before_mb']['total']} → "
               f"{leak['rss_after_mb']['total']} MB ({leak['growth_mb']:+} MB)")
+    for n, per_target in (report.get("gc") or {}).items():
+        print(f"\ngarbage collection while loaded, {n} documents (count / total pause ms / longest ms):")
+        for name, modes in per_target.items():
+            parts = [f"{mode}: gen2 {m['gen2']['count']} / {m['gen2']['pause_ms']:.0f} / {m['gen2']['max_ms']:.0f}, "
+                     f"gen0+1 {m['gen0']['count'] + m['gen1']['count']} / "
+                     f"{m['gen0']['pause_ms'] + m['gen1']['pause_ms']:.0f}" for mode, m in modes.items()]
+            print(f"  {name:<20} " + "; ".join(parts))
     for n, prof in (report.get("profile") or {}).items():
         print(f"\nprofile, {n} documents ({prof.get('samples')} samples; {prof.get('raw')}): top self time")
         for name, pct in prof.get("self_pct", [])[:15]:
