@@ -68,6 +68,8 @@ class Call:
     error: ProxyError | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     """Scratch space for checks (e.g. a rate-limit slot to release)."""
+    cost: Decimal = Decimal(0)
+    """USD of the answer, read once from the response (headers, spend, budgets and metrics all need it)."""
 
     @property
     def elapsed_ms(self) -> float:
@@ -80,10 +82,6 @@ class Call:
     @property
     def response(self) -> RerankResponse | None:
         return self.outcome.response
-
-    @property
-    def cost(self) -> Decimal:
-        return self.response.cost_decimal if self.response is not None else Decimal(0)
 
 
 class Engine:
@@ -121,6 +119,7 @@ class Engine:
             fallbacks = [f for f in body.fallbacks if call.caller.may_use(f)] if body.fallbacks else []
             fallbacks += _key_fallbacks(call.caller, call.alias)
             await self.router.route(call.alias, call.request, fallbacks=fallbacks, outcome=call.outcome)
+            call.cost = call.outcome.response.cost_decimal
         except ProxyError as exc:
             call.error = exc
             raise

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 import time
 from typing import Any
+
+import orjson
 
 from .errors import ConfigurationError, ProxyError, UpstreamError, upstream_error_for_status
 from .normalise import check_scores, normalise
@@ -42,8 +43,8 @@ def parse_retry_after(headers: dict[str, str]) -> float | None:
 
 def _decode(body: bytes) -> Any:
     try:
-        return json.loads(body) if body else None
-    except ValueError:
+        return orjson.loads(body) if body else None
+    except ValueError:  # orjson.JSONDecodeError is a ValueError
         return _UNREADABLE
 
 

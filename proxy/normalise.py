@@ -50,7 +50,7 @@ def normalise(request: RerankRequest, result: ProviderResult, cost: Decimal = De
         fields = dict(item.extra) if item.extra else {}
         if request.return_documents:
             fields["document"] = _document(request, item.index)
-        results.append(RerankResult(index=item.index, relevance_score=item.score, **fields))
+        results.append(RerankResult.model_construct(index=item.index, relevance_score=item.score, **fields))
     usage = result.usage
     version = ApiVersion(version="1") if request.api_version == 1 else ApiVersion(version="2",
                                                                                  is_experimental=False)
@@ -60,10 +60,11 @@ def normalise(request: RerankRequest, result: ProviderResult, cost: Decimal = De
     tokens = None
     if usage.input_tokens is not None or usage.output_tokens is not None:
         tokens = Tokens(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
-    response = RerankResponse(
+    # Built with model_construct: every value above is already checked, and validation would double the cost.
+    response = RerankResponse.model_construct(
         id=result.upstream_id or str(uuid.uuid4()),
         results=results,
-        meta=Meta(api_version=version, billed_units=billed, tokens=tokens),
+        meta=Meta.model_construct(api_version=version, billed_units=billed, tokens=tokens),
     )
     response._cost = cost
     response._deployment = deployment

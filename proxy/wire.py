@@ -93,7 +93,7 @@ class RerankResponse(BaseModel):
     results: list[RerankResult] = Field(default_factory=list)
     meta: Meta | None = None
 
-    _cost: Decimal = PrivateAttr(default=Decimal(0))
+    _cost: Decimal = PrivateAttr(default_factory=Decimal)
     _deployment: str | None = PrivateAttr(default=None)
 
     @property

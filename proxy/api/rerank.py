@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..engine import Call
 from ..errors import InvalidRequestError, PayloadTooLargeError, ProxyError, UnprocessableRequestError
@@ -84,6 +85,27 @@ def _describe(call: Call, headers: dict[str, str]) -> None:
     headers["x-fallback-used"] = "true" if call.outcome.fallback_used else "false"
     headers["x-response-cost"] = format(call.cost.normalize(), "f") if call.cost else "0"
     headers["x-proxy-overhead-ms"] = f"{call.overhead_ms:.3f}"
+
+
+class RerankFastPath:
+    """Pure-ASGI middleware that serves `POST /rerank`, `/v1/rerank` and `/v2/rerank` itself.
+
+    Same `serve` as the FastAPI routes below (which stay for the OpenAPI docs), minus the framework's routing,
+    exception and dependency layers: about a third of a request's CPU in the profile (bench/).
+    """
+
+    VERSIONS = {"/rerank": 1, "/v1/rerank": 1, "/v2/rerank": 2}
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        version = self.VERSIONS.get(scope["path"]) if scope["type"] == "http" else None
+        if version is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        response = await serve(Request(scope, receive), version)
+        await response(scope, receive, send)
 
 
 @router.post("/rerank", openapi_extra=_DOC, summary="Rerank (Cohere v1 semantics)")
