@@ -16,10 +16,11 @@ from typing import Any, Protocol
 
 from .auth.caller import Caller
 from .errors import AllDeploymentsFailedError, InvalidRequestError, PermissionDeniedError, ProxyError
+from .normalise import Ranked
 from .request import make_request
 from .routing import Outcome, Router
 from .spend.events import SpendEvent
-from .wire import RerankBody, RerankResponse
+from .wire import RerankBody
 
 log = logging.getLogger("proxy.engine")
 
@@ -80,7 +81,7 @@ class Call:
         return max(self.elapsed_ms - self.outcome.upstream_ms, 0.0)
 
     @property
-    def response(self) -> RerankResponse | None:
+    def response(self) -> Ranked | None:
         return self.outcome.response
 
 
@@ -119,7 +120,7 @@ class Engine:
             fallbacks = [f for f in body.fallbacks if call.caller.may_use(f)] if body.fallbacks else []
             fallbacks += _key_fallbacks(call.caller, call.alias)
             await self.router.route(call.alias, call.request, fallbacks=fallbacks, outcome=call.outcome)
-            call.cost = call.outcome.response.cost_decimal
+            call.cost = call.outcome.response.cost
         except ProxyError as exc:
             call.error = exc
             raise
@@ -141,8 +142,7 @@ class Engine:
         if not reached and not call.guardrails:
             return
         response, deployment, caller = call.response, call.outcome.deployment, call.caller
-        billed = response.meta.billed_units if response is not None and response.meta else None
-        tokens = response.meta.tokens if response is not None and response.meta else None
+        usage = response.usage if response is not None else None
         error = call.error
         self.spend.submit(SpendEvent(
             request_id=call.request_id,
@@ -157,9 +157,9 @@ class Engine:
             deployment=deployment.id if deployment else None,
             provider=deployment.provider.name if deployment else None,
             provider_model=deployment.model if deployment else None,
-            search_units=float(billed.search_units or 0) if billed else 0.0,
-            input_tokens=int(tokens.input_tokens) if tokens and tokens.input_tokens is not None else None,
-            total_tokens=int(billed.total_tokens) if billed and billed.total_tokens is not None else None,
+            search_units=response.search_units if response is not None else 0.0,
+            input_tokens=usage.input_tokens if usage is not None else None,
+            total_tokens=usage.total_tokens if usage is not None else None,
             cost=call.cost,
             error_class=_error_class(error),
             fallback_used=call.outcome.fallback_used,

@@ -14,13 +14,12 @@ from typing import Any
 import orjson
 
 from .errors import ConfigurationError, ProxyError, UpstreamError, upstream_error_for_status
-from .normalise import check_scores, normalise
+from .normalise import Ranked, check_scores, normalise
 from .pricing import cost, price_for
 from .providers import Deployment, ProviderResult, Scored, Usage
 from .providers.base import malformed
 from .request import RerankRequest
 from .transport import Transport
-from .wire import RerankResponse
 
 
 def parse_retry_after(headers: dict[str, str]) -> float | None:
@@ -94,7 +93,7 @@ async def _send_split(request: RerankRequest, deployment: Deployment, transport:
     return ProviderResult(scores, usage, None)
 
 
-async def invoke(request: RerankRequest, deployment: Deployment, transport: Transport) -> RerankResponse:
+async def invoke(request: RerankRequest, deployment: Deployment, transport: Transport) -> Ranked:
     provider = deployment.provider
     if deployment.missing_env:
         raise ConfigurationError(

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from .errors import UpstreamMalformedError
 from .pricing import search_units
-from .providers import ProviderResult
+from .providers import ProviderResult, Usage
 from .request import RerankRequest
-from .wire import ApiVersion, BilledUnits, Meta, RerankDocument, RerankResponse, RerankResult, Tokens
+from .wire import RerankResponse
 
 
 def check_scores(result: ProviderResult, request: RerankRequest, provider: str) -> None:
@@ -31,41 +33,59 @@ def check_scores(result: ProviderResult, request: RerankRequest, provider: str) 
         seen.add(item.index)
 
 
-def _document(request: RerankRequest, index: int) -> RerankDocument:
+def _document(request: RerankRequest, index: int) -> dict[str, Any]:
     doc = request.documents[index]
     if isinstance(doc, str):
-        return RerankDocument(text=doc)
+        return {"text": doc}
     if request.api_version == 1:
-        return RerankDocument(**doc)
-    return RerankDocument(text=request.texts[index])
+        return doc
+    return {"text": request.texts[index]}
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    """A normalised answer: the Cohere JSON payload we send, with its usage and price.
+
+    The server serialises `payload` as is; SDK users get the validated model from `to_response()`.
+    """
+
+    payload: dict[str, Any]
+    usage: Usage
+    search_units: float
+    cost: Decimal = Decimal(0)
+    deployment: str | None = None
+
+    def to_response(self) -> RerankResponse:
+        response = RerankResponse.model_validate(self.payload)
+        response._cost = self.cost
+        response._deployment = self.deployment
+        return response
 
 
 def normalise(request: RerankRequest, result: ProviderResult, cost: Decimal = Decimal(0),
-              deployment: str | None = None) -> RerankResponse:
+              deployment: str | None = None) -> Ranked:
     ranked = sorted(result.scores, key=lambda s: (-s.score, s.index))
     if request.top_n is not None:
         ranked = ranked[: request.top_n]
     results = []
     for item in ranked:
-        fields = dict(item.extra) if item.extra else {}
+        entry: dict[str, Any] = {"index": item.index, "relevance_score": item.score}
+        if item.extra:
+            entry.update(item.extra)
         if request.return_documents:
-            fields["document"] = _document(request, item.index)
-        results.append(RerankResult.model_construct(index=item.index, relevance_score=item.score, **fields))
+            entry["document"] = _document(request, item.index)
+        results.append(entry)
     usage = result.usage
-    version = ApiVersion(version="1") if request.api_version == 1 else ApiVersion(version="2",
-                                                                                 is_experimental=False)
-    billed = BilledUnits(search_units=search_units(usage, request))
+    units = search_units(usage, request)
+    billed: dict[str, Any] = {"search_units": units}
     if usage.total_tokens is not None:
-        billed.total_tokens = usage.total_tokens
-    tokens = None
+        billed["total_tokens"] = usage.total_tokens
+    meta: dict[str, Any] = {
+        "api_version": {"version": "1"} if request.api_version == 1 else {"version": "2", "is_experimental": False},
+        "billed_units": billed,
+    }
     if usage.input_tokens is not None or usage.output_tokens is not None:
-        tokens = Tokens(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
-    # Built with model_construct: every value above is already checked, and validation would double the cost.
-    response = RerankResponse.model_construct(
-        id=result.upstream_id or str(uuid.uuid4()),
-        results=results,
-        meta=Meta.model_construct(api_version=version, billed_units=billed, tokens=tokens),
-    )
-    response._cost = cost
-    response._deployment = deployment
-    return response
+        meta["tokens"] = {k: v for k, v in (("input_tokens", usage.input_tokens),
+                                            ("output_tokens", usage.output_tokens)) if v is not None}
+    payload = {"id": result.upstream_id or str(uuid.uuid4()), "results": results, "meta": meta}
+    return Ranked(payload, usage, units, cost, deployment)

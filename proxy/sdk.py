@@ -63,7 +63,7 @@ async def arerank(
     deployment = resolve_deployment(model, {k: v for k, v in settings.items() if v is not None},
                                     environ=os.environ)
     transport = HttpxTransport(client) if client is not None else _loop_transport()
-    return await invoke(request, deployment, transport)
+    return (await invoke(request, deployment, transport)).to_response()
 
 
 def rerank(model: str, query: str, documents: list[str | dict[str, Any]], **kwargs: Any) -> RerankResponse:

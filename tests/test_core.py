@@ -64,7 +64,7 @@ def test_normalise_sorts_breaks_ties_by_index_applies_top_n_and_echoes_documents
     request = make_request("q", ["a", {"text": "b", "id": 7}, "c", "d"], top_n=3, return_documents=True,
                            api_version=1)
     result = ProviderResult([Scored(3, 0.2), Scored(0, 0.9), Scored(1, 0.5), Scored(2, 0.5)], Usage())
-    response = normalise(request, result)
+    response = normalise(request, result).to_response()
     assert [(r.index, r.relevance_score) for r in response.results] == [(0, 0.9), (1, 0.5), (2, 0.5)]
     assert response.results[1].document.model_dump(exclude_none=True) == {"text": "b", "id": 7}
     assert response.meta.billed_units.search_units == 1

@@ -40,7 +40,7 @@ async def call(case, fake, transport, top_n=None, **params):
     case_params = {**case.params(fake), **params}
     deployment = resolve_deployment(case.model, case_params, environ={**os.environ, **case.env})
     request = make_request(CAPITAL_QUERY, CAPITALS, top_n=top_n, return_documents=True, api_version=2)
-    return await invoke(request, deployment, transport)
+    return (await invoke(request, deployment, transport)).to_response()
 
 
 @pytest.mark.parametrize("top_n", [None, 2])

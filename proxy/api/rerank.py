@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.responses import Response
@@ -75,7 +76,7 @@ async def serve(request: Request, api_version: int) -> Response:
             _describe(call, headers)
         return error_response(exc, headers)
     _describe(call, headers)
-    return raw_json_response(call.response.model_dump_json(exclude_none=True).encode(), 200, headers)
+    return raw_json_response(orjson.dumps(call.response.payload), 200, headers)
 
 
 def _describe(call: Call, headers: dict[str, str]) -> None:

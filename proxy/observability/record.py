@@ -19,13 +19,7 @@ REFUSED_CLASSES = {400: "InvalidRequestError", 401: "AuthenticationError", 403: 
 def call_record(call: Call) -> dict[str, Any]:
     outcome, error = call.outcome, call.error
     deployment, response = outcome.deployment, outcome.response
-    meta = response.meta if response is not None else None
-    billed = meta.billed_units if meta is not None else None
-    tokens = None
-    if billed is not None:
-        tokens = billed.total_tokens if billed.total_tokens is not None else billed.input_tokens
-    if tokens is None and meta is not None and meta.tokens is not None:
-        tokens = meta.tokens.input_tokens
+    tokens = response.usage.tokens if response is not None else None
     elapsed = call.elapsed_ms
     return {
         "event": "rerank",
@@ -45,7 +39,7 @@ def call_record(call: Call) -> dict[str, Any]:
         "upstream_ms": round(outcome.upstream_ms, 3),
         "overhead_ms": round(max(elapsed - outcome.upstream_ms, 0.0), 3),
         "cost": float(call.cost),
-        "search_units": float(billed.search_units or 0) if billed is not None else 0.0,
+        "search_units": response.search_units if response is not None else 0.0,
         "tokens": int(tokens) if tokens is not None else None,
         "attempts": len(outcome.attempts) + (1 if response is not None else 0),
         "fallback_used": outcome.fallback_used,

@@ -29,6 +29,7 @@ from ..errors import (
     UpstreamTimeoutError,
 )
 from ..invoke import invoke
+from ..normalise import Ranked
 from ..providers import Deployment
 from ..request import RerankRequest, make_request
 from ..transport import HttpxTransport, Transport
@@ -47,7 +48,7 @@ log = logging.getLogger("proxy.routing")
 class Outcome:
     """What the router did for one call, for headers, spend rows and logs."""
 
-    response: RerankResponse | None = None
+    response: Ranked | None = None
     deployment: Deployment | None = None
     alias: str = ""
     fallback_used: bool = False
@@ -318,7 +319,7 @@ class Router:
         return True
 
     async def _bounded(self, request: RerankRequest, deployment: Deployment, transport: Transport,
-                       trip: _Trip) -> RerankResponse:
+                       trip: _Trip) -> Ranked:
         """One attempt cut short by the request's overall timeout."""
         assert trip.deadline is not None
         try:
@@ -379,7 +380,7 @@ class Router:
         )
         outcome = await self.route(model, request, fallbacks=fallbacks)
         assert outcome.response is not None
-        return outcome.response
+        return outcome.response.to_response()
 
     def rerank(self, model: str, query: str, documents: list[Any], **kwargs: Any) -> RerankResponse:
         """Blocking `arerank`, run on the SDK's background event loop (with that loop's own connections)."""
@@ -417,10 +418,8 @@ def _from_environ(value: Any, environ: Mapping[str, str]) -> Any:
     return value
 
 
-def _tokens(response: RerankResponse) -> int | None:
-    billed = response.meta.billed_units if response.meta else None
-    total = billed.total_tokens if billed else None
-    return int(total) if total else None
+def _tokens(response: Ranked) -> int | None:
+    return response.usage.tokens or None
 
 
 def _describe(deployment_id: str, error: ProxyError, query: str) -> str:

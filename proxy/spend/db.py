@@ -8,6 +8,8 @@ and run with a programmatic Alembic config: no alembic.ini at runtime.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,19 @@ def make_engine(
     return create_engine(parsed, **kwargs)
 
 
+def _use_wal(cursor: Any, attempts: int = 100) -> None:
+    """Switch the file to WAL (it stays so). The switch needs the file to itself and ignores busy_timeout,
+    so a worker that connects while another one migrates waits a little and tries again."""
+    for _ in range(attempts):
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError:
+            time.sleep(0.02)
+
+
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int, *, file_backed: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -65,7 +80,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int, *, file_backed: bool
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         if file_backed:
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _use_wal(cursor)
             cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
