@@ -6,7 +6,9 @@ route (attempts, retries, fallbacks) → spend event queued (never awaited) → 
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -23,6 +25,23 @@ from .spend.events import SpendEvent
 from .wire import RerankBody
 
 log = logging.getLogger("proxy.engine")
+
+class _RequestIds:
+    """Unique request ids (spend rows are keyed by them) without asking the OS for randomness per request:
+    a random prefix per process, renewed after a fork, and a counter."""
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._counter = itertools.count()
+
+    def __next__(self) -> str:
+        if self._pid != os.getpid():
+            self._pid, self._prefix, self._counter = os.getpid(), uuid.uuid4().hex[:16], itertools.count()
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+_request_ids = _RequestIds()
 
 
 class SpendSink(Protocol):
@@ -58,7 +77,7 @@ class Call:
     body: RerankBody
     caller: Caller
     api_version: int
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = field(default_factory=lambda: next(_request_ids))
     end_user: str | None = None
     alias: str = ""
     started: float = field(default_factory=time.perf_counter)

@@ -13,7 +13,6 @@ and the middleware writes one line when the response is done — so requests ref
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import queue
 import sys
@@ -22,6 +21,8 @@ import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TextIO
+
+import orjson
 
 from .record import now, refused_record
 
@@ -43,7 +44,7 @@ current_slot: ContextVar[Slot | None] = ContextVar("rerank_proxy_log_slot", defa
 
 
 def dumps(record: dict[str, Any]) -> str:
-    return json.dumps(record, separators=(",", ":"), default=str)
+    return orjson.dumps(record, default=str).decode()
 
 
 def write_record(record: dict[str, Any], level: int = logging.INFO) -> None:
