@@ -63,6 +63,18 @@ def build_router(settings: Settings, transport: Transport) -> Router:
     )
 
 
+def spill_path(settings: Settings) -> Path:
+    """Where spend rows go when the database cannot take them at shutdown (re-read at the next start):
+    the configured path, else beside a SQLite database file, else in the working directory."""
+    if settings.general.spend_spill_path:
+        return Path(settings.general.spend_spill_path)
+    url = settings.database_url or "sqlite:///./rerank_proxy.db"
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        database = Path(url.removeprefix("sqlite:///"))
+        return database.with_name(database.name + ".spend-spill")
+    return Path("rerank_proxy.spend-spill")
+
+
 def warn_missing_env(settings: Settings) -> None:
     for name in settings.missing_env:
         users = [d.id for deps in settings.aliases.values() for d in deps if d.missing_env == name]
@@ -78,7 +90,7 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
         general = settings.general
         warn_missing_env(settings)
         store = await asyncio.to_thread(Store.connect, settings.database_url)
-        spill = Path(general.spend_spill_path) if general.spend_spill_path else None
+        spill = spill_path(settings)
         writer = SpendWriter(store, flush_interval=general.spend_flush_interval, spill_path=spill)
         await writer.start()
         upstream = transport or server_transport()

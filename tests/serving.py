@@ -117,3 +117,33 @@ def cli_process(args: list[str], env: dict[str, str] | None = None, cwd: Path | 
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@contextmanager
+def background_load(url: str, body: dict[str, Any], *, threads: int = 8) -> Iterator[list[str]]:
+    """POST `body` to /v2/rerank from several threads until the block ends or the server goes away.
+
+    Yields the list of request ids of the 200 answers, filled in as they arrive.
+    """
+    successes: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10) as client:
+            while not stop.is_set():
+                try:
+                    response = client.post("/v2/rerank", json=body)
+                except httpx.HTTPError:
+                    return
+                if response.status_code == 200:
+                    successes.append(response.headers["x-request-id"])
+
+    workers = [threading.Thread(target=load) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    try:
+        yield successes
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=15)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import signal
-import threading
 
-import httpx
 import sqlalchemy as sa
 
 from tests.conftest import database_outage
-from tests.serving import MASTER_KEY, admin, cli_process, config_for, running_proxy, wait_until
+from tests.serving import MASTER_KEY, admin, background_load, cli_process, config_for, running_proxy, wait_until
 
 BODY = {"model": "local-bm25", "query": "capital of the United States",
         "documents": ["Washington is the capital of the United States.", "Paris is in France."]}
@@ -31,29 +29,11 @@ def test_sigterm_under_load_loses_no_spend_row(tmp_path):
         "model_list:\n  - model_name: local-bm25\n    litellm_params: {model: local/bm25}\n"
         f"general_settings: {{master_key: {MASTER_KEY}, database_url: 'sqlite:///{db}', spend_flush_interval: 2}}\n"
     )
-    successes = []
-    stop = threading.Event()
-
-    with cli_process(["--config", str(config)], cwd=tmp_path) as (proc, url):
-        def load() -> None:
-            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10) as c:
-                while not stop.is_set():
-                    try:
-                        response = c.post("/v2/rerank", json=BODY)
-                    except httpx.HTTPError:
-                        return
-                    if response.status_code == 200:
-                        successes.append(response.headers["x-request-id"])
-
-        threads = [threading.Thread(target=load) for _ in range(8)]
-        for thread in threads:
-            thread.start()
+    with cli_process(["--config", str(config)], cwd=tmp_path) as (proc, url), \
+            background_load(url, BODY) as successes:
         wait_until(lambda: len(successes) >= 200, timeout=60)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)  # while the load goes on
         assert proc.wait(timeout=60) == 0
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=15)
     assert successes
     assert count_rows(f"sqlite:///{db}") == len(successes)
 
@@ -74,3 +54,15 @@ def test_database_outage_during_traffic_loses_no_row(fresh_db_url, db_backend):
         wait_until(lambda: count_rows(fresh_db_url) == 31, timeout=30)
         info = client.get("/key/info", params={"key": key}).json()["info"]
         assert info["spend"] == 0  # local-bm25 is free, but every call is logged
+
+
+def test_spend_that_cannot_be_written_at_shutdown_has_a_spill_file_by_default(tmp_path):
+    from proxy.app import spill_path
+    from proxy.settings import parse_config
+
+    def spill_for(general):
+        return spill_path(parse_config({"general_settings": general}, {}))
+
+    assert spill_for({"database_url": f"sqlite:///{tmp_path}/s.db"}) == tmp_path / "s.db.spend-spill"
+    assert spill_for({"database_url": "postgresql://u@h/db"}).name == "rerank_proxy.spend-spill"
+    assert spill_for({"spend_spill_path": str(tmp_path / "x")}) == tmp_path / "x"

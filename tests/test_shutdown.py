@@ -4,12 +4,10 @@ callbacks, and exits 0 — every served request has its spend row and its webhoo
 from __future__ import annotations
 
 import signal
-import threading
 
-import httpx
 import sqlalchemy as sa
 
-from tests.serving import MASTER_KEY, cli_process, wait_until
+from tests.serving import MASTER_KEY, background_load, cli_process, wait_until
 from tests.webhook_receiver import WebhookReceiver
 
 BODY = {"model": "local-bm25", "query": "capital of the United States",
@@ -28,8 +26,6 @@ def spend_ids(db_url: str) -> set[str]:
 def test_sigterm_under_load_delivers_every_event_and_writes_every_row(tmp_path):
     db_url = f"sqlite:///{tmp_path / 'spend.db'}"
     config = tmp_path / "config.yaml"
-    successes: list[str] = []
-    stop = threading.Event()
     with WebhookReceiver() as hook:
         # Long flush intervals: at SIGTERM most events and rows are still queued in memory.
         config.write_text(
@@ -38,27 +34,12 @@ def test_sigterm_under_load_delivers_every_event_and_writes_every_row(tmp_path):
             "litellm_settings:\n  callbacks: [webhook]\n"
             f"  callback_settings: {{webhook: {{url: '{hook.url}', batch_size: 1000, flush_interval: 30}}}}\n"
         )
-        with cli_process(["--config", str(config)], cwd=tmp_path) as (proc, url):
-            def load() -> None:
-                with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10) as c:
-                    while not stop.is_set():
-                        try:
-                            response = c.post("/v2/rerank", json=BODY)
-                        except httpx.HTTPError:
-                            return
-                        if response.status_code == 200:
-                            successes.append(response.headers["x-request-id"])
-
-            threads = [threading.Thread(target=load) for _ in range(8)]
-            for thread in threads:
-                thread.start()
+        with cli_process(["--config", str(config)], cwd=tmp_path) as (proc, url), \
+                background_load(url, BODY) as successes:
             wait_until(lambda: len(successes) >= 200, timeout=60)
             assert hook.events == []  # nothing flushed yet: the drain at shutdown must do it
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGTERM)  # while the load goes on
             assert proc.wait(timeout=60) == 0
-            stop.set()
-            for thread in threads:
-                thread.join(timeout=15)
         delivered = [event["request_id"] for event in hook.events]
     assert successes
     assert len(delivered) == len(set(delivered))  # each event once
