@@ -13,17 +13,18 @@ if TYPE_CHECKING:
     from .db import make_engine, migrate
     from .durations import Duration, parse_duration
     from .events import SpendEvent
-    from .store import AlreadyExistsError, CustomerRecord, KeyRecord, ProxySpendRecord, SpendLogRecord, Store
+    from .records import AlreadyExistsError, CustomerRecord, KeyRecord, ProxySpendRecord, SpendLogRecord
+    from .store import Store
     from .writer import SpendWriter
 
 _EXPORTS = {
-    "AlreadyExistsError": "store",
-    "CustomerRecord": "store",
+    "AlreadyExistsError": "records",
+    "CustomerRecord": "records",
     "Duration": "durations",
-    "KeyRecord": "store",
-    "ProxySpendRecord": "store",
+    "KeyRecord": "records",
+    "ProxySpendRecord": "records",
     "SpendEvent": "events",
-    "SpendLogRecord": "store",
+    "SpendLogRecord": "records",
     "SpendWriter": "writer",
     "Store": "store",
     "make_engine": "db",

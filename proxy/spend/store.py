@@ -12,7 +12,6 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -25,97 +24,12 @@ from .db import WRITE, make_engine, migrate
 from .durations import parse_duration
 from .encoding import to_json
 from .events import SpendEvent
+from .records import AlreadyExistsError, CustomerRecord, KeyRecord, ProxySpendRecord, SpendLogRecord
 from .tables import PROXY_ROW, end_users, proxy_spend, spend_logs, verification_tokens
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 500  # rows per IN (...) list / multi-row statement
 T = TypeVar("T")
-
-
-class AlreadyExistsError(ValueError):
-    """A key with this digest or alias, or an end user with this id, already exists."""
-
-
-@dataclass(frozen=True, slots=True)
-class KeyRecord:
-    """A virtual key (`verification_tokens` row). `token` is the key's SHA-256 hex digest."""
-
-    token: str
-    key_alias: str | None
-    key_name: str | None
-    user_id: str | None
-    models: list[str]
-    """Allowed model aliases; empty means all."""
-    expires: datetime | None
-    blocked: bool
-    metadata: dict[str, Any]
-    spend: Decimal
-    max_budget: Decimal | None
-    budget_duration: str | None
-    budget_reset_at: datetime | None
-    rpm_limit: int | None
-    tpm_limit: int | None
-    max_parallel_requests: int | None
-    model_rpm_limit: dict[str, int] | None
-    guardrails: list[str] | None
-    fallbacks: Any
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class CustomerRecord:
-    """An end user (LiteLLM "customer"), named by the `user` field of requests."""
-
-    user_id: str
-    alias: str | None
-    spend: Decimal
-    max_budget: Decimal | None
-    budget_duration: str | None
-    budget_reset_at: datetime | None
-    rpm_limit: int | None
-    max_parallel_requests: int | None
-    blocked: bool
-    metadata: dict[str, Any]
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class SpendLogRecord:
-    """One `spend_logs` row: the persisted form of a `SpendEvent`."""
-
-    request_id: str
-    started_at: datetime
-    key_hash: str | None
-    key_alias: str | None
-    user_id: str | None
-    end_user: str | None
-    model_alias: str
-    deployment: str | None
-    provider: str | None
-    provider_model: str | None
-    search_units: float
-    input_tokens: int | None
-    total_tokens: int | None
-    cost: Decimal
-    latency_ms: float
-    status: int
-    error_class: str | None
-    fallback_used: bool
-    guardrails: list[dict[str, Any]] | None
-    metadata: dict[str, Any] | None
-
-
-@dataclass(frozen=True, slots=True)
-class ProxySpendRecord:
-    """The proxy-wide running total and its optional budget."""
-
-    name: str
-    spend: Decimal
-    max_budget: Decimal | None
-    budget_duration: str | None
-    budget_reset_at: datetime | None
-    updated_at: datetime
 
 
 _KEY_FIELDS = frozenset(verification_tokens.c.keys()) - {"token", "created_at", "updated_at"}
