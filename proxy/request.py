@@ -82,11 +82,15 @@ def make_request(
     rank_fields: list[str] | tuple[str, ...] | None = None,
     max_chunks_per_doc: int | None = None,
     max_tokens_per_doc: int | None = None,
-    api_version: int = 2,
+    api_version: int | None = None,
     max_documents: int = MAX_DOCUMENTS,
     params: dict[str, Any] | None = None,
 ) -> RerankRequest:
-    """Check a rerank call the way Cohere does and return its provider-neutral form."""
+    """Check a rerank call the way Cohere does and return its provider-neutral form.
+
+    `api_version` is the Cohere API the caller speaks; when not given (the SDK), v1 answers are chosen for
+    calls that use v1-only features (object documents, `rank_fields`), so object documents echo whole.
+    """
     if not isinstance(query, str):
         raise InvalidRequestError("invalid request: query must be a string")
     if not query.strip():
@@ -125,6 +129,6 @@ def make_request(
         rank_fields=fields,
         max_chunks_per_doc=max_chunks_per_doc,
         max_tokens_per_doc=max_tokens_per_doc,
-        api_version=api_version,
+        api_version=api_version or (1 if fields or any(isinstance(d, dict) for d in docs) else 2),
         params=dict(params or {}),
     )

@@ -376,7 +376,6 @@ class Router:
         request = make_request(
             query, documents, top_n=top_n, return_documents=return_documents, rank_fields=rank_fields,
             max_chunks_per_doc=max_chunks_per_doc, max_tokens_per_doc=max_tokens_per_doc,
-            api_version=1 if (rank_fields or any(isinstance(d, dict) for d in documents or ())) else 2,
         )
         outcome = await self.route(model, request, fallbacks=fallbacks)
         assert outcome.response is not None
