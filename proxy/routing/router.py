@@ -20,7 +20,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..deployments import resolve_deployment
 from ..errors import (
     AllDeploymentsFailedError,
     DeploymentAtCapacityError,
@@ -111,13 +110,12 @@ class Router:
         clock: Callable[[], float] | None = None,
     ):
         table: dict[str, list[Deployment]] = {alias: list(deps) for alias, deps in (aliases or {}).items()}
-        environ = environ if environ is not None else os.environ
-        for entry in model_list or []:
-            params = {k: _from_environ(v, environ) for k, v in entry["litellm_params"].items()}
-            alias = entry["model_name"]
-            dep_id = str((entry.get("model_info") or {}).get("id") or f"{alias}#{len(table.get(alias, []))}")
-            table.setdefault(alias, []).append(
-                resolve_deployment(params["model"], params, environ=environ, deployment_id=dep_id))
+        if model_list:
+            from ..settings import parse_config  # the config file's own model_list rules (settings imports routing)
+
+            parsed = parse_config({"model_list": model_list}, os.environ if environ is None else environ)
+            for alias, deps in parsed.aliases.items():
+                table.setdefault(alias, []).extend(deps)
         self.aliases: dict[str, tuple[Deployment, ...]] = {alias: tuple(deps) for alias, deps in table.items()}
         self._groups: dict[str, Group] = {}
         for alias, deps in self.aliases.items():
@@ -408,13 +406,6 @@ class Router:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def _from_environ(value: Any, environ: Mapping[str, str]) -> Any:
-    """LiteLLM's `os.environ/NAME` values in a model_list, read from `environ` (None when unset)."""
-    if isinstance(value, str) and value.startswith("os.environ/"):
-        return environ.get(value.removeprefix("os.environ/")) or None
-    return value
 
 
 def _tokens(response: Ranked) -> int | None:
