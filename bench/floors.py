@@ -18,7 +18,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-CLIENTS = ("httpx", "httpx-aiohttp", "aiohttp")
+CLIENTS = ("httpx", "httpx-aiohttp", "aiohttp", "pyreqwest", "aiosonic", "pool")
 Forward = Callable[[str, bytes], Awaitable[tuple[int, bytes]]]
 
 
@@ -39,6 +39,50 @@ async def open_client(kind: str) -> AsyncIterator[Forward]:
             yield forward
         finally:
             await session.close()
+        return
+
+    if kind == "pyreqwest":  # reqwest (Rust) with its own Tokio thread: its CPU counts in the process's
+        from pyreqwest.client import ClientBuilder
+
+        client = ClientBuilder().max_connections(512).default_headers(headers).build()
+
+        async def forward(url: str, body: bytes) -> tuple[int, bytes]:
+            response = await client.post(url).body_bytes(body).build().send()
+            return response.status, bytes(await response.bytes())
+
+        try:
+            yield forward
+        finally:
+            await client.close()
+        return
+    if kind == "pool":  # rerank-proxy's own upstream client (proxy/http_pool.py), as its server uses it
+        from proxy.http_pool import ConnectionPool
+
+        pool = ConnectionPool(max_connections=512)
+        pairs = list(headers.items())
+
+        async def forward(url: str, body: bytes) -> tuple[int, bytes]:
+            status, _, content = await pool.request("POST", url, pairs, body, 60)
+            return status, content
+
+        try:
+            yield forward
+        finally:
+            pool.close()
+        return
+    if kind == "aiosonic":
+        import aiosonic
+
+        sonic = aiosonic.HTTPClient(aiosonic.TCPConnector(pool_configs={":default": {"size": 512}}))
+
+        async def forward(url: str, body: bytes) -> tuple[int, bytes]:
+            response = await sonic.post(url, data=body, headers=headers)
+            return response.status_code, await response.content()
+
+        try:
+            yield forward
+        finally:
+            await sonic.shutdown()
         return
 
     import httpx

@@ -28,16 +28,16 @@ log = logging.getLogger("proxy.engine")
 
 class _RequestIds:
     """Unique request ids (spend rows are keyed by them) without asking the OS for randomness per request:
-    a random prefix per process, renewed after a fork, and a counter."""
+    a random prefix per process, renewed in a forked child, and a counter."""
 
     def __init__(self) -> None:
-        self._pid = -1
-        self._prefix = ""
-        self._counter = itertools.count()
+        self.renew()
+        os.register_at_fork(after_in_child=self.renew)
+
+    def renew(self) -> None:
+        self._prefix, self._counter = uuid.uuid4().hex[:16], itertools.count()
 
     def __next__(self) -> str:
-        if self._pid != os.getpid():
-            self._pid, self._prefix, self._counter = os.getpid(), uuid.uuid4().hex[:16], itertools.count()
         return f"{self._prefix}{next(self._counter):016x}"
 
 

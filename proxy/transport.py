@@ -3,10 +3,11 @@
 Swapping the HTTP client touches this file alone. Network failures become typed upstream errors here;
 HTTP statuses are classified by `errors.upstream_error_for_status`.
 
-Two implementations: `AiohttpTransport`, the server's default, forwards several times more requests per
-CPU second than httpx's own pool (see README, Performance); `HttpxTransport` serves callers that hand the
-SDK their own `httpx.AsyncClient`. Request signing stays `httpx.Auth` in both: the aiohttp transport runs
-the auth flow on an `httpx.Request` and sends exactly the bytes and headers it signed.
+Three implementations. `PoolTransport` (our keep-alive pool on httptools, `http_pool.py`) is the server's
+default: it costs the least CPU per call of every client we measured (see README, Performance).
+`AiohttpTransport` takes over when environment proxies are set. `HttpxTransport` serves the SDK and callers
+who hand it their own `httpx.AsyncClient`. Request signing stays `httpx.Auth` in all three: the first two
+run the auth flow on an `httpx.Request` and send exactly the bytes and headers it signed.
 """
 
 from __future__ import annotations
@@ -85,13 +86,97 @@ class HttpxTransport:
             await self._client.aclose()
 
 
-class AiohttpTransport:
+class _BytesTransport:
+    """What the aiohttp and pool transports share: JSON encoded once, URL credentials as Basic auth, request
+    signing (`httpx.Auth`, sync or async) run on an `httpx.Request` whose exact bytes and headers are sent,
+    and failures typed. Subclasses implement `_exchange` (one request, one response) and `aclose`."""
+
+    _errors: tuple[type[BaseException], ...] = (OSError,)
+
+    async def _exchange(self, method: str, url: str, headers: Any, body: bytes | None,
+                        timeout: float) -> UpstreamResponse:
+        raise NotImplementedError
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        body = encode_json(request.json) if request.json is not None else None
+        headers = request.headers
+        if body is not None and not any(name.lower() == "content-type" for name in headers):
+            headers = {**headers, "content-type": "application/json"}
+        url = request.url
+        try:
+            if "@" in url:
+                url, headers = _userinfo_as_basic_auth(url, headers)
+            if request.auth is None:
+                return await self._exchange(request.method, url, headers, body, request.timeout)
+            return await self._signed(request, headers, body)
+        except TimeoutError as exc:  # asyncio's and aiohttp's timeouts are TimeoutError
+            raise _timeout_error(request.timeout, exc) from None
+        except self._errors as exc:
+            raise _unavailable_error(exc) from None
+        except ValueError as exc:  # a URL or header that cannot be sent: the upstream cannot be reached
+            raise _unavailable_error(exc) from None
+
+    async def _signed(self, request: UpstreamRequest, headers: dict[str, str],
+                      body: bytes | None) -> UpstreamResponse:
+        assert request.auth is not None
+        outgoing = httpx.Request(request.method, request.url, content=body, headers=headers)
+        flow = request.auth.async_auth_flow(outgoing)
+        try:
+            outgoing = await flow.__anext__()
+            while True:
+                response = await self._exchange(outgoing.method, str(outgoing.url),
+                                                list(outgoing.headers.multi_items()), outgoing.content,
+                                                request.timeout)
+                # The body is already decoded: a content-encoding header would make httpx decode it again.
+                replay_headers = {k: v for k, v in response.headers.items() if k != "content-encoding"}
+                replay = httpx.Response(response.status, headers=replay_headers, content=response.body,
+                                        request=outgoing)
+                try:
+                    outgoing = await flow.asend(replay)
+                except StopAsyncIteration:
+                    return response
+        finally:
+            await flow.aclose()
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+
+def _merged(pairs: Any) -> dict[str, str]:
+    """Response headers with lower-case names, repeated ones joined by ", " (as httpx's `dict(headers)`)."""
+    merged: dict[str, str] = {}
+    for name, value in pairs:
+        name = name.lower()
+        merged[name] = f"{merged[name]}, {value}" if name in merged else value
+    return merged
+
+
+class PoolTransport(_BytesTransport):
+    """Upstream calls through `http_pool.ConnectionPool`: the server's default (see `server_transport`)."""
+
+    def __init__(self, *, max_connections: int = 512, keepalive_timeout: float = 30.0):
+        from .http_pool import ConnectionPool, ProtocolError
+
+        self.pool = ConnectionPool(max_connections=max_connections, keepalive_timeout=keepalive_timeout)
+        self._errors = (OSError, ProtocolError)
+
+    async def _exchange(self, method: str, url: str, headers: Any, body: bytes | None,
+                        timeout: float) -> UpstreamResponse:
+        pairs = headers.items() if isinstance(headers, dict) else headers
+        status, raw_headers, content = await self.pool.request(method, url, pairs, body, timeout)
+        return UpstreamResponse(status, _merged((k.decode("latin-1"), v.decode("latin-1"))
+                                                for k, v in raw_headers), content)
+
+    async def aclose(self) -> None:
+        self.pool.close()
+
+
+class AiohttpTransport(_BytesTransport):
     """Upstream calls through one `aiohttp.ClientSession`, created on first use in the running loop.
 
     Keep-alive pool of `max_connections`, no redirects, no cookies kept between calls (callers share the
-    pool), a per-request total timeout, and the JSON body serialised once. Environment proxies
-    (`HTTPS_PROXY`, `NO_PROXY`, ...) are honoured, as httpx does, only when some are set at construction:
-    reading them per request is a measurable cost on the hot path.
+    pool), a per-request total timeout. Environment proxies (`HTTPS_PROXY`, `NO_PROXY`, ...) are honoured,
+    as httpx does, only when some are set at construction: reading them per request is a measurable cost.
     """
 
     def __init__(self, *, max_connections: int = 512, keepalive_timeout: float = 30.0,
@@ -121,59 +206,13 @@ class AiohttpTransport:
             timeout = self._timeouts[seconds] = self._aiohttp.ClientTimeout(total=seconds)
         return timeout
 
-    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
-        session = self._session or self._open()
-        body = encode_json(request.json) if request.json is not None else None
-        headers = request.headers
-        if body is not None and not any(name.lower() == "content-type" for name in headers):
-            headers = {**headers, "content-type": "application/json"}
-        url = request.url
-        try:
-            if "@" in url:
-                url, headers = _userinfo_as_basic_auth(url, headers)
-            if request.auth is None:
-                return await self._exchange(session, request.method, url, headers, body, request.timeout)
-            return await self._signed(session, request, headers, body)
-        except TimeoutError as exc:  # aiohttp's timeouts are TimeoutError subclasses
-            raise _timeout_error(request.timeout, exc) from None
-        except self._errors as exc:
-            raise _unavailable_error(exc) from None
-        except ValueError as exc:  # a URL or header aiohttp refuses to send: the upstream cannot be reached
-            raise _unavailable_error(exc) from None
-
-    async def _exchange(self, session: Any, method: str, url: str, headers: Any, body: bytes | None,
+    async def _exchange(self, method: str, url: str, headers: Any, body: bytes | None,
                         timeout: float) -> UpstreamResponse:
+        session = self._session or self._open()
         async with session.request(method, url, data=body, headers=headers, allow_redirects=False,
                                    timeout=self._timeout(timeout)) as response:
             content = await response.read()
-            merged: dict[str, str] = {}
-            for name, value in response.headers.items():
-                name = name.lower()
-                merged[name] = f"{merged[name]}, {value}" if name in merged else value
-            return UpstreamResponse(response.status, merged, content)
-
-    async def _signed(self, session: Any, request: UpstreamRequest, headers: dict[str, str],
-                      body: bytes | None) -> UpstreamResponse:
-        """Run the `httpx.Auth` flow (sync or async) and send each request it yields, byte for byte."""
-        assert request.auth is not None
-        outgoing = httpx.Request(request.method, request.url, content=body, headers=headers)
-        flow = request.auth.async_auth_flow(outgoing)
-        try:
-            outgoing = await flow.__anext__()
-            while True:
-                response = await self._exchange(session, outgoing.method, str(outgoing.url),
-                                                list(outgoing.headers.multi_items()), outgoing.content,
-                                                request.timeout)
-                # The body is already decoded: a content-encoding header would make httpx decode it again.
-                replay_headers = {k: v for k, v in response.headers.items() if k != "content-encoding"}
-                replay = httpx.Response(response.status, headers=replay_headers, content=response.body,
-                                        request=outgoing)
-                try:
-                    outgoing = await flow.asend(replay)
-                except StopAsyncIteration:
-                    return response
-        finally:
-            await flow.aclose()
+            return UpstreamResponse(response.status, _merged(response.headers.items()), content)
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
@@ -193,8 +232,11 @@ def _userinfo_as_basic_auth(url: str, headers: dict[str, str]) -> tuple[str, dic
 
 
 def server_transport() -> Transport:
-    """The transport a server builds when none is given: aiohttp's pool (the fastest we measured)."""
-    return AiohttpTransport()
+    """The transport a server builds when none is given: our lean pool (the fastest we measured), or aiohttp's
+    when environment proxies are set (the pool does not speak to proxies)."""
+    if urllib.request.getproxies():
+        return AiohttpTransport(trust_env=True)
+    return PoolTransport()
 
 
-__all__ = ["AiohttpTransport", "HttpxTransport", "Transport", "encode_json", "server_transport"]
+__all__ = ["AiohttpTransport", "HttpxTransport", "PoolTransport", "Transport", "encode_json", "server_transport"]

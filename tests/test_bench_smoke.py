@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGETS = ("direct", "floor-httpx", "floor-httpx-aiohttp", "floor-aiohttp", "rerank-proxy")
+FLOORS = ("httpx", "httpx-aiohttp", "aiohttp", "pyreqwest", "aiosonic", "pool")
+TARGETS = ("direct", *(f"floor-{client}" for client in FLOORS), "rerank-proxy")
 
 
 def test_quick_bench_measures_every_target_and_writes_the_results(tmp_path):

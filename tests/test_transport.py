@@ -12,13 +12,13 @@ from proxy.deployments import resolve_deployment
 from proxy.invoke import invoke
 from proxy.providers import REGISTRY, UpstreamRequest
 from proxy.request import make_request
-from proxy.transport import AiohttpTransport, HttpxTransport, encode_json
+from proxy.transport import AiohttpTransport, HttpxTransport, PoolTransport, encode_json
 from tests.conftest import CAPITAL_QUERY, CAPITALS
 from tests.fakes.catalog import CASES
 from tests.fakes.server import LiveServer, dropping_server, free_port
 
 HTTP_PROVIDERS = sorted({p.name for p in REGISTRY.values() if not p.in_process})
-TRANSPORTS = {"aiohttp": AiohttpTransport, "httpx": HttpxTransport}
+TRANSPORTS = {"aiohttp": AiohttpTransport, "httpx": HttpxTransport, "pool": PoolTransport}
 
 
 @pytest.fixture(scope="module", params=HTTP_PROVIDERS)

@@ -48,11 +48,16 @@ def raw_json_response(body: bytes, status: int = 200, headers: dict[str, str] | 
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
-def error_response(exc: ProxyError, headers: dict[str, str] | None = None) -> Response:
+def error_headers(exc: ProxyError, headers: dict[str, str] | None = None) -> dict[str, str]:
+    """The response headers of an error: the given ones plus Retry-After when the error says when to retry."""
     headers = dict(headers or {})
     if exc.retry_after is not None or exc.status in (429, 503):
         headers["retry-after"] = str(max(1, round(exc.retry_after or 1)))
-    return json_response(exc.body(), exc.status, headers)
+    return headers
+
+
+def error_response(exc: ProxyError, headers: dict[str, str] | None = None) -> Response:
+    return json_response(exc.body(), exc.status, error_headers(exc, headers))
 
 
 def validation_message(errors: list[dict[str, Any]]) -> str:

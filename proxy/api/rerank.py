@@ -1,6 +1,14 @@
-"""`POST /rerank`, `/v1/rerank` (v1 semantics) and `/v2/rerank` (v2 semantics)."""
+"""`POST /rerank`, `/v1/rerank` (v1 semantics) and `/v2/rerank` (v2 semantics).
+
+`RerankFastPath` answers these three routes as pure ASGI: one pass over the raw headers, the body read
+straight from `receive`, the answer sent as two raw messages. The FastAPI routes below run the same `answer`
+and exist for the OpenAPI docs (and for an app built without the fast path).
+"""
 
 from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
 
 import orjson
 from fastapi import APIRouter, Request
@@ -11,11 +19,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..engine import Call
 from ..errors import InvalidRequestError, PayloadTooLargeError, ProxyError, UnprocessableRequestError
 from ..wire import RerankBody, RerankResponse
-from .rendering import error_response, raw_json_response, validation_message
+from .rendering import dumps, error_headers, validation_message
 
 router = APIRouter(tags=["rerank"])
+log = logging.getLogger("proxy.api")
 
-END_USER_HEADERS = ("x-end-user-id", "x-litellm-end-user-id", "x-litellm-customer-id")
+END_USER_HEADERS = (b"x-end-user-id", b"x-litellm-end-user-id", b"x-litellm-customer-id")
+_READ_HEADERS = frozenset((b"authorization", b"content-length", *END_USER_HEADERS))
+_JSON = (b"content-type", b"application/json")
 _DOC = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": RerankBody.model_json_schema()}}},
     "responses": {"200": {"description": "Cohere rerank response",
@@ -23,18 +34,47 @@ _DOC = {
 }
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+@dataclass(slots=True)
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    async def send(self, send: Send) -> None:
+        raw = [_JSON, (b"content-length", str(len(self.body)).encode())]
+        raw += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in self.headers.items()]
+        await send({"type": "http.response.start", "status": self.status, "headers": raw})
+        await send({"type": "http.response.body", "body": self.body})
+
+    def response(self) -> Response:
+        return Response(self.body, status_code=self.status, headers=self.headers, media_type="application/json")
+
+
+def read_headers(scope: Scope) -> dict[bytes, str]:
+    """The few request headers this route reads, in one pass (the first of repeated names wins)."""
+    found: dict[bytes, str] = {}
+    for name, value in scope["headers"]:
+        if name in _READ_HEADERS and name not in found:
+            found[name] = value.decode("latin-1")
+    return found
+
+
+async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it is known to exceed `limit` bytes."""
-    declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"request body is larger than the {limit} byte limit")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise InvalidRequestError("the client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLargeError(f"request body is larger than the {limit} byte limit")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def parse_body(raw: bytes) -> RerankBody:
@@ -50,33 +90,32 @@ def parse_body(raw: bytes) -> RerankBody:
         raise UnprocessableRequestError(validation_message(list(exc.errors()))) from None
 
 
-def end_user_of(body: RerankBody, request: Request) -> str | None:
+def end_user_of(body: RerankBody, headers: dict[bytes, str]) -> str | None:
     if body.user:
         return body.user
     for name in END_USER_HEADERS:
-        value = request.headers.get(name)
+        value = headers.get(name)
         if value:
             return value
     return None
 
 
-async def serve(request: Request, api_version: int) -> Response:
-    runtime = request.app.state.runtime
+async def answer(scope: Scope, receive: Receive, api_version: int) -> Reply:
+    runtime = scope["app"].state.runtime
     headers: dict[str, str] = {}
     call: Call | None = None
     try:
-        caller = await runtime.authenticator.authenticate(request.headers.get("authorization"))
-        limit = int(runtime.settings.general.max_request_size_mb * 1024 * 1024)
-        body = parse_body(await read_body(request, limit))
-        call = Call(body=body, caller=caller, api_version=api_version, end_user=end_user_of(body, request))
-        headers["x-request-id"] = call.request_id
+        wanted = read_headers(scope)
+        caller = await runtime.authenticator.authenticate(wanted.get(b"authorization"))
+        body = parse_body(await read_body(receive, wanted.get(b"content-length"), runtime.max_request_bytes))
+        call = Call(body=body, caller=caller, api_version=api_version, end_user=end_user_of(body, wanted))
         await runtime.engine.rerank(call)
     except ProxyError as exc:
         if call is not None:
             _describe(call, headers)
-        return error_response(exc, headers)
+        return Reply(exc.status, error_headers(exc, headers), dumps(exc.body()))
     _describe(call, headers)
-    return raw_json_response(orjson.dumps(call.response.payload), 200, headers)
+    return Reply(200, headers, orjson.dumps(call.response.payload))
 
 
 def _describe(call: Call, headers: dict[str, str]) -> None:
@@ -91,8 +130,9 @@ def _describe(call: Call, headers: dict[str, str]) -> None:
 class RerankFastPath:
     """Pure-ASGI middleware that serves `POST /rerank`, `/v1/rerank` and `/v2/rerank` itself.
 
-    Same `serve` as the FastAPI routes below (which stay for the OpenAPI docs), minus the framework's routing,
-    exception and dependency layers: about a third of a request's CPU in the profile (bench/).
+    Same `answer` as the FastAPI routes below, minus the framework's request, routing, exception and response
+    layers: about a third of a request's CPU in the profile (bench/). An unexpected exception still gets the
+    gateway's JSON 500, never a stack trace.
     """
 
     VERSIONS = {"/rerank": 1, "/v1/rerank": 1, "/v2/rerank": 2}
@@ -105,20 +145,24 @@ class RerankFastPath:
         if version is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        response = await serve(Request(scope, receive), version)
-        await response(scope, receive, send)
+        try:
+            reply = await answer(scope, receive, version)
+        except Exception as exc:
+            log.error("unexpected error on POST %s: %s", scope["path"], type(exc).__name__, exc_info=exc)
+            reply = Reply(500, {}, b'{"message":"internal error; the gateway logged it"}')
+        await reply.send(send)
 
 
 @router.post("/rerank", openapi_extra=_DOC, summary="Rerank (Cohere v1 semantics)")
 async def rerank(request: Request) -> Response:
-    return await serve(request, api_version=1)
+    return (await answer(request.scope, request.receive, api_version=1)).response()
 
 
 @router.post("/v1/rerank", openapi_extra=_DOC, summary="Rerank (Cohere v1)")
 async def rerank_v1(request: Request) -> Response:
-    return await serve(request, api_version=1)
+    return (await answer(request.scope, request.receive, api_version=1)).response()
 
 
 @router.post("/v2/rerank", openapi_extra=_DOC, summary="Rerank (Cohere v2)")
 async def rerank_v2(request: Request) -> Response:
-    return await serve(request, api_version=2)
+    return (await answer(request.scope, request.receive, api_version=2)).response()

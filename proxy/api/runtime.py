@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..auth.caller import Authenticator
@@ -20,3 +20,8 @@ class Runtime:
     router: Router
     engine: Engine
     extras: dict[str, Any]
+    max_request_bytes: int = field(init=False)
+    """`general_settings.max_request_size_mb` in bytes, computed once rather than per request."""
+
+    def __post_init__(self) -> None:
+        self.max_request_bytes = int(self.settings.general.max_request_size_mb * 1024 * 1024)

@@ -48,7 +48,12 @@ def dumps(record: dict[str, Any]) -> str:
 
 
 def write_record(record: dict[str, Any], level: int = logging.INFO) -> None:
-    if access_log.isEnabledFor(level):
+    if not access_log.isEnabledFor(level):
+        return
+    handlers = access_log.handlers
+    if len(handlers) == 1 and type(handlers[0]) is LineWriter and level >= handlers[0].level and not access_log.filters:
+        handlers[0].put(dumps(record))  # our writer alone: skip building a LogRecord it would only unwrap
+    else:
         access_log.log(level, dumps(record))
 
 
@@ -187,6 +192,9 @@ class LineWriter(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self._lines.put(record.getMessage())
+
+    def put(self, line: str) -> None:
+        self._lines.put(line)
 
     def _write_forever(self) -> None:
         while True:

@@ -1,0 +1,293 @@
+"""A lean HTTP/1.1 keep-alive client for upstream calls: asyncio for sockets and TLS, httptools for parsing.
+
+Why not aiohttp's client here: an upstream rerank call is one POST of bytes and one response of bytes over a
+kept-alive connection, and in the benchmark (bench/) aiohttp's general machinery (sessions, request and response
+objects, payload registry, timer handles, tracing hooks) was a quarter of the proxy's CPU per request. The
+parser is httptools (llhttp, the one uvicorn serves with) and TLS is the event loop's; this module adds only
+the pool. Environment proxies are not handled here: `transport.server_transport` picks aiohttp when any are set.
+
+Behaviour a caller can rely on: at most `max_connections` requests in flight (others wait for a slot, inside
+their timeout); idle connections are reused newest first and dropped after `keepalive_timeout`; a reused
+connection that closes before any byte of the answer is retried once on a new one (a server closing an idle
+keep-alive connection races with our reuse; rerank calls are safe to repeat);
+a timeout or a broken response closes its connection; gzip and deflate bodies are decoded; redirects are
+returned, not followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+import zlib
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httptools
+
+Headers = Iterable[tuple[str, str]]
+
+
+class ProtocolError(Exception):
+    """The upstream's bytes are not an HTTP/1.1 response."""
+
+
+class StaleConnectionError(ConnectionError):
+    """A reused connection closed before any byte of the response came back."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A URL split once into what a request line and the pool need."""
+
+    key: tuple[str, str, int]
+    host: str
+    port: int
+    tls: bool
+    authority: str
+    path: str
+
+    @classmethod
+    def parse(cls, url: str) -> Target:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"cannot send to {url!r}: only http:// and https:// URLs with a host")
+        tls = parts.scheme == "https"
+        port = parts.port or (443 if tls else 80)
+        host = parts.hostname
+        shown = f"[{host}]" if ":" in host else host
+        authority = shown if port == (443 if tls else 80) else f"{shown}:{port}"
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return cls((parts.scheme, host, port), host, port, tls, authority, path)
+
+
+class _Connection(asyncio.Protocol):
+    """One socket; parses one response at a time into `(status, headers, body)` for the waiting request."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes]] | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self.received = False
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._status = 0
+        self._keep_alive = True
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(ProtocolError("the upstream switched protocols"))
+        except httptools.HttpParserError as exc:
+            self._fail(ProtocolError(f"unreadable HTTP response ({exc})"))
+
+    def eof_received(self) -> bool:
+        return False  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        if self._status and self._delimited_by_close():
+            self._complete()  # a body without length or chunking ends when the connection does
+        elif not self.received:
+            waiter.set_exception(StaleConnectionError("the connection closed before a response"))
+        else:
+            waiter.set_exception(exc or ConnectionResetError("the connection closed mid-response"))
+
+    # -- httptools callbacks -------------------------------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._status = self.parser.get_status_code()
+        self._keep_alive = self.parser.should_keep_alive()
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if not 100 <= self._status < 200:
+            self._complete()
+        else:  # an interim response (100 Continue): the real one follows on the same connection
+            self._headers, self._body, self._status = [], [], 0
+
+    # -- used by the pool ----------------------------------------------------------------------------
+    def start(self, payload: bytes) -> asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes]]:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.received = False
+        self._headers, self._body, self._status = [], [], 0
+        self.transport.write(payload)
+        return self.waiter
+
+    @property
+    def reusable(self) -> bool:
+        return not self.closed and self._keep_alive and self.transport is not None and not self.transport.is_closing()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _delimited_by_close(self) -> bool:
+        names = {name.lower() for name, _ in self._headers}
+        return b"content-length" not in names and b"transfer-encoding" not in names
+
+    def _complete(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+            waiter.set_result((self._status, self._headers, body))
+
+    def _fail(self, exc: Exception) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc)
+        self.close()
+
+
+class ConnectionPool:
+    """Keep-alive connections per (scheme, host, port), `max_connections` requests in flight at most."""
+
+    def __init__(self, *, max_connections: int = 512, keepalive_timeout: float = 30.0,
+                 ssl_context: ssl.SSLContext | None = None):
+        self.max_connections = max_connections
+        self.keepalive_timeout = keepalive_timeout
+        self._ssl = ssl_context
+        self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
+        self._targets: dict[str, Target] = {}
+        self._slots: asyncio.Semaphore | None = None
+        self.opened = 0
+        """Connections opened so far (tests and the benchmark read it)."""
+
+    def target(self, url: str) -> Target:
+        found = self._targets.get(url)
+        if found is None:
+            if len(self._targets) > 1024:  # URLs come from config: a handful; bounded all the same
+                self._targets.clear()
+            found = self._targets[url] = Target.parse(url)
+        return found
+
+    async def request(self, method: str, url: str, headers: Headers, body: bytes | None,
+                      timeout: float | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Send one request; the response's status, raw headers and (decoded) body."""
+        target = self.target(url)
+        payload = _head(method, target, headers, body) + (body or b"")
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_connections)
+        async with asyncio.timeout(timeout), self._slots:
+            connection = self._reuse(target.key)
+            if connection is not None:
+                try:
+                    return await self._exchange(connection, target, payload)
+                except StaleConnectionError:
+                    pass  # the server closed it while idle; the request never reached it
+            connection = await self._open(target)
+            return await self._exchange(connection, target, payload)
+
+    async def _exchange(self, connection: _Connection, target: Target,
+                        payload: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        try:
+            status, headers, body = await connection.start(payload)
+        except BaseException:
+            connection.close()  # a timeout or cancellation leaves a response half read
+            raise
+        if connection.reusable:
+            connection.idle_since = time.monotonic()
+            idle = self._idle.get(target.key)
+            if idle is None:
+                idle = self._idle[target.key] = deque()
+            if len(idle) < self.max_connections:
+                idle.append(connection)
+            else:
+                connection.close()
+        else:
+            connection.close()
+        return status, headers, _decoded(headers, body)
+
+    def _reuse(self, key: tuple[str, str, int]) -> _Connection | None:
+        idle = self._idle.get(key)
+        if not idle:
+            return None
+        oldest_allowed = time.monotonic() - self.keepalive_timeout
+        while idle:
+            connection = idle.pop()  # newest first: the warm ones stay warm, the old ones age out
+            if connection.idle_since >= oldest_allowed and connection.reusable:
+                return connection
+            connection.close()
+        return None
+
+    async def _open(self, target: Target) -> _Connection:
+        loop = asyncio.get_running_loop()
+        context = None
+        if target.tls:
+            if self._ssl is None:
+                self._ssl = ssl.create_default_context()
+            context = self._ssl
+        _, connection = await loop.create_connection(
+            _Connection, target.host, target.port, ssl=context, server_hostname=target.host if context else None)
+        self.opened += 1
+        return connection
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            while idle:
+                idle.pop().close()
+        self._idle.clear()
+
+
+def _head(method: str, target: Target, headers: Headers, body: bytes | None) -> bytes:
+    """Request line and headers. Host, Content-Length and Accept-Encoding are ours unless given."""
+    lines = [f"{method} {target.path} HTTP/1.1\r\n"]
+    given = set()
+    for name, value in headers:
+        lower = name.lower()
+        if lower in ("content-length", "transfer-encoding", "connection"):
+            continue  # framing is ours: the body is sent whole
+        given.add(lower)
+        lines.append(f"{name}: {value}\r\n")
+    if "host" not in given:
+        lines.append(f"host: {target.authority}\r\n")
+    if "accept-encoding" not in given:
+        lines.append("accept-encoding: gzip, deflate\r\n")
+    if body is not None or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"content-length: {len(body or b'')}\r\n")
+    lines.append("\r\n")
+    head = "".join(lines)
+    if head.count("\n") != len(lines) or head.count("\r") != len(lines):
+        raise ValueError("a header name or value contains a line break")
+    return head.encode("latin-1")
+
+
+def _decoded(headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    """gzip or deflate bodies decoded (we asked for them); anything else returned as sent."""
+    if not body:
+        return body
+    for name, value in headers:
+        if name.lower() == b"content-encoding":
+            encoding = value.strip().lower()
+            try:
+                if encoding in (b"gzip", b"x-gzip"):
+                    return zlib.decompress(body, wbits=zlib.MAX_WBITS | 16)
+                if encoding == b"deflate":
+                    try:
+                        return zlib.decompress(body)
+                    except zlib.error:  # "deflate" sent raw, without the zlib wrapper, by some servers
+                        return zlib.decompress(body, wbits=-zlib.MAX_WBITS)
+            except zlib.error as exc:
+                raise ProtocolError(f"the {encoding.decode('latin-1')} body does not decode ({exc})") from None
+    return body
+
+
+__all__ = ["ConnectionPool", "ProtocolError", "StaleConnectionError", "Target"]
