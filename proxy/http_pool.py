@@ -23,6 +23,7 @@ import zlib
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
@@ -167,7 +168,8 @@ class ConnectionPool:
         self._ssl = ssl_context
         self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
         self._targets: dict[str, Target] = {}
-        self._slots: asyncio.Semaphore | None = None
+        self._in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self.opened = 0
         """Connections opened so far (tests and the benchmark read it)."""
 
@@ -181,28 +183,67 @@ class ConnectionPool:
 
     async def request(self, method: str, url: str, headers: Headers, body: bytes | None,
                       timeout: float | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """Send one request; the response's status, raw headers and (decoded) body."""
+        """Send one request; the response's status, raw headers and (decoded) body.
+
+        `timeout` covers the whole call: waiting for a slot, connecting, sending and reading.
+        """
         target = self.target(url)
         payload = _head(method, target, headers, body) + (body or b"")
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.max_connections)
-        async with asyncio.timeout(timeout), self._slots:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout if timeout is not None else None
+        if self._in_flight >= self.max_connections:
+            await self._wait_for_slot(deadline)
+        self._in_flight += 1
+        try:
             connection = self._reuse(target.key)
             if connection is not None:
                 try:
-                    return await self._exchange(connection, target, payload)
+                    return await self._exchange(connection, target, payload, deadline)
                 except StaleConnectionError:
-                    pass  # the server closed it while idle; the request never reached it
-            connection = await self._open(target)
-            return await self._exchange(connection, target, payload)
+                    pass  # closed before answering: a server's idle timeout racing our reuse
+            async with asyncio.timeout_at(deadline):
+                connection = await self._open(target)
+            return await self._exchange(connection, target, payload, deadline)
+        finally:
+            self._in_flight -= 1
+            self._wake_one()
 
-    async def _exchange(self, connection: _Connection, target: Target,
-                        payload: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def _wait_for_slot(self, deadline: float | None) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
         try:
-            status, headers, body = await connection.start(payload)
+            async with asyncio.timeout_at(deadline):
+                while self._in_flight >= self.max_connections:
+                    await waiter
+                    waiter = asyncio.get_running_loop().create_future()
+                    self._waiters.appendleft(waiter)  # woken but beaten to the slot: first in line again
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+            self._wake_one()  # pass on a wake-up this waiter no longer needs
+
+    def _wake_one(self) -> None:
+        waiters = self._waiters
+        while waiters and self._in_flight < self.max_connections:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def _exchange(self, connection: _Connection, target: Target, payload: bytes,
+                        deadline: float | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """One request on one connection. The deadline is a timer on the response future: cheaper per call
+        than `asyncio.timeout`'s task cancellation, and the connection is closed either way."""
+        waiter = connection.start(payload)
+        timer = None if deadline is None else asyncio.get_running_loop().call_at(deadline, _expire, waiter)
+        try:
+            status, headers, body = await waiter
         except BaseException:
             connection.close()  # a timeout or cancellation leaves a response half read
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
         if connection.reusable:
             connection.idle_since = time.monotonic()
             idle = self._idle.get(target.key)
@@ -245,6 +286,11 @@ class ConnectionPool:
             while idle:
                 idle.pop().close()
         self._idle.clear()
+
+
+def _expire(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("no complete response before the deadline"))
 
 
 def _head(method: str, target: Target, headers: Headers, body: bytes | None) -> bytes:

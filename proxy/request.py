@@ -119,7 +119,10 @@ def make_request(
         raise InvalidRequestError("invalid request: max_tokens_per_doc must be a positive integer")
     fields = tuple(rank_fields) if rank_fields is not None else None
     docs = tuple(documents)
-    texts = tuple(_document_text(doc, fields, i) for i, doc in enumerate(docs))
+    if fields is None and all(type(doc) is str for doc in docs):
+        texts = docs  # the common case: plain strings are their own text
+    else:
+        texts = tuple(_document_text(doc, fields, i) for i, doc in enumerate(docs))
     return RerankRequest(
         query=query,
         documents=docs,
