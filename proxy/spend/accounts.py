@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import Column, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .durations import parse_duration
@@ -85,14 +85,7 @@ class Accounts(Transactions):
 
     def delete_keys(self, token_hashes: Iterable[str]) -> int:
         """Delete keys by digest; returns how many existed. Their spend logs are kept."""
-        hashes = list(dict.fromkeys(token_hashes))
-        deleted = 0
-        with self._write() as connection:
-            for chunk in chunks(hashes):
-                deleted += connection.execute(
-                    delete(verification_tokens).where(verification_tokens.c.token.in_(chunk))
-                ).rowcount
-        return deleted
+        return self._delete(verification_tokens.c.token, token_hashes)
 
     def list_keys(
         self, *, user_id: str | None = None, key_alias: str | None = None, page: int = 1, size: int = 100
@@ -161,14 +154,7 @@ class Accounts(Transactions):
 
     def delete_customers(self, user_ids: Iterable[str]) -> int:
         """Delete end users; returns how many existed. Their spend logs are kept."""
-        ids = list(dict.fromkeys(user_ids))
-        deleted = 0
-        with self._write() as connection:
-            for chunk in chunks(ids):
-                deleted += connection.execute(
-                    delete(end_users).where(end_users.c.user_id.in_(chunk))
-                ).rowcount
-        return deleted
+        return self._delete(end_users.c.user_id, user_ids)
 
     def end_user_spend(self, user_id: str) -> Decimal | None:
         """The end user's running spend; None when never seen."""
@@ -176,6 +162,14 @@ class Accounts(Transactions):
             return connection.execute(
                 select(end_users.c.spend).where(end_users.c.user_id == user_id)
             ).scalar_one_or_none()
+
+    def _delete(self, pk: Column[Any], ids: Iterable[str]) -> int:
+        unique = list(dict.fromkeys(ids))
+        deleted = 0
+        with self._write() as connection:
+            for chunk in chunks(unique):
+                deleted += connection.execute(delete(pk.table).where(pk.in_(chunk))).rowcount
+        return deleted
 
     # budget periods -------------------------------------------------------------------------------
 
