@@ -124,6 +124,19 @@ def test_budget_refusal_names_the_budget_and_its_reset():
                              f"it resets at {reset.isoformat()}.")
     lifetime = refusal(_budget("2"), now=NOW, used=Decimal(3))
     assert "does not reset" in lifetime.message
+    assert lifetime.retry_after is None and not lifetime.resets
+    almost = refusal(_budget("0.01", period=NOW + timedelta(seconds=90.2)), now=NOW)
+    assert almost.retry_after == 91  # never earlier than the reset
+
+
+def test_a_budget_that_never_resets_gets_no_retry_after_one_that_resets_counts_down():
+    from proxy.api.rendering import error_response
+
+    assert "retry-after" not in error_response(refusal(_budget("2"), now=NOW, used=Decimal(3))).headers
+    reset = NOW + timedelta(days=29, seconds=5)
+    resets = error_response(refusal(_budget("2", period=reset), now=NOW, used=Decimal(3)))
+    assert resets.status_code == 429 and resets.headers["retry-after"] == str(29 * 86400 + 5)
+    assert error_response(RateLimitError("over")).headers["retry-after"] == "1"  # other 429s keep theirs
 
 
 @needs_redis
@@ -246,7 +259,9 @@ def test_key_budget_refuses_exactly_the_sixth_call(proxy_url, admin_client):
     refused = call(proxy_url, key)
     assert refused.status_code == 429
     assert refused.json()["message"] == ("Budget exceeded for key 'budget-5': spent $0.01 of max_budget $0.01; "
-                                         "this budget does not reset (no budget_duration).")
+                                         "this budget does not reset (no budget_duration), so retrying will "
+                                         "not help.")
+    assert "retry-after" not in refused.headers  # waiting would not help
     info = admin_client.get("/key/info", params={"key": key}).json()["info"]
     assert float(info["spend"]) == pytest.approx(0.01) and info["remaining_budget"] == pytest.approx(0)
 
@@ -286,6 +301,7 @@ def test_end_user_budget_and_the_default_end_user_budget(proxy_url, admin_client
     assert [call(proxy_url, user="budget-bob").status_code for _ in range(3)] == [200, 200, 429]
     refused = call(proxy_url, user="budget-bob")
     assert "end-user 'budget-bob'" in refused.json()["message"] and "max_budget $0.004" in refused.json()["message"]
+    assert "retry-after" not in refused.headers  # no budget_duration: it never resets
     # no record of their own: general_settings.max_end_user_budget (0.006) applies
     assert [call(proxy_url, user="budget-carol").status_code for _ in range(4)] == [200, 200, 200, 429]
     assert "max_end_user_budget $0.006" in call(proxy_url, user="budget-carol").json()["message"]
@@ -294,6 +310,17 @@ def test_end_user_budget_and_the_default_end_user_budget(proxy_url, admin_client
     assert call(proxy_url, user="budget-bob").status_code == 200
     info = admin_client.get("/customer/info", params={"end_user_id": "budget-bob"}).json()
     assert float(info["spend"]) == pytest.approx(0.006) and info["remaining_budget"] == pytest.approx(0)
+
+
+def test_an_end_user_budget_with_a_duration_says_when_to_retry(proxy_url, admin_client):
+    created = admin_client.post("/customer/new", json={"user_id": "hourly-hal", "max_budget": 0.002,
+                                                        "budget_duration": "1h"})
+    reset = datetime.fromisoformat(created.json()["budget_reset_at"])
+    assert call(proxy_url, user="hourly-hal").status_code == 200
+    refused = call(proxy_url, user="hourly-hal")
+    assert refused.status_code == 429 and f"it resets at {reset.isoformat()}" in refused.json()["message"]
+    expected = (reset - datetime.now(UTC)).total_seconds()
+    assert expected - 5 <= int(refused.headers["retry-after"]) <= expected + 1
 
 
 def test_blocked_end_user_is_refused(proxy_url, admin_client):

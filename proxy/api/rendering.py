@@ -50,7 +50,7 @@ def raw_json_response(body: bytes, status: int = 200, headers: dict[str, str] | 
 
 def error_response(exc: ProxyError, headers: dict[str, str] | None = None) -> Response:
     headers = dict(headers or {})
-    if exc.retry_after is not None or exc.status in (429, 503):
+    if exc.retry_after is not None or (exc.status in (429, 503) and getattr(exc, "resets", True)):
         headers["retry-after"] = str(max(1, round(exc.retry_after or 1)))
     return json_response(exc.body(), exc.status, headers)
 

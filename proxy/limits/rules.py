@@ -108,6 +108,7 @@ def refusal(limit: Limit, *, now: datetime, retry_after: float | None = None,
     spent = f"spent ${money(used)} of" if used is not None else "reached"
     message = f"Budget exceeded for {limit.label}: {spent} {limit.setting} ${money(Decimal(limit.limit))}"
     if limit.period_end is None:
-        return RateLimitError(message + "; this budget does not reset (no budget_duration).")
-    wait = max(1.0, (limit.period_end - now).total_seconds())
-    return RateLimitError(message + f"; it resets at {limit.period_end.isoformat()}.", retry_after=math.ceil(wait))
+        return RateLimitError(message + "; this budget does not reset (no budget_duration), so retrying will "
+                              "not help.", resets=False)
+    wait = math.ceil((limit.period_end - now).total_seconds())
+    return RateLimitError(message + f"; it resets at {limit.period_end.isoformat()}.", retry_after=max(1, wait))
