@@ -39,7 +39,7 @@ from .limits import (
     current_period,
     refusal,
 )
-from .pricing import Price, cost, price_for
+from .pricing import Price, cost, estimate_tokens, price_for
 from .providers import Usage
 from .routing import Router
 from .settings import Settings
@@ -61,6 +61,8 @@ class Admission:
     estimate: Decimal
     member: str
     shared: SharedAdmission | None = None
+    tpm: tuple[str, ...] = ()
+    """Counters of the call's `tpm_limit`s, to count its tokens against when it ends."""
 
 
 class Governance:
@@ -91,7 +93,7 @@ class Governance:
         self._members = itertools.count()
         self._node = uuid.uuid4().hex[:12]
         self._tasks: set[asyncio.Task[None]] = set()
-        self._unreleased: list[tuple[Admission, Decimal]] = []  # Redis releases to retry once it answers
+        self._unreleased: list[tuple[Admission, Decimal, int, datetime | None]] = []  # releases to retry
         self._maintainer: asyncio.Task[None] | None = None
 
     # lifecycle ------------------------------------------------------------------------------------
@@ -179,8 +181,11 @@ class Governance:
             return
         spent = call.cost
         self.local.release(admission.parallel, admission.budgets, admission.estimate, spent)
+        tokens, ended = (_tokens_used(call), datetime.now(UTC)) if admission.tpm else (0, None)
+        if tokens and admission.shared is None:
+            self.local.add_tokens(admission.tpm, tokens, ended)
         if admission.shared is not None and self.redis is not None:
-            task = asyncio.get_running_loop().create_task(self._release_shared(admission, spent))
+            task = asyncio.get_running_loop().create_task(self._release_shared(admission, spent, tokens, ended))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -211,27 +216,28 @@ class Governance:
                     raise refusal(result.limit, now=now, retry_after=result.retry_after, used=result.used)
                 # Mirror the reservation here so a later fallback starts from what this process saw.
                 self.local.take([lim for lim in limits if lim.kind == "budget"], estimate, now)
-                return Admission((), budgets, estimate, member, result)
+                return Admission((), budgets, estimate, member, result, result.tpm)
         refused = self.local.admit(limits, estimate, now)
         if refused is not None:
             raise refusal(refused.limit, now=now, retry_after=refused.retry_after, used=refused.used)
         parallel = tuple(lim.counter for lim in limits if lim.kind == "parallel")
-        return Admission(parallel, budgets, estimate, member)
+        tpm = tuple(lim.counter for lim in limits if lim.kind == "tpm")
+        return Admission(parallel, budgets, estimate, member, tpm=tpm)
 
-    async def _release_shared(self, admission: Admission, spent: Decimal) -> None:
+    async def _release_shared(self, admission: Admission, spent: Decimal, tokens: int = 0,
+                              ended: datetime | None = None) -> None:
         assert self.redis is not None and admission.shared is not None
         try:
-            await self.redis.release(admission.shared, admission.member, admission.estimate, spent)
+            await self.redis.release(admission.shared, admission.member, admission.estimate, spent, tokens, ended)
         except self._redis_errors as exc:
             self._redis_failed(exc)
             if len(self._unreleased) < MAX_UNRELEASED:  # else the slots age out and the reservations expire
-                self._unreleased.append((admission, spent))
+                self._unreleased.append((admission, spent, tokens, ended))
 
     async def _retry_releases(self) -> None:
-        """Give back slots and settle reservations whose release failed while Redis was away."""
+        """Give back slots, settle reservations and count tokens whose release failed while Redis was away."""
         while self._unreleased and self._shared() is not None:
-            admission, spent = self._unreleased.pop()
-            await self._release_shared(admission, spent)
+            await self._release_shared(*self._unreleased.pop())
 
     def _estimate(self, call: Call) -> Decimal:
         """The call's price at the dearest deployment of its alias, before any provider reports usage."""
@@ -324,3 +330,13 @@ class Governance:
         if record is not None:
             self.proxy = ProxyBudget(self.proxy_budget, self.proxy_duration, Decimal(record.spend),
                                      record.budget_reset_at if record.budget_duration == self.proxy_duration else None)
+
+
+def _tokens_used(call: Call) -> int:
+    """What a call counts against `tpm_limit`: the tokens the provider reported, else our estimate; a call
+    that got no answer used none."""
+    response = call.response
+    if response is None:
+        return 0
+    reported = response.usage.tokens
+    return reported if reported is not None else estimate_tokens(call.request)
