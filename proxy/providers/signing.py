@@ -47,6 +47,17 @@ class _Cache:
             return value
 
 
+async def _current(source: Any, timeout: float, what: str) -> Any:
+    """The source's cached credential, else one fetched in a worker thread within `timeout`."""
+    value = source.cached()
+    if value is None:
+        try:
+            value = await asyncio.wait_for(asyncio.to_thread(source.fetch), timeout)
+        except TimeoutError:
+            raise UpstreamTimeoutError(f"no {what} after {timeout:g}s") from None
+    return value
+
+
 class AwsCredentialSource:
     """One set of AWS credentials: keys given outright, a named profile, or botocore's default chain.
 
@@ -132,13 +143,7 @@ class SigV4Auth(httpx.Auth):
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         await request.aread()
-        frozen = self._source.cached()
-        if frozen is None:
-            try:
-                frozen = await asyncio.wait_for(asyncio.to_thread(self._source.fetch), self._timeout)
-            except TimeoutError:
-                raise UpstreamTimeoutError(f"no AWS credentials after {self._timeout:g}s") from None
-        yield self._sign(request, frozen)
+        yield self._sign(request, await _current(self._source, self._timeout, "AWS credentials"))
 
 
 _aws_sources = _Cache()
@@ -284,12 +289,7 @@ class GoogleBearerAuth(httpx.Auth):
             self._source.forget(token)
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        token = self._source.cached()
-        if token is None:
-            try:
-                token = await asyncio.wait_for(asyncio.to_thread(self._source.fetch), self._timeout)
-            except TimeoutError:
-                raise UpstreamTimeoutError(f"no Google access token after {self._timeout:g}s") from None
+        token = await _current(self._source, self._timeout, "Google access token")
         request.headers["authorization"] = f"Bearer {token}"
         if (yield request).status_code == 401:
             self._source.forget(token)
