@@ -83,10 +83,6 @@ class Bedrock(Provider):
             provider=self.name, service="bedrock", region=self.region(deployment), timeout=deployment.timeout,
             access_key=access_key, secret_key=secret_key, session_token=params.get("aws_session_token") or None,
             profile=params.get("aws_profile_name") or None,
-            missing=f"Provider '{self.name}' found no AWS credentials for model '{deployment.model}': give "
-                    "'aws_access_key_id' and 'aws_secret_access_key' (parameters or AWS_ACCESS_KEY_ID and "
-                    "AWS_SECRET_ACCESS_KEY), 'aws_profile_name' (or AWS_PROFILE), or credentials botocore's "
-                    "default chain can find",
         )
 
     def parse(self, data: Any, request: RerankRequest) -> ProviderResult:

@@ -150,12 +150,11 @@ _aws_sources = _Cache()
 _aws_auths = _Cache()
 
 
-def sigv4_auth(*, provider: str, service: str, region: str, timeout: float, missing: str,
+def sigv4_auth(*, provider: str, service: str, region: str, timeout: float,
                access_key: str | None = None, secret_key: str | None = None, session_token: str | None = None,
                profile: str | None = None) -> SigV4Auth:
     """The process-wide signer for these credentials: the keys when given, else the named profile, else
-    botocore's default chain (environment, shared files, SSO, container and instance metadata).
-    `missing` is the error when that chain finds nothing."""
+    botocore's default chain (environment, shared files, SSO, container and instance metadata)."""
     try:
         import botocore.auth  # noqa: F401
     except ImportError:
@@ -167,12 +166,15 @@ def sigv4_auth(*, provider: str, service: str, region: str, timeout: float, miss
         key = ("profile", profile)
     else:
         key = ("default chain",)
-    source = _aws_sources.get(key, lambda: _aws_source(key, missing))
+    source = _aws_sources.get(key, lambda: _aws_source(key, provider))
     return _aws_auths.get((key, service, region, timeout),
                           lambda: SigV4Auth(source, service=service, region=region, timeout=timeout))
 
 
-def _aws_source(key: tuple[Any, ...], missing: str) -> AwsCredentialSource:
+def _aws_source(key: tuple[Any, ...], provider: str) -> AwsCredentialSource:
+    missing = (f"Provider '{provider}' found no AWS credentials: give 'aws_access_key_id' and "
+               "'aws_secret_access_key' (parameters or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), "
+               "'aws_profile_name' (or AWS_PROFILE), or credentials botocore's default chain can find")
     if key[0] == "keys":
         from botocore.credentials import Credentials
 
