@@ -89,6 +89,11 @@ class ModelNotFoundError(ClientError):
 class RateLimitError(ClientError):
     status = 429
 
+    def __init__(self, message: str, *, retry_after: float | None = None, resets: bool = True):
+        super().__init__(message, retry_after=retry_after)
+        self.resets = resets
+        """False for a budget that never resets: no Retry-After then, as waiting would not help."""
+
 
 class UpstreamError(ProxyError):
     status = 502

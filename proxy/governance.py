@@ -32,24 +32,22 @@ from .limits import (
     Limit,
     LocalCounters,
     ProxyBudget,
-    RedisCounters,
+    RedisLink,
     Refused,
     SharedAdmission,
     call_limits,
     current_period,
     refusal,
 )
-from .pricing import Price, cost, price_for
+from .pricing import Price, cost, estimate_tokens, price_for
 from .providers import Usage
 from .routing import Router
 from .settings import Settings
 
 log = logging.getLogger("proxy.governance")
 
-REDIS_RETRY_SECONDS = 5.0
 MAX_UNRELEASED = 10_000
 ADMISSION = "governance.admission"
-REDIS_TIMEOUT_SECONDS = 0.5
 
 
 @dataclass(slots=True)
@@ -61,6 +59,8 @@ class Admission:
     estimate: Decimal
     member: str
     shared: SharedAdmission | None = None
+    tpm: tuple[str, ...] = ()
+    """Counters of the call's `tpm_limit`s, to count its tokens against when it ends."""
 
 
 class Governance:
@@ -72,7 +72,6 @@ class Governance:
         self.chain = GuardrailChain()
         self.local = LocalCounters()
         self.end_users = EndUserRecords(store, general.key_cache_ttl)
-        self.redis: RedisCounters | None = None
         if general.max_budget is not None:
             budget, duration = general.max_budget, general.budget_duration
         else:
@@ -83,15 +82,12 @@ class Governance:
         self.default_end_user_budget = Decimal(str(default)) if default is not None else None
         self.proxy: ProxyBudget | None = None
         self._http: httpx.AsyncClient | None = None
-        self._redis_client: Any = None
-        self._redis_errors: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError)
-        self._redis_down_until = 0.0
-        self._redis_degraded = False
+        self.link = RedisLink()
         self._prices: dict[str, tuple[Price, ...]] = {}
         self._members = itertools.count()
         self._node = uuid.uuid4().hex[:12]
         self._tasks: set[asyncio.Task[None]] = set()
-        self._unreleased: list[tuple[Admission, Decimal]] = []  # Redis releases to retry once it answers
+        self._unreleased: list[tuple[Admission, Decimal, int, datetime | None]] = []  # releases to retry
         self._maintainer: asyncio.Task[None] | None = None
 
     # lifecycle ------------------------------------------------------------------------------------
@@ -101,7 +97,7 @@ class Governance:
         if any(e.litellm_params.get("guardrail") == "webhook" for e in entries):
             self._http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         self.chain = build_chain(entries, self._http)
-        self._connect_redis()
+        self.link.connect(self.settings.redis_url, self.settings.general.redis_key_prefix)
         await self._reset_budgets()
         if self.proxy_budget is not None:
             await self._sync_proxy_budget()
@@ -113,46 +109,9 @@ class Governance:
             await asyncio.gather(self._maintainer, return_exceptions=True)
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=5)
-        if self._redis_client is not None:
-            await self._redis_client.aclose()
+        await self.link.aclose()
         if self._http is not None:
             await self._http.aclose()
-
-    def _connect_redis(self) -> None:
-        url = self.settings.redis_url
-        if not url:
-            return
-        try:
-            import redis.asyncio as aioredis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-            from redis.exceptions import RedisError
-        except ImportError:
-            log.error("redis_url is set but the redis package is missing (pip install 'rerank-proxy[redis]'); "
-                      "rate limits and budgets are counted per process")
-            return
-        self._redis_errors = (RedisError, OSError, asyncio.TimeoutError)
-        self._redis_client = aioredis.from_url(
-            url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-            retry=Retry(NoBackoff(), 0))
-        self.redis = RedisCounters(self._redis_client, self.settings.general.redis_key_prefix)
-
-    def _shared(self) -> RedisCounters | None:
-        if self.redis is None or time.monotonic() < self._redis_down_until:
-            return None
-        return self.redis
-
-    def _redis_failed(self, exc: BaseException) -> None:
-        if not self._redis_degraded:
-            log.warning("Redis unavailable (%s); counting rate limits and budgets in this process until it "
-                        "answers again (retried every %.0fs)", type(exc).__name__, REDIS_RETRY_SECONDS)
-            self._redis_degraded = True
-        self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
-
-    def _redis_ok(self) -> None:
-        if self._redis_degraded:
-            log.warning("Redis is back; rate limits and budgets are shared again")
-            self._redis_degraded = False
 
     # the Checks hook ------------------------------------------------------------------------------
 
@@ -179,8 +138,11 @@ class Governance:
             return
         spent = call.cost
         self.local.release(admission.parallel, admission.budgets, admission.estimate, spent)
-        if admission.shared is not None and self.redis is not None:
-            task = asyncio.get_running_loop().create_task(self._release_shared(admission, spent))
+        tokens, ended = (_tokens_used(call), datetime.now(UTC)) if admission.tpm else (0, None)
+        if tokens and admission.shared is None:
+            self.local.add_tokens(admission.tpm, tokens, ended)
+        if admission.shared is not None and self.link.counters is not None:
+            task = asyncio.get_running_loop().create_task(self._release_shared(admission, spent, tokens, ended))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -199,39 +161,41 @@ class Governance:
         estimate = self._estimate(call) if any(lim.kind == "budget" for lim in limits) else Decimal(0)
         budgets = tuple((lim.counter, lim.period_end) for lim in limits if lim.kind == "budget")
         member = f"{self._node}:{next(self._members)}"
-        shared = self._shared()
+        shared = self.link.available()
         if shared is not None:
             try:
                 result = await shared.admit(limits, estimate, member, now)
-            except self._redis_errors as exc:
-                self._redis_failed(exc)
+            except self.link.errors as exc:
+                self.link.failed(exc)
             else:
-                self._redis_ok()
+                self.link.ok()
                 if isinstance(result, Refused):
                     raise refusal(result.limit, now=now, retry_after=result.retry_after, used=result.used)
                 # Mirror the reservation here so a later fallback starts from what this process saw.
                 self.local.take([lim for lim in limits if lim.kind == "budget"], estimate, now)
-                return Admission((), budgets, estimate, member, result)
+                return Admission((), budgets, estimate, member, result, result.tpm)
         refused = self.local.admit(limits, estimate, now)
         if refused is not None:
             raise refusal(refused.limit, now=now, retry_after=refused.retry_after, used=refused.used)
         parallel = tuple(lim.counter for lim in limits if lim.kind == "parallel")
-        return Admission(parallel, budgets, estimate, member)
+        tpm = tuple(lim.counter for lim in limits if lim.kind == "tpm")
+        return Admission(parallel, budgets, estimate, member, tpm=tpm)
 
-    async def _release_shared(self, admission: Admission, spent: Decimal) -> None:
-        assert self.redis is not None and admission.shared is not None
+    async def _release_shared(self, admission: Admission, spent: Decimal, tokens: int = 0,
+                              ended: datetime | None = None) -> None:
+        assert self.link.counters is not None and admission.shared is not None
         try:
-            await self.redis.release(admission.shared, admission.member, admission.estimate, spent)
-        except self._redis_errors as exc:
-            self._redis_failed(exc)
+            await self.link.counters.release(admission.shared, admission.member, admission.estimate, spent,
+                                             tokens, ended)
+        except self.link.errors as exc:
+            self.link.failed(exc)
             if len(self._unreleased) < MAX_UNRELEASED:  # else the slots age out and the reservations expire
-                self._unreleased.append((admission, spent))
+                self._unreleased.append((admission, spent, tokens, ended))
 
     async def _retry_releases(self) -> None:
-        """Give back slots and settle reservations whose release failed while Redis was away."""
-        while self._unreleased and self._shared() is not None:
-            admission, spent = self._unreleased.pop()
-            await self._release_shared(admission, spent)
+        """Give back slots, settle reservations and count tokens whose release failed while Redis was away."""
+        while self._unreleased and self.link.available() is not None:
+            await self._release_shared(*self._unreleased.pop())
 
     def _estimate(self, call: Call) -> Decimal:
         """The call's price at the dearest deployment of its alias, before any provider reports usage."""
@@ -258,12 +222,12 @@ class Governance:
         now = datetime.now(UTC)
         period, spend = current_period(record.budget_reset_at, record.budget_duration, record.spend, now)
         known = [spend, self.local.spent(counter, period)]
-        shared = self._shared()
+        shared = self.link.available()
         if shared is not None:
             try:
                 known.append(await shared.spent(counter, period))
-            except self._redis_errors as exc:
-                self._redis_failed(exc)
+            except self.link.errors as exc:
+                self.link.failed(exc)
         spend = max(v for v in known if v is not None)
         info["spend"] = float(spend)
         info["budget_reset_at"] = period
@@ -324,3 +288,13 @@ class Governance:
         if record is not None:
             self.proxy = ProxyBudget(self.proxy_budget, self.proxy_duration, Decimal(record.spend),
                                      record.budget_reset_at if record.budget_duration == self.proxy_duration else None)
+
+
+def _tokens_used(call: Call) -> int:
+    """What a call counts against `tpm_limit`: the tokens the provider reported, else our estimate; a call
+    that got no answer used none."""
+    response = call.response
+    if response is None:
+        return 0
+    reported = response.usage.tokens
+    return reported if reported is not None else estimate_tokens(call.request)

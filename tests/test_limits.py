@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -23,12 +22,10 @@ from proxy.errors import RateLimitError
 from proxy.limits import Limit, LocalCounters, ProxyBudget, call_limits, current_period, refusal
 from tests.conftest import CAPITAL_QUERY, CAPITALS
 from tests.fakes.server import LiveServer, free_port
+from tests.redis_scratch import REDIS_ENV, async_redis, needs_redis, new_prefix, sync_redis
 from tests.serving import MASTER_KEY, admin, config_for, running_proxy, wait_until
 
 NOW = datetime(2025, 1, 1, 12, tzinfo=UTC)
-REDIS_ENV = "TEST_REDIS_URL"
-needs_redis = pytest.mark.skipif(not os.environ.get(REDIS_ENV),
-                                 reason=f"needs a Redis server: set {REDIS_ENV}, e.g. redis://127.0.0.1:6379/0")
 
 # --- the pieces ------------------------------------------------------------------------------------
 
@@ -98,11 +95,12 @@ def test_local_budget_merges_database_spend_and_rolls_over_periods():
 
 
 def test_call_limits_collects_key_model_end_user_default_and_proxy_limits():
-    key = SimpleNamespace(key_alias="team-a", key_name="sk-...abcd", rpm_limit=10, model_rpm_limit={"m": 2},
+    key = SimpleNamespace(key_alias="team-a", key_name="sk-...abcd", rpm_limit=10, tpm_limit=None,
+                          model_rpm_limit={"m": 2},
                           max_parallel_requests=3, max_budget=Decimal("5"), budget_duration="1d",
                           budget_reset_at=NOW + timedelta(hours=1), spend=Decimal("1"))
-    user = SimpleNamespace(rpm_limit=4, max_parallel_requests=None, max_budget=None, budget_duration=None,
-                           budget_reset_at=None, spend=Decimal("0.5"))
+    user = SimpleNamespace(rpm_limit=4, tpm_limit=None, max_parallel_requests=None, max_budget=None,
+                           budget_duration=None, budget_reset_at=None, spend=Decimal("0.5"))
     limits = call_limits(key_hash="h", key=key, alias="m", end_user_id="bob", end_user=user,
                          default_end_user_budget=Decimal("2"), proxy=ProxyBudget(Decimal("100"), None), now=NOW)
     assert [(lim.kind, lim.counter, lim.setting) for lim in limits] == [
@@ -124,19 +122,29 @@ def test_budget_refusal_names_the_budget_and_its_reset():
                              f"it resets at {reset.isoformat()}.")
     lifetime = refusal(_budget("2"), now=NOW, used=Decimal(3))
     assert "does not reset" in lifetime.message
+    assert lifetime.retry_after is None and not lifetime.resets
+    almost = refusal(_budget("0.01", period=NOW + timedelta(seconds=90.2)), now=NOW)
+    assert almost.retry_after == 91  # never earlier than the reset
+
+
+def test_a_budget_that_never_resets_gets_no_retry_after_one_that_resets_counts_down():
+    from proxy.api.rendering import error_response
+
+    assert "retry-after" not in error_response(refusal(_budget("2"), now=NOW, used=Decimal(3))).headers
+    reset = NOW + timedelta(days=29, seconds=5)
+    resets = error_response(refusal(_budget("2", period=reset), now=NOW, used=Decimal(3)))
+    assert resets.status_code == 429 and resets.headers["retry-after"] == str(29 * 86400 + 5)
+    assert error_response(RateLimitError("over")).headers["retry-after"] == "1"  # other 429s keep theirs
 
 
 @needs_redis
 def test_redis_counters_check_and_take_atomically():
-    import redis.asyncio as aioredis
-
     from proxy.limits import RedisCounters, Refused
 
-    prefix = f"rp-test-{uuid.uuid4().hex[:8]}:"
+    prefix = new_prefix()
 
     async def scenario() -> None:
-        client = aioredis.from_url(os.environ[REDIS_ENV])
-        try:
+        async with async_redis(prefix) as client:
             counters = RedisCounters(client, prefix)
             rpm, budget = _rpm("key:k", 10), _budget("0.01", seed="0.004")
             results = await asyncio.gather(*(counters.admit([rpm], Decimal(0), f"m{i}", NOW) for i in range(30)))
@@ -153,11 +161,6 @@ def test_redis_counters_check_and_take_atomically():
             free = await counters.admit([free_budget], Decimal(0), "f1", NOW)  # a free model reserves nothing
             await counters.release(free, "f1", Decimal(0), Decimal(0))
             assert await counters.spent("key:free", None) == Decimal(0)
-        finally:
-            keys = [k async for k in client.scan_iter(match=prefix + "*")]
-            if keys:
-                await client.delete(*keys)
-            await client.aclose()
 
     asyncio.run(scenario())
 
@@ -246,7 +249,9 @@ def test_key_budget_refuses_exactly_the_sixth_call(proxy_url, admin_client):
     refused = call(proxy_url, key)
     assert refused.status_code == 429
     assert refused.json()["message"] == ("Budget exceeded for key 'budget-5': spent $0.01 of max_budget $0.01; "
-                                         "this budget does not reset (no budget_duration).")
+                                         "this budget does not reset (no budget_duration), so retrying will "
+                                         "not help.")
+    assert "retry-after" not in refused.headers  # waiting would not help
     info = admin_client.get("/key/info", params={"key": key}).json()["info"]
     assert float(info["spend"]) == pytest.approx(0.01) and info["remaining_budget"] == pytest.approx(0)
 
@@ -286,6 +291,7 @@ def test_end_user_budget_and_the_default_end_user_budget(proxy_url, admin_client
     assert [call(proxy_url, user="budget-bob").status_code for _ in range(3)] == [200, 200, 429]
     refused = call(proxy_url, user="budget-bob")
     assert "end-user 'budget-bob'" in refused.json()["message"] and "max_budget $0.004" in refused.json()["message"]
+    assert "retry-after" not in refused.headers  # no budget_duration: it never resets
     # no record of their own: general_settings.max_end_user_budget (0.006) applies
     assert [call(proxy_url, user="budget-carol").status_code for _ in range(4)] == [200, 200, 200, 429]
     assert "max_end_user_budget $0.006" in call(proxy_url, user="budget-carol").json()["message"]
@@ -294,6 +300,17 @@ def test_end_user_budget_and_the_default_end_user_budget(proxy_url, admin_client
     assert call(proxy_url, user="budget-bob").status_code == 200
     info = admin_client.get("/customer/info", params={"end_user_id": "budget-bob"}).json()
     assert float(info["spend"]) == pytest.approx(0.006) and info["remaining_budget"] == pytest.approx(0)
+
+
+def test_an_end_user_budget_with_a_duration_says_when_to_retry(proxy_url, admin_client):
+    created = admin_client.post("/customer/new", json={"user_id": "hourly-hal", "max_budget": 0.002,
+                                                        "budget_duration": "1h"})
+    reset = datetime.fromisoformat(created.json()["budget_reset_at"])
+    assert call(proxy_url, user="hourly-hal").status_code == 200
+    refused = call(proxy_url, user="hourly-hal")
+    assert refused.status_code == 429 and f"it resets at {reset.isoformat()}" in refused.json()["message"]
+    expected = (reset - datetime.now(UTC)).total_seconds()
+    assert expected - 5 <= int(refused.headers["retry-after"]) <= expected + 1
 
 
 def test_blocked_end_user_is_refused(proxy_url, admin_client):
@@ -369,23 +386,13 @@ def test_redis_outage_falls_back_to_per_process_limits(fake_cohere, tmp_path, ca
 
 @pytest.fixture(scope="module")
 def replicas(fake_cohere, tmp_path_factory):
-    if not os.environ.get(REDIS_ENV):
-        pytest.skip(f"needs a Redis server: set {REDIS_ENV}, e.g. redis://127.0.0.1:6379/0")
-    import redis
-
-    prefix = f"rp-test-{uuid.uuid4().hex[:8]}:"
-    db = tmp_path_factory.mktemp("replicas-db") / "spend.db"
-    config = config_for(fake_cohere.url, f"sqlite:///{db}", general_settings={"redis_key_prefix": prefix},
-                        router_settings={"redis_url": os.environ[REDIS_ENV]})
-    try:
+    prefix = new_prefix()
+    with sync_redis(prefix):
+        db = tmp_path_factory.mktemp("replicas-db") / "spend.db"
+        config = config_for(fake_cohere.url, f"sqlite:///{db}", general_settings={"redis_key_prefix": prefix},
+                            router_settings={"redis_url": os.environ[REDIS_ENV]})
         with running_proxy(config) as first, running_proxy(config) as second:
             yield [first.url, second.url]
-    finally:
-        client = redis.Redis.from_url(os.environ[REDIS_ENV])
-        keys = list(client.scan_iter(match=prefix + "*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
 
 
 @pytest.mark.redis

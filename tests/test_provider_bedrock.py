@@ -1,6 +1,12 @@
-"""Bedrock: URL and model-ARN rules, the request body, and SigV4 signatures checked by the fake."""
+"""Bedrock: URL and model-ARN rules, the request body, SigV4 signatures checked by the fake, and credentials
+from keys, named profiles and botocore's default chain (cached per credential set)."""
 
 from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -67,10 +73,11 @@ def test_number_of_results_is_top_n_else_every_document_and_no_unsigned_auth_hea
 
 
 @pytest.mark.parametrize(("params", "missing"), [
-    ({"aws_region_name": REGION}, "aws_access_key_id"),
+    ({"aws_region_name": REGION, "aws_access_key_id": ACCESS_KEY}, "aws_secret_access_key"),
+    ({"aws_region_name": REGION, "aws_secret_access_key": SECRET_KEY}, "aws_access_key_id"),
     ({**CREDENTIALS}, "aws_region_name"),
 ])
-def test_missing_credentials_or_region_is_a_configuration_error(params, missing):
+def test_half_a_key_pair_or_no_region_is_a_configuration_error(params, missing):
     with pytest.raises(proxy.ConfigurationError, match=missing):
         build("bedrock/amazon.rerank-v1:0", params)
 
@@ -114,3 +121,110 @@ def test_arn_models_are_priced_per_search_unit_of_100_documents(bedrock):
     response = proxy.rerank(f"bedrock/{arn}", CAPITAL_QUERY, documents, api_base=bedrock.url, **CREDENTIALS)
     assert response.meta.billed_units.search_units == 2
     assert response.cost == pytest.approx(0.004)
+
+
+# --- credentials the way boto users give them ------------------------------------------------------
+
+AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
+           "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+           "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN")
+
+
+class AwsFiles:
+    """A temp AWS_SHARED_CREDENTIALS_FILE / AWS_CONFIG_FILE, and nothing else botocore could find."""
+
+    def __init__(self, directory: Path, monkeypatch: pytest.MonkeyPatch):
+        self.credentials, self.config = directory / "credentials", directory / "config"
+        self.credentials.write_text("")
+        self.config.write_text("")
+        for name in AWS_ENV:
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(self.credentials))
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(self.config))
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+    def add_profile(self, name: str, **fields: str) -> None:
+        lines = "".join(f"{k} = {v}\n" for k, v in fields.items())
+        with self.credentials.open("a") as handle:
+            handle.write(f"[{name}]\n{lines}")
+
+
+@pytest.fixture
+def aws(tmp_path, monkeypatch):
+    return AwsFiles(tmp_path, monkeypatch)
+
+
+def rerank(bedrock, **params):
+    return proxy.rerank("bedrock/amazon.rerank-v1:0", CAPITAL_QUERY, CAPITALS, api_base=bedrock.url,
+                        aws_region_name=REGION, **params)
+
+
+def test_a_named_profile_from_the_shared_credentials_file_signs(bedrock, aws):
+    profile = f"rerank-{uuid.uuid4().hex[:8]}"  # credentials are cached per profile for the process
+    aws.add_profile(profile, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+    assert len(rerank(bedrock, aws_profile_name=profile).results) == len(CAPITALS)
+    assert bedrock.last.headers["authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/")
+
+
+def test_aws_profile_from_the_environment_is_used(bedrock, aws, monkeypatch):
+    profile = f"rerank-{uuid.uuid4().hex[:8]}"
+    aws.add_profile(profile, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+    monkeypatch.setenv("AWS_PROFILE", profile)
+    assert len(rerank(bedrock).results) == len(CAPITALS)
+
+
+def test_an_unknown_profile_is_a_configuration_error(bedrock, aws):
+    with pytest.raises(proxy.ConfigurationError, match="could not be found"):
+        rerank(bedrock, aws_profile_name=f"nobody-{uuid.uuid4().hex[:8]}")
+
+
+def test_without_keys_or_profile_the_default_chain_is_asked(bedrock, aws):
+    with pytest.raises(proxy.ConfigurationError, match="found no AWS credentials.*aws_access_key_id"):
+        rerank(bedrock)  # nothing anywhere: the error says what to give (and nothing is cached)
+    aws.add_profile("default", aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+    assert len(rerank(bedrock).results) == len(CAPITALS)
+
+
+def test_refreshable_credentials_load_once_and_refresh_near_expiry(bedrock, aws, tmp_path):
+    """A `credential_process` profile gives botocore RefreshableCredentials: the process runs once while
+    they are fresh, and again for every call while they are about to expire."""
+    script = tmp_path / "creds.py"
+    script.write_text(
+        "import json, pathlib, sys\n"
+        "from datetime import UTC, datetime, timedelta\n"
+        "runs, lifetime = pathlib.Path(sys.argv[1]), int(sys.argv[2])\n"
+        "runs.write_text(runs.read_text() + 'x' if runs.exists() else 'x')\n"
+        "expires = datetime.now(UTC) + timedelta(seconds=lifetime)\n"
+        f"print(json.dumps({{'Version': 1, 'AccessKeyId': {ACCESS_KEY!r}, 'SecretAccessKey': {SECRET_KEY!r},\n"
+        "                  'SessionToken': 'process-token', 'Expiration': expires.isoformat()}))\n")
+    bedrock.session_token = "process-token"
+    # 60 s is inside botocore's refresh window: one run to load, then one more for every call
+    for lifetime, expected_runs in ((3600, 1), (60, 5)):
+        profile, runs = f"process-{uuid.uuid4().hex[:8]}", tmp_path / f"runs-{lifetime}"
+        with aws.config.open("a") as handle:
+            handle.write(f"[profile {profile}]\ncredential_process = {sys.executable} {script} {runs} {lifetime}\n")
+        for _ in range(4):
+            rerank(bedrock, aws_profile_name=profile)
+        assert bedrock.last.headers["x-amz-security-token"] == "process-token"
+        assert len(runs.read_text()) == expected_runs
+
+
+def test_a_thousand_calls_build_the_signer_once(bedrock):
+    deployments = [resolve_deployment("bedrock/amazon.rerank-v1:0", {**CREDENTIALS, "aws_region_name": REGION},
+                                      environ={}) for _ in range(1000)]
+    auths = {id(d.provider.auth(d)) for d in deployments}
+    assert len(auths) == 1  # one auth (and credentials) per credential set, not per request
+    auth = deployments[0].provider.auth(deployments[0])
+
+    async def many() -> None:
+        router = proxy.Router(model_list=[{"model_name": "b", "litellm_params": {
+            "model": "bedrock/amazon.rerank-v1:0", "api_base": bedrock.url, "aws_region_name": REGION,
+            **CREDENTIALS}}])
+        first = None
+        for _ in range(1000):
+            await router.arerank("b", CAPITAL_QUERY, CAPITALS[:2])
+            first = first or auth.signer
+            assert auth.signer is first
+
+    asyncio.run(many())
+    assert len(bedrock.requests) == 1000  # every one signed well enough for the fake to answer

@@ -64,6 +64,7 @@ class CustomerFields(_Body):
     max_budget: float | None = Field(default=None, ge=0)
     budget_duration: str | None = None
     rpm_limit: NonNegativeInt | None = None
+    tpm_limit: NonNegativeInt | None = None
     max_parallel_requests: NonNegativeInt | None = None
     blocked: bool | None = None
     metadata: dict[str, Any] | None = None

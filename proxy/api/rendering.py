@@ -51,7 +51,7 @@ def raw_json_response(body: bytes, status: int = 200, headers: dict[str, str] | 
 def error_headers(exc: ProxyError, headers: dict[str, str] | None = None) -> dict[str, str]:
     """The response headers of an error: the given ones plus Retry-After when the error says when to retry."""
     headers = dict(headers or {})
-    if exc.retry_after is not None or exc.status in (429, 503):
+    if exc.retry_after is not None or (exc.status in (429, 503) and getattr(exc, "resets", True)):
         headers["retry-after"] = str(max(1, round(exc.retry_after or 1)))
     return headers
 

@@ -1,15 +1,16 @@
 """Budgets and rate limits: what a call counts against (`rules`), and where the counting happens —
-per process (`local`) or shared by every replica through Redis (`shared`)."""
+per process (`local`) or shared by every replica through Redis (`shared`, over `redis_link`)."""
 
 from __future__ import annotations
 
 from .end_users import EndUserRecords
 from .local import LocalCounters, Refused
 from .periods import current_period
+from .redis_link import RedisLink
 from .rules import Limit, ProxyBudget, call_limits, refusal
 from .shared import RedisCounters, SharedAdmission
 
 __all__ = [
-    "EndUserRecords", "Limit", "LocalCounters", "ProxyBudget", "RedisCounters", "Refused", "SharedAdmission",
-    "call_limits", "current_period", "refusal",
+    "EndUserRecords", "Limit", "LocalCounters", "ProxyBudget", "RedisCounters", "RedisLink", "Refused",
+    "SharedAdmission", "call_limits", "current_period", "refusal",
 ]

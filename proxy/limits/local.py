@@ -1,7 +1,9 @@
 """Per-process counters: request windows, parallel slots and the budget ledger.
 
 Everything here runs on the event loop without awaiting, so checking every limit of a call and taking
-them is one atomic step: 100 concurrent calls against `rpm_limit: 10` admit exactly 10.
+them is one atomic step: 100 concurrent calls against `rpm_limit: 10` admit exactly 10. A `tpm_limit` is
+checked against the tokens its calls used in the current wall-clock minute; a call's tokens are known only
+when it ends, so calls already in flight when the minute fills up still finish.
 
 The budget ledger holds, per counter, the spend of the current period as this process knows it (the
 database's figure when first seen, plus every cost settled here since, merged upward with each fresher
@@ -13,10 +15,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
-from .rules import RPM_WINDOW_SECONDS, Limit
+from .rules import RPM_WINDOW_SECONDS, Limit, seconds_to_next_minute, tpm_minute
 
 
 @dataclass(slots=True)
@@ -39,6 +41,7 @@ class LocalCounters:
         self._windows: dict[str, list[float]] = {}  # counter → [count, window end (monotonic)]
         self._parallel: dict[str, int] = {}
         self._budgets: dict[str, _Budget] = {}
+        self._tokens: dict[str, tuple[int, int]] = {}  # counter → (minute, tokens used in it)
 
     # admission ------------------------------------------------------------------------------------
 
@@ -53,6 +56,10 @@ class LocalCounters:
             elif limit.kind == "parallel":
                 if self._parallel.get(limit.counter, 0) >= limit.limit:
                     return Refused(limit)
+            elif limit.kind == "tpm":
+                tokens = self.tokens_used(limit.counter, now)
+                if tokens >= limit.limit:
+                    return Refused(limit, retry_after=seconds_to_next_minute(now), used=Decimal(tokens))
             else:
                 entry = self.budget(limit, now)
                 used = entry.spent + entry.reserved
@@ -73,7 +80,7 @@ class LocalCounters:
                     window[0] += 1
             elif limit.kind == "parallel":
                 self._parallel[limit.counter] = self._parallel.get(limit.counter, 0) + 1
-            else:
+            elif limit.kind == "budget":
                 entry = self.budget(limit, now)
                 entry.reserved += estimate
                 entry.touched = clock
@@ -94,6 +101,18 @@ class LocalCounters:
             entry.reserved = max(Decimal(0), entry.reserved - estimate)
             if entry.period == period:  # a cost from a period that has ended does not count in the new one
                 entry.spent += cost
+
+    # tokens per minute ---------------------------------------------------------------------------
+
+    def add_tokens(self, counters: tuple[str, ...], tokens: int, now: datetime) -> None:
+        """Count a finished call's tokens in the current minute of each of its `tpm_limit` counters."""
+        minute = tpm_minute(now)
+        for counter in counters:
+            self._tokens[counter] = (minute, self.tokens_used(counter, now) + tokens)
+
+    def tokens_used(self, counter: str, now: datetime) -> int:
+        entry = self._tokens.get(counter)
+        return entry[1] if entry is not None and entry[0] == tpm_minute(now) else 0
 
     # budgets --------------------------------------------------------------------------------------
 
@@ -117,10 +136,13 @@ class LocalCounters:
         return entry.spent
 
     def prune(self, idle_seconds: float = 600.0) -> None:
-        """Forget expired windows and idle budget entries with nothing in flight."""
+        """Forget expired windows, past minutes' token counts and idle budget entries with nothing in flight."""
         clock = time.monotonic()
         for counter in [c for c, w in self._windows.items() if w[1] <= clock]:
             del self._windows[counter]
+        minute = tpm_minute(datetime.now(UTC))
+        for counter in [c for c, (m, _) in self._tokens.items() if m < minute]:
+            del self._tokens[counter]
         for counter in [c for c, b in self._budgets.items()
                         if not b.reserved and clock - b.touched > idle_seconds]:
             del self._budgets[counter]

@@ -17,12 +17,23 @@ from ..errors import RateLimitError
 from .periods import current_period
 
 RPM_WINDOW_SECONDS = 60.0
+TPM_MINUTE_SECONDS = 60
+
+
+def tpm_minute(now: datetime) -> int:
+    """The wall-clock minute a `tpm_limit` counts in (the same on every replica)."""
+    return int(now.timestamp()) // TPM_MINUTE_SECONDS
+
+
+def seconds_to_next_minute(now: datetime) -> int:
+    """Whole seconds until the next minute starts (1 to 60): a refused call may retry then."""
+    return math.ceil(TPM_MINUTE_SECONDS - now.timestamp() % TPM_MINUTE_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)
 class Limit:
     kind: str
-    """"rpm", "parallel" or "budget"."""
+    """"rpm", "tpm", "parallel" or "budget"."""
     counter: str
     """e.g. "key:<hash>", "key:<hash>:model:<alias>", "end_user:<id>", "proxy"."""
     limit: int | Decimal
@@ -62,6 +73,8 @@ def call_limits(*, key_hash: str | None, key: Any, alias: str, end_user_id: str 
         label, counter = key_label(key), f"key:{key_hash}"
         if key.rpm_limit is not None:
             limits.append(Limit("rpm", counter, key.rpm_limit, label, "rpm_limit"))
+        if key.tpm_limit is not None:
+            limits.append(Limit("tpm", counter, key.tpm_limit, label, "tpm_limit"))
         model_limit = (key.model_rpm_limit or {}).get(alias)
         if model_limit is not None:
             limits.append(Limit("rpm", f"{counter}:model:{alias}", int(model_limit), label,
@@ -76,6 +89,8 @@ def call_limits(*, key_hash: str | None, key: Any, alias: str, end_user_id: str 
         if end_user is not None:
             if end_user.rpm_limit is not None:
                 limits.append(Limit("rpm", counter, end_user.rpm_limit, label, "rpm_limit"))
+            if end_user.tpm_limit is not None:
+                limits.append(Limit("tpm", counter, end_user.tpm_limit, label, "tpm_limit"))
             if end_user.max_parallel_requests is not None:
                 limits.append(Limit("parallel", counter, end_user.max_parallel_requests, label,
                                     "max_parallel_requests"))
@@ -102,12 +117,18 @@ def refusal(limit: Limit, *, now: datetime, retry_after: float | None = None,
         wait = max(1, math.ceil(retry_after)) if retry_after and retry_after > 0 else 1
         return RateLimitError(f"Rate limit exceeded for {limit.label}: {limit.setting} is {limit.limit} "
                               f"requests per minute; retry in {wait}s.", retry_after=wait)
+    if limit.kind == "tpm":
+        wait = seconds_to_next_minute(now)
+        used_now = f" ({int(used)} used this minute)" if used is not None else ""
+        return RateLimitError(f"Token rate limit exceeded for {limit.label}: {limit.setting} is {limit.limit} "
+                              f"tokens per minute{used_now}; retry in {wait}s.", retry_after=wait)
     if limit.kind == "parallel":
         return RateLimitError(f"Too many parallel requests for {limit.label}: {limit.setting} is {limit.limit}.",
                               retry_after=1)
     spent = f"spent ${money(used)} of" if used is not None else "reached"
     message = f"Budget exceeded for {limit.label}: {spent} {limit.setting} ${money(Decimal(limit.limit))}"
     if limit.period_end is None:
-        return RateLimitError(message + "; this budget does not reset (no budget_duration).")
-    wait = max(1.0, (limit.period_end - now).total_seconds())
-    return RateLimitError(message + f"; it resets at {limit.period_end.isoformat()}.", retry_after=math.ceil(wait))
+        return RateLimitError(message + "; this budget does not reset (no budget_duration), so retrying will "
+                              "not help.", resets=False)
+    wait = math.ceil((limit.period_end - now).total_seconds())
+    return RateLimitError(message + f"; it resets at {limit.period_end.isoformat()}.", retry_after=max(1, wait))

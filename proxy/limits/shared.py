@@ -5,7 +5,9 @@ Keys (under the configured prefix):
   parallel:<counter>             sorted set of request ids in flight (a crashed replica's slots age out)
   budget:<counter>:<period>      hash {s: spent, r: reserved} in 1e-10 USD; <period> is the reset time, so a
                                  new period starts at zero; the database's figure is merged in upward
-Admission is one round-trip (EVALSHA); releases and settlements are one more, off the request path.
+  tpm:<counter>:<minute>         INCRBY the tokens of each finished call; <minute> is the Unix minute
+Admission is one round-trip (EVALSHA); releases, settlements and token counts are one more, off the
+request path.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from .local import Refused
-from .rules import RPM_WINDOW_SECONDS, Limit
+from .rules import RPM_WINDOW_SECONDS, TPM_MINUTE_SECONDS, Limit, seconds_to_next_minute, tpm_minute
 
 TICKS = Decimal(10) ** 10  # Redis holds money as integer 1e-10 USD (the database's scale)
 PARALLEL_MAX_AGE_MS = 600_000
 LIFETIME_BUDGET_TTL_MS = 24 * 3600 * 1000
 PERIOD_GRACE_MS = 3600 * 1000
+TPM_TTL_MS = 2 * TPM_MINUTE_SECONDS * 1000  # a minute's count outlives the minute, for clock skew between replicas
 
 ADMIT = """
 local n = #KEYS
@@ -36,6 +39,9 @@ for i = 1, n do
   elseif kind == 'p' then
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now - a)
     if redis.call('ZCARD', key) >= limit then return {i, -1, '0'} end
+  elseif kind == 't' then
+    local used = tonumber(redis.call('GET', key) or '0')
+    if used >= limit then return {i, -1, tostring(used)} end
   else
     local spent = tonumber(redis.call('HGET', key, 's') or '0')
     if spent < a then spent = a end
@@ -52,7 +58,7 @@ for i = 1, n do
   elseif kind == 'p' then
     redis.call('ZADD', key, now, member)
     redis.call('PEXPIRE', key, a)
-  else
+  elseif kind == 'b' then
     if tonumber(redis.call('HGET', key, 's') or '0') < a then redis.call('HSET', key, 's', ARGV[5 * i - 2]) end
     redis.call('HINCRBY', key, 'r', ARGV[5 * i - 1])
     redis.call('PEXPIRE', key, ARGV[5 * i])
@@ -66,8 +72,12 @@ local n = #KEYS
 local member = ARGV[3 * n + 1]
 for i = 1, n do
   local key = KEYS[i]
-  if ARGV[3 * i - 2] == 'p' then
+  local kind = ARGV[3 * i - 2]
+  if kind == 'p' then
     redis.call('ZREM', key, member)
+  elseif kind == 't' then
+    redis.call('INCRBY', key, ARGV[3 * i - 1])
+    redis.call('PEXPIRE', key, ARGV[3 * i])
   elseif redis.call('EXISTS', key) == 1 then
     redis.call('HINCRBY', key, 'r', ARGV[3 * i - 1])
     redis.call('HINCRBY', key, 's', ARGV[3 * i])
@@ -87,6 +97,8 @@ class SharedAdmission:
     """Redis keys of the parallel slots taken."""
     budgets: tuple[str, ...]
     """Redis keys of the budget hashes reserved in."""
+    tpm: tuple[str, ...] = ()
+    """Counters of the call's `tpm_limit`s (their Redis key depends on the minute the call ends)."""
 
 
 class RedisCounters:
@@ -95,6 +107,9 @@ class RedisCounters:
         self.prefix = prefix
         self._admit = client.register_script(ADMIT)
         self._release = client.register_script(RELEASE)
+
+    def tpm_key(self, counter: str, now: datetime) -> str:
+        return f"{self.prefix}tpm:{counter}:{tpm_minute(now)}"
 
     def budget_key(self, counter: str, period: datetime | None) -> str:
         return f"{self.prefix}budget:{counter}:{int(period.timestamp()) if period else 'all'}"
@@ -111,6 +126,9 @@ class RedisCounters:
             elif limit.kind == "parallel":
                 keys.append(f"{self.prefix}parallel:{limit.counter}")
                 args += ["p", limit.limit, PARALLEL_MAX_AGE_MS, 0, 0]
+            elif limit.kind == "tpm":
+                keys.append(self.tpm_key(limit.counter, now))
+                args += ["t", limit.limit, 0, 0, 0]
             else:
                 keys.append(self.budget_key(limit.counter, limit.period_end))
                 ttl = (int((limit.period_end - now).total_seconds() * 1000) + PERIOD_GRACE_MS
@@ -119,14 +137,21 @@ class RedisCounters:
         index, pttl, used = await self._admit(keys=keys, args=[*args, member])
         if index:
             limit = limits[int(index) - 1]
+            if limit.kind == "tpm":
+                return Refused(limit, retry_after=seconds_to_next_minute(now), used=Decimal(int(used)))
             return Refused(limit, retry_after=int(pttl) / 1000 if int(pttl) > 0 else None,
                            used=Decimal(int(used)) / TICKS if limit.kind == "budget" else None)
         return SharedAdmission(
             parallel=tuple(k for k, lim in zip(keys, limits, strict=True) if lim.kind == "parallel"),
-            budgets=tuple(k for k, lim in zip(keys, limits, strict=True) if lim.kind == "budget"))
+            budgets=tuple(k for k, lim in zip(keys, limits, strict=True) if lim.kind == "budget"),
+            tpm=tuple(lim.counter for lim in limits if lim.kind == "tpm"))
 
-    async def release(self, admission: SharedAdmission, member: str, estimate: Decimal, cost: Decimal) -> None:
-        keys = [*admission.parallel, *admission.budgets]
+    async def release(self, admission: SharedAdmission, member: str, estimate: Decimal, cost: Decimal,
+                      tokens: int = 0, ended: datetime | None = None) -> None:
+        """Free parallel slots, settle budget reservations with `cost`, and count `tokens` against the
+        `tpm_limit` counters in the minute the call `ended`."""
+        counted = admission.tpm if tokens and ended is not None else ()
+        keys = [*admission.parallel, *admission.budgets, *(self.tpm_key(c, ended) for c in counted)]
         if not keys:
             return
         args: list[Any] = []
@@ -134,7 +159,12 @@ class RedisCounters:
             args += ["p", 0, 0]
         for _ in admission.budgets:
             args += ["b", -ticks(estimate), ticks(cost)]  # negated here: Lua would write -0 as "-0"
+        for _ in counted:
+            args += ["t", tokens, TPM_TTL_MS]
         await self._release(keys=keys, args=[*args, member])
+
+    async def tokens_used(self, counter: str, now: datetime) -> int:
+        return int(await self.client.get(self.tpm_key(counter, now)) or 0)
 
     async def spent(self, counter: str, period: datetime | None) -> Decimal | None:
         value = await self.client.hget(self.budget_key(counter, period), "s")

@@ -1,7 +1,8 @@
 """AWS Bedrock's Rerank API (bedrock-agent-runtime `POST /rerank`), SigV4-signed with botocore.
 
 The model is a foundation-model ARN or a bare id (`amazon.rerank-v1:0`), which we expand to the ARN of the
-deployment's region. Documents always go as TEXT sources of the ranked text (Cohere's semantics: objects rank
+deployment's region. Credentials: keys, a named profile, or botocore's default chain (see `signing`).
+Documents always go as TEXT sources of the ranked text (Cohere's semantics: objects rank
 on `text` or `rank_fields`), so keys such as ids never sway the score. Bedrock reports no usage: billing falls
 back to search units of 100 documents.
 """
@@ -12,7 +13,7 @@ from typing import Any, ClassVar
 
 from ..request import RerankRequest
 from .base import Deployment, Provider, ProviderResult, Scored, malformed
-from .signing import SigV4Auth
+from .signing import SigV4Auth, sigv4_auth
 
 _ARN_PREFIX = "arn:"
 
@@ -28,6 +29,7 @@ class Bedrock(Provider):
         "aws_access_key_id": ("AWS_ACCESS_KEY_ID",),
         "aws_secret_access_key": ("AWS_SECRET_ACCESS_KEY",),
         "aws_session_token": ("AWS_SESSION_TOKEN",),
+        "aws_profile_name": ("AWS_PROFILE",),
     }
 
     def region(self, deployment: Deployment) -> str:
@@ -70,11 +72,17 @@ class Bedrock(Provider):
         return {}
 
     def auth(self, deployment: Deployment) -> SigV4Auth:
-        return SigV4Auth(
-            provider=self.name, service="bedrock", region=self.region(deployment),
-            access_key=deployment.require_param("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
-            secret_key=deployment.require_param("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
-            session_token=deployment.params.get("aws_session_token") or None,
+        """Keys when given (both, or the missing one is named), else `aws_profile_name`, else the default chain."""
+        params = deployment.params
+        access_key, secret_key = params.get("aws_access_key_id"), params.get("aws_secret_access_key")
+        if access_key and not secret_key:
+            deployment.require_param("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY")
+        if secret_key and not access_key:
+            deployment.require_param("aws_access_key_id", "AWS_ACCESS_KEY_ID")
+        return sigv4_auth(
+            provider=self.name, service="bedrock", region=self.region(deployment), timeout=deployment.timeout,
+            access_key=access_key, secret_key=secret_key, session_token=params.get("aws_session_token") or None,
+            profile=params.get("aws_profile_name") or None,
         )
 
     def parse(self, data: Any, request: RerankRequest) -> ProviderResult:

@@ -2,8 +2,9 @@
 
 Both libraries are optional extras, imported when a provider builds its request, so a missing extra is a
 `MissingExtraError` for that deployment only. Signing runs inside the HTTP client's auth flow, which keeps
-the providers' `build` pure: Google token fetching (file reads, a token-endpoint round trip) happens in a
-worker thread, once per credential until the token nears expiry.
+the providers' `build` pure. Credentials are cached per credential set, process-wide (the SDK resolves a
+fresh deployment on every call): loading them (file reads, IMDS, STS, a token endpoint) happens in a worker
+thread, once, and again only when they near expiry.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -25,33 +26,167 @@ from ..errors import (
 )
 
 _SIGNED_BY_AWS = ("authorization", "x-amz-date", "x-amz-security-token")
+T = TypeVar("T")
+
+
+class _Cache:
+    """A process-wide map from a credential set to what is built from it, bounded, filled under a lock."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self._items: dict[Any, Any] = {}
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, make: Callable[[], T]) -> T:
+        with self._lock:
+            value = self._items.get(key)
+            if value is None:
+                if len(self._items) >= self._limit:
+                    self._items.pop(next(iter(self._items)))
+                value = self._items[key] = make()
+            return value
+
+
+async def _current(source: Any, timeout: float, what: str) -> Any:
+    """The source's cached credential, else one fetched in a worker thread within `timeout`."""
+    value = source.cached()
+    if value is None:
+        try:
+            value = await asyncio.wait_for(asyncio.to_thread(source.fetch), timeout)
+        except TimeoutError:
+            raise UpstreamTimeoutError(f"no {what} after {timeout:g}s") from None
+    return value
+
+
+class AwsCredentialSource:
+    """One set of AWS credentials: keys given outright, a named profile, or botocore's default chain.
+
+    `cached` never blocks: it answers only while botocore needs no refresh. `fetch` (blocking, run in a
+    worker thread) loads the credentials once and refreshes refreshable ones (STS, SSO, IMDS,
+    `credential_process`) when they near expiry.
+    """
+
+    def __init__(self, load: Callable[[], Any], *, missing: str, credentials: Any = None):
+        self._load = load
+        self._missing = missing
+        self._credentials = credentials
+        self._lock = threading.Lock()
+
+    def cached(self) -> Any:
+        """Frozen credentials (access_key, secret_key, token), or None when they must be loaded or refreshed."""
+        credentials = self._credentials
+        if credentials is None:
+            return None
+        refresh_needed = getattr(credentials, "refresh_needed", None)
+        if refresh_needed is not None and refresh_needed():
+            return None
+        return credentials.get_frozen_credentials()
+
+    def fetch(self) -> Any:
+        from botocore.exceptions import BotoCoreError, NoCredentialsError, PartialCredentialsError, ProfileNotFound
+
+        with self._lock:
+            frozen = self.cached()
+            if frozen is not None:
+                return frozen
+            try:
+                if self._credentials is None:
+                    credentials = self._load()
+                    if credentials is None:
+                        raise ConfigurationError(self._missing)
+                    self._credentials = credentials
+                return self._credentials.get_frozen_credentials()
+            except (NoCredentialsError, PartialCredentialsError, ProfileNotFound) as exc:
+                raise ConfigurationError(f"AWS credentials could not be loaded: {exc}") from None
+            except BotoCoreError as exc:
+                raise UpstreamUnavailableError(f"could not load or refresh AWS credentials: {exc}") from None
 
 
 class SigV4Auth(httpx.Auth):
-    """AWS Signature Version 4 over method, path, query, host, content-type and the body's SHA-256."""
+    """AWS Signature Version 4 over method, path, query, host, content-type and the body's SHA-256.
+
+    The botocore signer is built once per set of frozen credentials (so again only after a refresh); the
+    HTTP timeout does not cover auth flows, so loading credentials gets the same time limit on its own.
+    """
 
     requires_request_body = True
 
-    def __init__(self, *, provider: str, service: str, region: str, access_key: str, secret_key: str,
-                 session_token: str | None = None):
-        try:
-            from botocore.auth import SigV4Auth as BotoSigV4
-            from botocore.awsrequest import AWSRequest
-            from botocore.credentials import Credentials
-        except ImportError:
-            raise MissingExtraError(provider, "bedrock", "botocore") from None
-        self._signer = BotoSigV4(Credentials(access_key, secret_key, session_token), service, region)
-        self._request_type = AWSRequest
+    def __init__(self, source: AwsCredentialSource, *, service: str, region: str, timeout: float):
+        from botocore.auth import SigV4Auth as BotoSigV4
+        from botocore.awsrequest import AWSRequest
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        self._source = source
+        self._service = service
+        self._region = region
+        self._timeout = timeout
+        self._signer_type = BotoSigV4
+        self._request_type = AWSRequest
+        self.signer: Any = None
+        """The botocore signer of the current credentials."""
+
+    def _sign(self, request: httpx.Request, frozen: Any) -> httpx.Request:
+        signer = self.signer
+        if signer is None or signer.credentials != frozen:
+            signer = self.signer = self._signer_type(frozen, self._service, self._region)
         # Only content-type is offered besides host: headers a proxy on the way may rewrite stay unsigned.
         aws = self._request_type(method=request.method, url=str(request.url), data=request.content,
                                  headers={"content-type": request.headers.get("content-type", "")})
-        self._signer.add_auth(aws)
+        signer.add_auth(aws)
         for name in _SIGNED_BY_AWS:
             if name in aws.headers:
                 request.headers[name] = aws.headers[name]
-        yield request
+        return request
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.read()
+        yield self._sign(request, self._source.cached() or self._source.fetch())
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        await request.aread()
+        yield self._sign(request, await _current(self._source, self._timeout, "AWS credentials"))
+
+
+_aws_sources = _Cache()
+_aws_auths = _Cache()
+
+
+def sigv4_auth(*, provider: str, service: str, region: str, timeout: float,
+               access_key: str | None = None, secret_key: str | None = None, session_token: str | None = None,
+               profile: str | None = None) -> SigV4Auth:
+    """The process-wide signer for these credentials: the keys when given, else the named profile, else
+    botocore's default chain (environment, shared files, SSO, container and instance metadata)."""
+    try:
+        import botocore.auth  # noqa: F401
+    except ImportError:
+        raise MissingExtraError(provider, "bedrock", "botocore") from None
+    key: tuple[Any, ...]
+    if access_key and secret_key:
+        key = ("keys", access_key, secret_key, session_token)
+    elif profile:
+        key = ("profile", profile)
+    else:
+        key = ("default chain",)
+    source = _aws_sources.get(key, lambda: _aws_source(key, provider))
+    return _aws_auths.get((key, service, region, timeout),
+                          lambda: SigV4Auth(source, service=service, region=region, timeout=timeout))
+
+
+def _aws_source(key: tuple[Any, ...], provider: str) -> AwsCredentialSource:
+    missing = (f"Provider '{provider}' found no AWS credentials: give 'aws_access_key_id' and "
+               "'aws_secret_access_key' (parameters or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), "
+               "'aws_profile_name' (or AWS_PROFILE), or credentials botocore's default chain can find")
+    if key[0] == "keys":
+        from botocore.credentials import Credentials
+
+        return AwsCredentialSource(lambda: None, missing=missing, credentials=Credentials(*key[1:]))
+    profile = key[1] if key[0] == "profile" else None
+
+    def load() -> Any:  # runs in a worker thread: botocore reads files and may call IMDS or STS
+        from botocore.session import Session
+
+        return Session(profile=profile).get_credentials()
+
+    return AwsCredentialSource(load, missing=missing)
 
 
 GOOGLE_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
@@ -122,8 +257,7 @@ def _loader(spec: str | Mapping[str, Any] | None) -> Callable[[], Any]:
     return lambda: google.auth.default(scopes=GOOGLE_SCOPES)[0]
 
 
-_sources: dict[str, GoogleTokenSource] = {}
-_sources_lock = threading.Lock()
+_google_sources = _Cache()
 
 
 def google_token_source(spec: str | Mapping[str, Any] | None, *, provider: str) -> GoogleTokenSource:
@@ -137,11 +271,7 @@ def google_token_source(spec: str | Mapping[str, Any] | None, *, provider: str) 
     except ImportError:
         raise MissingExtraError(provider, "vertex", "google-auth") from None
     key = json.dumps(spec, sort_keys=True) if isinstance(spec, Mapping) else str(spec or "")
-    with _sources_lock:
-        source = _sources.get(key)
-        if source is None:
-            source = _sources[key] = GoogleTokenSource(_loader(spec))
-        return source
+    return _google_sources.get(key, lambda: GoogleTokenSource(_loader(spec)))
 
 
 class GoogleBearerAuth(httpx.Auth):
@@ -161,12 +291,7 @@ class GoogleBearerAuth(httpx.Auth):
             self._source.forget(token)
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        token = self._source.cached()
-        if token is None:
-            try:
-                token = await asyncio.wait_for(asyncio.to_thread(self._source.fetch), self._timeout)
-            except TimeoutError:
-                raise UpstreamTimeoutError(f"no Google access token after {self._timeout:g}s") from None
+        token = await _current(self._source, self._timeout, "Google access token")
         request.headers["authorization"] = f"Bearer {token}"
         if (yield request).status_code == 401:
             self._source.forget(token)

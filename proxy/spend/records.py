@@ -50,6 +50,7 @@ class CustomerRecord:
     budget_duration: str | None
     budget_reset_at: datetime | None
     rpm_limit: int | None
+    tpm_limit: int | None
     max_parallel_requests: int | None
     blocked: bool
     metadata: dict[str, Any]

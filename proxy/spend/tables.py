@@ -116,6 +116,7 @@ end_users = Table(
     Column("blocked", Boolean, nullable=False, server_default=false()),
     Column("metadata", Json(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("tpm_limit", Integer, nullable=True),  # migration 0002
 )
 
 spend_logs = Table(
