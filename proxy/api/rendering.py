@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -52,7 +53,7 @@ def error_headers(exc: ProxyError, headers: dict[str, str] | None = None) -> dic
     """The response headers of an error: the given ones plus Retry-After when the error says when to retry."""
     headers = dict(headers or {})
     if exc.retry_after is not None or (exc.status in (429, 503) and getattr(exc, "resets", True)):
-        headers["retry-after"] = str(max(1, round(exc.retry_after or 1)))
+        headers["retry-after"] = str(max(1, math.ceil(exc.retry_after or 1)))  # never sooner than asked
     return headers
 
 
