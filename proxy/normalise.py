@@ -14,23 +14,27 @@ from typing import Any
 
 from .errors import UpstreamMalformedError
 from .pricing import search_units
-from .providers import ProviderResult, Usage
+from .providers import ProviderResult, Scored, Usage
 from .request import RerankRequest
 from .wire import RerankResponse
 
 
 def check_scores(result: ProviderResult, request: RerankRequest, provider: str) -> None:
     """The rerank invariants an upstream answer must meet: unique in-range indices, finite scores."""
-    seen: set[int] = set()
-    total = len(request.documents)
-    for item in result.scores:
-        if not 0 <= item.index < total or item.index in seen:
-            raise UpstreamMalformedError(
-                f"{provider} returned an invalid or repeated document index {item.index}", provider=provider
-            )
-        if not math.isfinite(item.score):
-            raise UpstreamMalformedError(f"{provider} returned a non-finite score", provider=provider)
-        seen.add(item.index)
+    scores = result.scores
+    if not scores:
+        return
+    indices = [item.index for item in scores]
+    if min(indices) < 0 or max(indices) >= len(request.documents) or len(set(indices)) != len(indices):
+        seen: set[int] = set()
+        for index in indices:  # the slow pass only to name the culprit
+            if not 0 <= index < len(request.documents) or index in seen:
+                raise UpstreamMalformedError(
+                    f"{provider} returned an invalid or repeated document index {index}", provider=provider
+                )
+            seen.add(index)
+    if not all(map(math.isfinite, [item.score for item in scores])):
+        raise UpstreamMalformedError(f"{provider} returned a non-finite score", provider=provider)
 
 
 def _document(request: RerankRequest, index: int) -> dict[str, Any]:
@@ -62,9 +66,13 @@ class Ranked:
         return response
 
 
+def _best_first(item: Scored) -> tuple[float, int]:
+    return -item.score, item.index
+
+
 def normalise(request: RerankRequest, result: ProviderResult, cost: Decimal = Decimal(0),
               deployment: str | None = None) -> Ranked:
-    ranked = sorted(result.scores, key=lambda s: (-s.score, s.index))
+    ranked = sorted(result.scores, key=_best_first)
     if request.top_n is not None:
         ranked = ranked[: request.top_n]
     results = []

@@ -119,7 +119,7 @@ def make_request(
         raise InvalidRequestError("invalid request: max_tokens_per_doc must be a positive integer")
     fields = tuple(rank_fields) if rank_fields is not None else None
     docs = tuple(documents)
-    if fields is None and all(type(doc) is str for doc in docs):
+    if fields is None and set(map(type, docs)) == {str}:
         texts = docs  # the common case: plain strings are their own text
     else:
         texts = tuple(_document_text(doc, fields, i) for i, doc in enumerate(docs))

@@ -71,7 +71,8 @@ class ResultsFamily(Provider):
             items = data.get("results")
         if not isinstance(items, list):
             raise malformed(self.name, f"no '{self.results_key}' list")
-        scores = [Scored(int(item["index"]), float(item[self.score_key])) for item in items]
+        score_key = self.score_key
+        scores = [Scored(int(item["index"]), float(item[score_key])) for item in items]
         upstream_id = data.get("id")
         return ProviderResult(scores, usage_from(data), upstream_id if isinstance(upstream_id, str) else None)
 
