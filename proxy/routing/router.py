@@ -17,62 +17,25 @@ import random
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import (
-    AllDeploymentsFailedError,
-    DeploymentAtCapacityError,
-    ModelNotFoundError,
-    ProxyError,
-    UpstreamTimeoutError,
-)
+from ..errors import AllDeploymentsFailedError, ModelNotFoundError, ProxyError, UpstreamTimeoutError
 from ..invoke import invoke
 from ..normalise import Ranked
 from ..providers import Deployment
 from ..request import RerankRequest, make_request
 from ..transport import HttpxTransport, Transport
 from ..wire import RerankResponse
+from .failures import all_failed
 from .health import CooldownPolicy, Cooldowns
 from .picker import make_strategy
 from .policy import RetryPolicy
 from .probe import ProbeResult, probe
 from .state import LocalState, State, Stats
 from .table import Group, Member, build_group, parse_fallbacks
+from .trip import Outcome, Trip
 
 log = logging.getLogger("proxy.routing")
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What the router did for one call, for headers, spend rows and logs."""
-
-    response: Ranked | None = None
-    deployment: Deployment | None = None
-    alias: str = ""
-    fallback_used: bool = False
-    upstream_ms: float = 0.0
-    attempts: list[tuple[str, ProxyError]] = field(default_factory=list)
-    timeline: list[tuple[Deployment, float, float, ProxyError | None]] = field(default_factory=list)
-    """(deployment, perf_counter start, end, error) of every attempt: trace spans are built from it."""
-
-
-class _Trip:
-    """One request's bookkeeping across aliases: what was tried, cooled, full, and the time left."""
-
-    __slots__ = ("deadline", "tried", "cooled", "full", "spent", "retries", "last_error", "views", "timed_out")
-
-    def __init__(self, deadline: float | None):
-        self.deadline = deadline
-        self.tried: set[str] = set()
-        self.cooled: set[str] = set()
-        self.full: dict[str, str] = {}
-        """Deployments skipped at their rpm/tpm limit → why."""
-        self.spent: dict[str, int] = {}
-        self.retries = 0
-        self.last_error: dict[str, ProxyError] = {}
-        self.views: dict[str, Sequence[Stats]] = {}
-        self.timed_out = False
 
 
 class Router:
@@ -189,7 +152,7 @@ class Router:
         self.require(alias)
         outcome = outcome if outcome is not None else Outcome()
         outcome.alias = alias
-        trip = _Trip(self.policy.deadline())
+        trip = Trip(self.policy.deadline())
         if await self._serve(alias, 0, request, outcome, trip, last_resort=False):
             return outcome
         chain = self._chain(alias, fallbacks)
@@ -205,7 +168,7 @@ class Router:
                 return outcome
         raise self._all_failed(alias, chain, request, outcome, trip)
 
-    async def _serve(self, target: str, position: int, request: RerankRequest, outcome: Outcome, trip: _Trip,
+    async def _serve(self, target: str, position: int, request: RerankRequest, outcome: Outcome, trip: Trip,
                      last_resort: bool) -> bool:
         """Attempts on one alias until one succeeds (True), its attempts run out or nothing is available."""
         group = self._groups[target]
@@ -246,7 +209,7 @@ class Router:
                 return False
         return False
 
-    def _choose(self, group: Group, stats: Sequence[Stats], trip: _Trip, now: float,
+    def _choose(self, group: Group, stats: Sequence[Stats], trip: Trip, now: float,
                 last_resort: bool) -> int | None:
         """The next member to call: untried ones of the first tier that has any, else a retry."""
         members, retry = group.members, None
@@ -265,7 +228,7 @@ class Router:
             return self.strategy.pick(retry, members, stats, self._rng, now)
         return None
 
-    def _available(self, member: Member, stats: Stats, trip: _Trip, now: float, minute: int,
+    def _available(self, member: Member, stats: Stats, trip: Trip, now: float, minute: int,
                    last_resort: bool) -> bool:
         if trip.full and member.id in trip.full:
             return False
@@ -278,7 +241,7 @@ class Router:
                 return False
         return last_resort or not (stats.cool_until > now or member.id in trip.cooled)
 
-    async def _attempt(self, member: Member, request: RerankRequest, outcome: Outcome, trip: _Trip,
+    async def _attempt(self, member: Member, request: RerankRequest, outcome: Outcome, trip: Trip,
                        counted: bool, now: float) -> bool:
         deployment = member.deployment
         transport = self._transport or self.transport
@@ -317,7 +280,7 @@ class Router:
         return True
 
     async def _bounded(self, request: RerankRequest, deployment: Deployment, transport: Transport,
-                       trip: _Trip) -> Ranked:
+                       trip: Trip) -> Ranked:
         """One attempt cut short by the request's overall timeout."""
         assert trip.deadline is not None
         try:
@@ -329,29 +292,10 @@ class Router:
                                        provider=deployment.provider.name) from None
 
     def _all_failed(self, alias: str, chain: list[str], request: RerankRequest, outcome: Outcome,
-                    trip: _Trip) -> AllDeploymentsFailedError:
-        now = self._clock()
-        causes = list(outcome.attempts)
-        until_next_minute = 60 - now % 60
-        attempted = {d for d, _ in causes}
-        causes += [(dep_id, DeploymentAtCapacityError(why, retry_after=until_next_minute))
-                   for dep_id, why in trip.full.items() if dep_id not in attempted]
-        error = AllDeploymentsFailedError(alias, causes, retry_after=self._retry_after(chain, causes, now),
-                                          timed_out=trip.timed_out)
-        described = "; ".join(_describe(dep_id, exc, request.query) for dep_id, exc in causes)
-        # Refusals at our own rpm/tpm limits reached no upstream: INFO, so a busy minute does not flood the log.
-        level = logging.WARNING if outcome.attempts or not trip.full else logging.INFO
-        log.log(level, "all deployments failed for model '%s'%s: %s", alias,
-                " (overall timeout)" if trip.timed_out else "", described or "no deployment was available")
-        return error
-
-    def _retry_after(self, chain: list[str], causes: list[tuple[str, ProxyError]], now: float) -> float:
-        hinted = [exc.retry_after for _, exc in causes if exc.retry_after]
-        if hinted:
-            return min(max(hinted), max(self.cooldowns.policy.max_cooldown_time, 1.0))
-        cooling = [until - now for alias in chain for m in self._groups[alias].members
-                   if (until := self.state.cooled_until(m.id)) > now]
-        return min(cooling) if cooling else 1.0
+                    trip: Trip) -> AllDeploymentsFailedError:
+        members = (m for target in chain for m in self._groups[target].members)
+        return all_failed(alias, request.query, outcome, trip, chain_members=members, state=self.state,
+                          max_cooldown_time=self.cooldowns.policy.max_cooldown_time, now=self._clock())
 
     # -- health ----------------------------------------------------------------------------------------
     async def check_health(self, *, timeout: float = 10.0) -> list[ProbeResult]:
@@ -411,10 +355,3 @@ class Router:
 def _tokens(response: Ranked) -> int | None:
     return response.usage.tokens or None
 
-
-def _describe(deployment_id: str, error: ProxyError, query: str) -> str:
-    """One cause for the log: deployment, error kind and a short message with the query cut out."""
-    message = error.message.replace(query, "<query>") if query and len(query) > 2 else error.message
-    if len(message) > 300:
-        message = message[:300] + "..."
-    return f"{deployment_id} {error.kind}: {message}"
