@@ -18,53 +18,9 @@ from proxy.routing import Outcome
 from tests.conftest import CAPITAL_QUERY, CAPITALS
 from tests.fakes.body_checks import token_count
 from tests.fakes.fireworks_ai import FakeFireworksAI
-from tests.fakes.held import HeldCohere
 from tests.fakes.server import dropping_server, free_port
-
-
-class Clock:
-    """Wall-clock seconds that move only when told to."""
-
-    def __init__(self, now: float = 1_000_020.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture(scope="module")
-def upstreams():
-    fakes = [HeldCohere().start() for _ in range(3)]
-    yield fakes
-    for fake in fakes:
-        fake.release()
-        fake.stop()
-
-
-@pytest.fixture
-def a(upstreams):
-    upstreams[0].reset()
-    return upstreams[0]
-
-
-@pytest.fixture
-def b(upstreams):
-    upstreams[1].reset()
-    return upstreams[1]
-
-
-@pytest.fixture
-def c(upstreams):
-    upstreams[2].reset()
-    return upstreams[2]
-
-
-def entry(alias: str, dep_id: str, base: str, model: str = "rerank-english-v3.0", **params: Any) -> dict:
-    return {"model_name": alias, "model_info": {"id": dep_id},
-            "litellm_params": {"model": f"cohere/{model}", "api_key": "test-key", "api_base": base, **params}}
+from tests.routing_support import Clock
+from tests.routing_support import cohere_deployment as entry
 
 
 @pytest.fixture
@@ -372,9 +328,8 @@ async def test_health_checks_feed_cooldowns(make, a, b):
 
 # -- the SDK face ------------------------------------------------------------------------------------------
 
-def test_sdk_router_sync_and_async_on_one_instance(upstreams):
-    fake = upstreams[0]
-    fake.reset()
+def test_sdk_router_sync_and_async_on_one_instance(a):
+    fake = a
     router = proxy.Router(model_list=[entry("m", "a", fake.url), {"model_name": "local",
                                                                   "litellm_params": {"model": "local/bm25"}}],
                           fallbacks=[{"m": ["local"]}], routing_strategy="least-busy", num_retries=1)

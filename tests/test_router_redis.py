@@ -24,8 +24,8 @@ import yaml
 
 import proxy
 from tests.conftest import CAPITAL_QUERY, CAPITALS
-from tests.fakes.held import HeldCohere
 from tests.fakes.server import free_port
+from tests.routing_support import cohere_deployment as deployment
 from tests.serving import MASTER_KEY, cli_process, config_for, running_proxy, wait_until
 
 REDIS_ENV = "TEST_REDIS_URL"
@@ -45,33 +45,6 @@ def shared_redis() -> Iterator[tuple[str, str, redis.Redis]]:
     for key in client.scan_iter(f"{prefix}:*"):
         client.delete(key)
     client.close()
-
-
-@pytest.fixture(scope="module")
-def upstreams():
-    fakes = [HeldCohere().start(), HeldCohere().start()]
-    yield fakes
-    for fake in fakes:
-        fake.release()
-        fake.stop()
-
-
-@pytest.fixture
-def a(upstreams):
-    upstreams[0].reset()
-    return upstreams[0]
-
-
-@pytest.fixture
-def b(upstreams):
-    upstreams[1].reset()
-    return upstreams[1]
-
-
-def deployment(alias: str, dep_id: str, base: str, **params) -> dict:
-    return {"model_name": alias, "model_info": {"id": dep_id},
-            "litellm_params": {"model": "cohere/rerank-english-v3.0", "api_key": "os.environ/TEST_COHERE_KEY",
-                               "api_base": base, **params}}
 
 
 def call(url: str, **body) -> httpx.Response:
@@ -97,9 +70,8 @@ def test_two_proxy_processes_enforce_one_rpm_jointly(shared_redis, a, tmp_path):
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config))
         configs.append(path)
-    env = {"TEST_COHERE_KEY": "test-key"}
-    with cli_process(["--config", str(configs[0])], env=env) as (_, one), \
-            cli_process(["--config", str(configs[1])], env=env) as (_, two):
+    with cli_process(["--config", str(configs[0])]) as (_, one), \
+            cli_process(["--config", str(configs[1])]) as (_, two):
         early_in_a_minute()
         statuses = [call(one if i % 2 else two, model="limited").status_code for i in range(12)]
     assert sorted(statuses) == [200] * 6 + [503] * 6
@@ -126,10 +98,8 @@ def test_replicas_count_failures_together_and_see_each_others_cooldowns(shared_r
 async def test_routers_sharing_redis_see_each_others_calls_in_flight(shared_redis, a, b):
     url, prefix, client = shared_redis
     common = {"routing_strategy": "least-busy", "redis_url": url, "redis_prefix": prefix, "seed": 3}
-    only_a = proxy.Router(model_list=[deployment("m", "a", a.url)], environ={"TEST_COHERE_KEY": "test-key"},
-                          **common)
-    both = proxy.Router(model_list=[deployment("m", "a", a.url), deployment("m", "b", b.url)],
-                        environ={"TEST_COHERE_KEY": "test-key"}, **common)
+    only_a = proxy.Router(model_list=[deployment("m", "a", a.url)], **common)
+    both = proxy.Router(model_list=[deployment("m", "a", a.url), deployment("m", "b", b.url)], **common)
     try:
         a.hold()
         held = [asyncio.create_task(only_a.arerank("m", CAPITAL_QUERY, CAPITALS)) for _ in range(3)]
@@ -199,7 +169,7 @@ def _answers(client: redis.Redis) -> bool:
 
 async def test_losing_redis_mid_traffic_fails_no_request_and_sharing_resumes(own_redis, a, caplog):
     url, stop, start = own_redis
-    router = proxy.Router(model_list=[deployment("m", "a", a.url, rpm=10_000)], environ={"TEST_COHERE_KEY": "test-key"},
+    router = proxy.Router(model_list=[deployment("m", "a", a.url, rpm=10_000)],
                           routing_strategy="usage-based-routing", redis_url=url, redis_prefix="p")
     client = redis.Redis.from_url(url)
     try:
@@ -244,7 +214,7 @@ def test_redis_url_without_the_redis_package_names_the_extra():
 
 def test_one_sdk_router_with_redis_serves_sync_and_async_calls_on_several_event_loops(shared_redis, a):
     url, prefix, client = shared_redis
-    router = proxy.Router(model_list=[deployment("m", "a", a.url, rpm=1000)], environ={"TEST_COHERE_KEY": "test-key"},
+    router = proxy.Router(model_list=[deployment("m", "a", a.url, rpm=1000)],
                           routing_strategy="usage-based-routing", redis_url=url, redis_prefix=prefix)
     early_in_a_minute()
     assert router.rerank("m", CAPITAL_QUERY, CAPITALS).deployment == "a"
@@ -267,7 +237,7 @@ def test_one_sdk_router_with_redis_serves_sync_and_async_calls_on_several_event_
 async def test_with_the_default_refresh_a_replica_soon_sees_anothers_cooldown(shared_redis, a, b):
     url, prefix, _ = shared_redis
     model_list = [deployment("m", "a", a.url, order=1), deployment("m", "b", b.url, order=2)]
-    common = {"environ": {"TEST_COHERE_KEY": "test-key"}, "redis_url": url, "redis_prefix": prefix,
+    common = {"redis_url": url, "redis_prefix": prefix,
               "cooldown_time": 30}
     one, two = proxy.Router(model_list=model_list, **common), proxy.Router(model_list=model_list, **common)
     try:

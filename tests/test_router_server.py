@@ -14,28 +14,15 @@ from proxy.settings import parse_config
 from tests.conftest import CAPITAL_QUERY, CAPITALS
 from tests.fakes.held import HeldCohere
 from tests.fakes.server import LiveServer, free_port
+from tests.routing_support import cohere_deployment as deployment
 from tests.serving import MASTER_KEY, admin, config_for, running_proxy, wait_until
 
 BODY = {"query": CAPITAL_QUERY, "documents": CAPITALS}
 
 
-def deployment(alias: str, dep_id: str, base: str, model: str = "rerank-english-v3.0", **params) -> dict:
-    return {"model_name": alias, "model_info": {"id": dep_id},
-            "litellm_params": {"model": f"cohere/{model}", "api_key": "os.environ/TEST_COHERE_KEY",
-                               "api_base": base, **params}}
-
-
 @pytest.fixture(scope="module")
-def fakes():
-    started = [HeldCohere().start(), HeldCohere().start()]
-    yield started
-    for fake in started:
-        fake.stop()
-
-
-@pytest.fixture(scope="module")
-def proxy_url(fakes, tmp_path_factory):
-    a, b = fakes
+def proxy_url(held_upstreams, tmp_path_factory):
+    a, b, _ = held_upstreams
     dead = f"http://user:hunter2@127.0.0.1:{free_port()}/v1?token=query-secret"
     config = config_for(None, f"sqlite:///{tmp_path_factory.mktemp('db') / 'spend.db'}", model_list=[
         deployment("pair", "pair-a", a.url, order=1), deployment("pair", "pair-b", b.url, order=2),
@@ -58,9 +45,7 @@ def call(url: str, key: str = MASTER_KEY, **body) -> httpx.Response:
                       timeout=30)
 
 
-def test_headers_name_the_deployment_that_answered(proxy_url, fakes):
-    a, _ = fakes
-    a.reset()
+def test_headers_name_the_deployment_that_answered(proxy_url, a):
     response = call(proxy_url, model="pair")
     assert response.status_code == 200
     assert response.headers["x-model-deployment"] == "pair-a" and response.headers["x-fallback-used"] == "false"
@@ -110,7 +95,7 @@ def test_key_fallbacks_must_be_aliases_or_alias_maps(admin_client):
     assert response.status_code == 422 and "fallbacks" in response.json()["message"]
 
 
-def test_health_probes_every_deployment_and_never_shows_secrets(proxy_url, fakes, admin_client):
+def test_health_probes_every_deployment_and_never_shows_secrets(proxy_url, admin_client):
     response = admin_client.get("/health")
     assert response.status_code == 200
     body = response.json()
@@ -130,27 +115,22 @@ def test_health_needs_the_master_key(proxy_url, admin_client):
     assert httpx.get(proxy_url + "/health", headers={"Authorization": f"Bearer {key}"}).status_code == 403
 
 
-def test_background_health_checks_cool_a_failing_deployment_and_notice_it_recover(tmp_path):
-    a, b = HeldCohere().start(), HeldCohere().start()
-    try:
-        config = config_for(None, f"sqlite:///{tmp_path / 'spend.db'}", model_list=[
-            deployment("m", "a", a.url, order=1), deployment("m", "b", b.url, order=2)],
-            general_settings={"background_health_checks": True, "health_check_interval": 0.1},
-            router_settings={"allowed_fails": 1, "cooldown_time": 30})
-        a.fail_next("500", times=100_000)
-        app = create_app(parse_config(config, {"TEST_COHERE_KEY": "test-key"}))
-        with LiveServer(app, lifespan="on") as server:
-            router = app.state.runtime.router
-            wait_until(lambda: router.deployment_states()["a"] == "cooldown")
-            response = call(server.url, model="m")
-            assert response.status_code == 200 and response.headers["x-model-deployment"] == "b"
-            assert {r.body["query"] for r in a.requests} == {"health check"}  # only probes reached a
-            a.reset()
-            wait_until(lambda: router.deployment_states()["a"] == "healthy")
-            assert call(server.url, model="m").headers["x-model-deployment"] == "a"
-    finally:
-        a.stop()
-        b.stop()
+def test_background_health_checks_cool_a_failing_deployment_and_notice_it_recover(a, b, tmp_path):
+    config = config_for(None, f"sqlite:///{tmp_path / 'spend.db'}", model_list=[
+        deployment("m", "a", a.url, order=1), deployment("m", "b", b.url, order=2)],
+        general_settings={"background_health_checks": True, "health_check_interval": 0.1},
+        router_settings={"allowed_fails": 1, "cooldown_time": 30})
+    a.fail_next("500", times=100_000)
+    app = create_app(parse_config(config, {}))
+    with LiveServer(app, lifespan="on") as server:
+        router = app.state.runtime.router
+        wait_until(lambda: router.deployment_states()["a"] == "cooldown")
+        response = call(server.url, model="m")
+        assert response.status_code == 200 and response.headers["x-model-deployment"] == "b"
+        assert {r.body["query"] for r in a.requests} == {"health check"}  # only probes reached a
+        a.reset()
+        wait_until(lambda: router.deployment_states()["a"] == "healthy")
+        assert call(server.url, model="m").headers["x-model-deployment"] == "a"
 
 
 def test_killing_one_of_two_deployments_mid_traffic_fails_no_request(tmp_path):
