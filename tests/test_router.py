@@ -309,6 +309,20 @@ async def test_a_cooled_alias_falls_back_before_its_cooled_deployment_is_tried_a
     assert outcome.alias == "spare" and outcome.attempts == [] and len(a.requests) == 1
 
 
+async def test_a_model_group_alias_is_its_alias_same_deployments_state_and_fallbacks(make, a, b):
+    router = make([entry("m", "a", a.url), entry("spare", "b", b.url)], fallbacks=[{"m": ["spare"]}],
+                  model_group_alias={"old": "m", "older": {"model": "m", "hidden": True}}, allowed_fails=1)
+    assert set(router.aliases) == {"m", "spare", "old", "older"} and router.hidden_aliases == {"older"}
+    outcome = await route(router, "old")
+    assert (outcome.alias, outcome.deployment.id, outcome.fallback_used) == ("m", "a", False)
+    a.fail_next("500", times=10)
+    outcome = await route(router, "older")  # `a` fails and cools; m's fallbacks apply to its other names
+    assert (outcome.alias, outcome.fallback_used) == ("spare", True) and [d for d, _ in outcome.attempts] == ["a"]
+    outcome = await route(router, "m")  # the cooldown earned through "older" is m's own
+    assert outcome.alias == "spare" and outcome.attempts == [] and len(a.requests) == 2
+    assert sorted(r.deployment.id for r in await router.check_health()) == ["a", "b"]  # each probed once
+
+
 # -- health ----------------------------------------------------------------------------------------------
 
 async def test_health_checks_feed_cooldowns(make, a, b):

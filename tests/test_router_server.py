@@ -29,7 +29,8 @@ def proxy_url(held_upstreams, tmp_path_factory):
         deployment("alone", "alone-a", a.url, model="fault-503"),
         deployment("ok", "ok-b", b.url),
         deployment("unreachable", "dead", dead, api_key="sk-upstream-secret"),
-    ], router_settings={"num_retries": 1, "retry_after": 0.001, "max_retry_after": 0.01, "cooldown_time": 0.2})
+    ], router_settings={"num_retries": 1, "retry_after": 0.001, "max_retry_after": 0.01, "cooldown_time": 0.2,
+                        "model_group_alias": {"pair-alias": "pair", "secret": {"model": "ok", "hidden": True}}})
     with running_proxy(config) as server:
         yield server.url
 
@@ -64,6 +65,33 @@ def test_failure_is_one_503_with_retry_after_and_one_warning_without_the_query(p
     lines = [r.getMessage() for r in caplog.records if "all deployments failed for model 'alone'" in r.getMessage()]
     assert len(lines) == 1 and "alone-a UpstreamUnavailableError" in lines[0]
     assert "needle-in-haystack-query" not in caplog.text
+
+
+def test_model_group_alias_names_are_served_by_their_alias_and_hidden_ones_are_not_listed(proxy_url, a,
+                                                                                          admin_client):
+    response = call(proxy_url, model="pair-alias")
+    assert response.status_code == 200 and response.headers["x-model-deployment"] == "pair-a"
+    assert call(proxy_url, model="secret").headers["x-model-deployment"] == "ok-b"
+    listed = {m["id"] for m in admin_client.get("/v1/models").json()["data"]}
+    assert {"pair", "pair-alias", "ok"} <= listed and "secret" not in listed
+    key = admin_client.post("/key/generate", json={"models": ["pair"]}).json()["key"]
+    assert call(proxy_url, key, model="pair").status_code == 200
+    assert call(proxy_url, key, model="pair-alias").status_code == 403  # keys name the names they may use
+
+
+@pytest.mark.parametrize(("router_settings", "litellm_settings", "attempts"), [
+    ({}, {"num_retries": 3}, 4),
+    ({"num_retries": 0}, {"num_retries": 3}, 1),
+])
+def test_num_retries_from_router_settings_else_litellm_settings(c, tmp_path, router_settings, litellm_settings,
+                                                               attempts):
+    config = config_for(None, f"sqlite:///{tmp_path / 'spend.db'}", model_list=[deployment("m", "c", c.url)],
+                        router_settings={"retry_after": 0.001, "max_retry_after": 0.01, **router_settings},
+                        litellm_settings=litellm_settings)
+    c.fail_next("500", times=10)
+    with running_proxy(config) as server:
+        assert call(server.url, model="m").status_code == 503
+    assert len(c.requests) == attempts
 
 
 def test_per_request_fallbacks(proxy_url):

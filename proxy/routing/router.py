@@ -32,7 +32,7 @@ from .picker import make_strategy
 from .policy import RetryPolicy
 from .probe import ProbeResult, probe
 from .state import LocalState, State, Stats
-from .table import Group, Member, build_group, parse_fallbacks
+from .table import Group, Member, build_table, parse_fallbacks
 from .trip import Outcome, Trip
 
 log = logging.getLogger("proxy.routing")
@@ -41,7 +41,9 @@ log = logging.getLogger("proxy.routing")
 class Router:
     """Load balancing, retries, cooldowns and fallbacks over `aliases` ({alias: deployments}).
 
-    `model_list` takes LiteLLM's entries (`model_name`, `litellm_params`, `model_info.id`). With
+    `model_list` takes LiteLLM's entries (`model_name`, `litellm_params`, `model_info.id`), and
+    `model_group_alias` LiteLLM's other names for an alias (`{"name": "alias"}` or `{"name": {"model":
+    "alias", "hidden": True}}`); deployment ids must be unique. With
     `redis_url`, cooldowns, in-flight counts, rpm usage and latency are shared by every router using the
     same Redis and `redis_prefix` (other replicas' numbers are at most `redis_refresh_interval` seconds
     old; rpm reservations are exact). `clock` (wall-clock seconds) and `seed` make routing reproducible.
@@ -53,6 +55,7 @@ class Router:
         *,
         model_list: list[dict[str, Any]] | None = None,
         fallbacks: list[dict[str, list[str]]] | None = None,
+        model_group_alias: Mapping[str, str | Mapping[str, Any]] | None = None,
         default_fallbacks: list[str] | None = None,
         num_retries: int = 2,
         routing_strategy: str = "simple-shuffle",
@@ -79,14 +82,12 @@ class Router:
             parsed = parse_config({"model_list": model_list}, os.environ if environ is None else environ)
             for alias, deps in parsed.aliases.items():
                 table.setdefault(alias, []).extend(deps)
-        self.aliases: dict[str, tuple[Deployment, ...]] = {alias: tuple(deps) for alias, deps in table.items()}
-        self._groups: dict[str, Group] = {}
-        for alias, deps in self.aliases.items():
-            try:
-                self._groups[alias] = build_group(alias, deps)
-            except ValueError as exc:
-                raise ValueError(f"model '{alias}': {exc}") from None
+        # `aliases` and `_groups` include the model_group_alias names; /models leaves out `hidden_aliases`.
+        self.aliases, self._groups, self.hidden_aliases = build_table(table, model_group_alias)
         self.fallbacks = parse_fallbacks(fallbacks)
+        for name, group in self._groups.items():  # a model_group_alias name falls back like its alias
+            if name != group.alias and name not in self.fallbacks and group.alias in self.fallbacks:
+                self.fallbacks[name] = self.fallbacks[group.alias]
         self.default_fallbacks = list(default_fallbacks or [])
         unknown = {t for targets in self.fallbacks.values() for t in targets} | set(self.default_fallbacks)
         unknown -= self.aliases.keys()
@@ -202,7 +203,7 @@ class Router:
                 counted = True
             trip.spent[target] = trip.spent.get(target, 0) + 1
             if await self._attempt(member, request, outcome, trip, counted, now):
-                outcome.alias = target
+                outcome.alias = group.alias
                 outcome.fallback_used = position > 0
                 return True
             if trip.timed_out:
@@ -300,7 +301,7 @@ class Router:
     # -- health ----------------------------------------------------------------------------------------
     async def check_health(self, *, timeout: float = 10.0) -> list[ProbeResult]:
         """Probe every deployment with a tiny rerank call; failures count toward cooldowns, successes end them."""
-        pairs = [(alias, m) for alias, group in self._groups.items() for m in group.members]
+        pairs = [(alias, m) for alias, group in self._groups.items() if group.alias == alias for m in group.members]
         transport = self.transport
         results = await asyncio.gather(*(probe(alias, m.deployment, transport, timeout) for alias, m in pairs))
         for (_, member), result in zip(pairs, results, strict=True):
