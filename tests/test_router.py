@@ -121,7 +121,7 @@ async def test_usage_based_keeps_each_deployment_under_its_rpm(make, a, b):
     assert (len(a.requests), len(b.requests)) == (3, 6)
     with pytest.raises(proxy.AllDeploymentsFailedError) as caught:
         await route(router, "m")
-    assert caught.value.status == 503 and 0 < caught.value.retry_after <= 60
+    assert caught.value.status == 429 and 0 < caught.value.retry_after <= 60
     assert "rpm limit" in caught.value.message
     assert (len(a.requests), len(b.requests)) == (3, 6)
     clock.advance(60)
@@ -149,6 +149,38 @@ async def test_a_deployment_over_its_tpm_is_skipped_counting_reported_tokens(mak
     finally:
         fireworks.stop()
     assert served == ["fw", "fw", "b"]  # after two calls fw has reported 2 × tokens > its tpm
+
+
+async def test_max_parallel_requests_lets_n_of_n_plus_one_concurrent_calls_reach_the_upstream(make, a, caplog):
+    router = make([entry("m", "a", a.url, max_parallel_requests=2)])
+    a.hold()
+    with caplog.at_level(logging.INFO, logger="proxy.routing"):
+        calls = [asyncio.create_task(route(router, "m")) for _ in range(3)]
+        await until(lambda: a.arrived == 2 and sum(call.done() for call in calls) == 1)
+    await asyncio.sleep(0.05)  # time enough for a third call to arrive, were it sent
+    assert a.arrived == 2
+    refused = next(call for call in calls if call.done()).exception()
+    assert isinstance(refused, proxy.AllDeploymentsFailedError)
+    assert refused.status == 429 and refused.retry_after == 1
+    assert [(d, type(e)) for d, e in refused.causes] == [("a", proxy.DeploymentAtCapacityError)]
+    assert "at its max_parallel_requests (2 calls in flight)" in refused.message
+    assert [r.levelname for r in caplog.records if "all deployments failed" in r.getMessage()] == ["INFO"]
+    a.release()
+    served = await asyncio.gather(*(call for call in calls if not call.done()))
+    assert len(served) == 2 and all(outcome.deployment.id == "a" for outcome in served)
+    assert (await route(router, "m")).response is not None  # the slots were given back
+
+
+async def test_a_deployment_at_max_parallel_requests_is_skipped_for_another(make, a, b):
+    router = make([entry("m", "a", a.url, max_parallel_requests=1, order=1), entry("m", "b", b.url, order=2)])
+    a.hold()
+    held = asyncio.create_task(route(router, "m"))
+    await until(lambda: a.arrived == 1)
+    outcome = await asyncio.wait_for(route(router, "m"), 10)
+    assert outcome.deployment.id == "b" and outcome.attempts == [] and a.arrived == 1
+    a.release()
+    assert (await held).deployment.id == "a"
+    assert (await route(router, "m")).deployment.id == "a"
 
 
 # -- priority tiers, failures, cooldowns ---------------------------------------------------------------

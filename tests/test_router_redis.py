@@ -52,6 +52,11 @@ def call(url: str, **body) -> httpx.Response:
                       timeout=30)
 
 
+def published_in_flight(client: redis.Redis, prefix: str, deployment_id: str) -> int:
+    """Calls in flight to a deployment as the replicas wrote them to Redis (replica → "count:timestamp")."""
+    return sum(int(v.split(b":")[0]) for v in client.hvals(f"{prefix}:busy:{deployment_id}"))
+
+
 def early_in_a_minute() -> None:
     """rpm windows are calendar minutes: start a count only when it cannot straddle two of them."""
     into = time.time() % 60
@@ -74,7 +79,7 @@ def test_two_proxy_processes_enforce_one_rpm_jointly(shared_redis, a, tmp_path):
             cli_process(["--config", str(configs[1])]) as (_, two):
         early_in_a_minute()
         statuses = [call(one if i % 2 else two, model="limited").status_code for i in range(12)]
-    assert sorted(statuses) == [200] * 6 + [503] * 6
+    assert sorted(statuses) == [200] * 6 + [429] * 6
     assert len(a.requests) == 6
 
 
@@ -103,11 +108,7 @@ async def test_routers_sharing_redis_see_each_others_calls_in_flight(shared_redi
     try:
         a.hold()
         held = [asyncio.create_task(only_a.arerank("m", CAPITAL_QUERY, CAPITALS)) for _ in range(3)]
-
-        def published() -> int:  # in-flight calls of `a` as written to Redis (replica → "count:timestamp")
-            return sum(int(v.split(b":")[0]) for v in client.hvals(f"{prefix}:busy:a"))
-
-        while a.arrived < 3 or published() < 3:
+        while a.arrived < 3 or published_in_flight(client, prefix, "a") < 3:
             await asyncio.sleep(0.01)
         for _ in range(4):
             assert (await both.arerank("m", CAPITAL_QUERY, CAPITALS)).deployment == "b"
@@ -119,6 +120,38 @@ async def test_routers_sharing_redis_see_each_others_calls_in_flight(shared_redi
         await both.aclose()
 
 
+async def test_max_parallel_requests_counts_other_replicas_calls_in_flight(shared_redis, a, b):
+    url, prefix, client = shared_redis
+    common = {"redis_url": url, "redis_prefix": prefix, "redis_refresh_interval": 0}
+    one = proxy.Router(model_list=[deployment("m", "a", a.url, max_parallel_requests=2)], **common)
+    two = proxy.Router(model_list=[deployment("m", "a", a.url, max_parallel_requests=2, order=1),
+                                   deployment("m", "b", b.url, order=2)], **common)
+    try:
+        a.hold()
+        held = [asyncio.create_task(one.arerank("m", CAPITAL_QUERY, CAPITALS)) for _ in range(2)]
+        for _ in range(1000):
+            if a.arrived == 2 and published_in_flight(client, prefix, "a") == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert (a.arrived, published_in_flight(client, prefix, "a")) == (2, 2)
+        for _ in range(3):  # `a` is full with the other replica's two calls: `two` skips it
+            assert (await asyncio.wait_for(two.arerank("m", CAPITAL_QUERY, CAPITALS), 10)).deployment == "b"
+        with pytest.raises(proxy.AllDeploymentsFailedError) as caught:  # and so does `one`, by its own count
+            await asyncio.wait_for(one.arerank("m", CAPITAL_QUERY, CAPITALS), 10)
+        assert caught.value.status == 429 and a.arrived == 2
+        a.release()
+        assert [r.deployment for r in await asyncio.gather(*held)] == ["a"] * 2
+        for _ in range(500):  # once `one` has published its calls' end, `two` may use `a` again
+            if (await two.arerank("m", CAPITAL_QUERY, CAPITALS)).deployment == "a":
+                break
+            await asyncio.sleep(0.01)
+        assert a.arrived == 3
+    finally:
+        a.release()
+        await one.aclose()
+        await two.aclose()
+
+
 def test_an_unreachable_redis_degrades_to_in_process_state_with_one_warning(a, tmp_path, caplog):
     nowhere = f"redis://127.0.0.1:{free_port()}/0"
     config = config_for(None, f"sqlite:///{tmp_path / 'spend.db'}",
@@ -127,7 +160,7 @@ def test_an_unreachable_redis_degrades_to_in_process_state_with_one_warning(a, t
     with caplog.at_level(logging.WARNING, logger="proxy.routing"), running_proxy(config) as server:
         early_in_a_minute()
         statuses = [call(server.url, model="limited").status_code for _ in range(16)]
-    assert statuses == [200] * 15 + [503]  # the rpm is still enforced, by this process alone
+    assert statuses == [200] * 15 + [429]  # the rpm is still enforced, by this process alone
     warnings = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(warnings) == 1 and f"Redis at {nowhere}" in warnings[0]
 

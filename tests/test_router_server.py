@@ -4,7 +4,8 @@ health checks, and a deployment killed mid-traffic."""
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import httpx
 import pytest
@@ -92,6 +93,27 @@ def test_num_retries_from_router_settings_else_litellm_settings(c, tmp_path, rou
     with running_proxy(config) as server:
         assert call(server.url, model="m").status_code == 503
     assert len(c.requests) == attempts
+
+
+def test_max_parallel_requests_n_of_n_plus_one_concurrent_requests_reach_the_upstream_and_one_gets_429(c, tmp_path):
+    config = config_for(None, f"sqlite:///{tmp_path / 'spend.db'}",
+                        model_list=[deployment("capped", "c", c.url, max_parallel_requests=3)])
+    with running_proxy(config) as server, ThreadPoolExecutor(4) as pool:
+        c.hold()
+        try:
+            pending = [pool.submit(call, server.url, model="capped") for _ in range(4)]
+            first, _ = wait(pending, timeout=15, return_when=FIRST_COMPLETED)
+            wait_until(lambda: c.arrived == 3)
+            time.sleep(0.05)  # time enough for a fourth call to arrive, were it sent
+            assert c.arrived == 3
+        finally:
+            c.release()
+        refused = first.pop().result()
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+        assert "at its max_parallel_requests (3 calls in flight)" in refused.json()["message"]
+        assert sorted(future.result().status_code for future in pending) == [200, 200, 200, 429]
+        assert call(server.url, model="capped").status_code == 200
+    assert len(c.requests) == 4
 
 
 def test_per_request_fallbacks(proxy_url):

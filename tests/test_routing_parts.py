@@ -108,6 +108,8 @@ def test_order_gives_priority_tiers_and_unordered_deployments_come_last():
     ({"order": 0}, "order must be >= 1"),
     ({"weight": -1}, "weight must be >= 0"),
     ({"tpm": True}, "tpm must be >= 1"),
+    ({"max_parallel_requests": 0}, "max_parallel_requests must be >= 1"),
+    ({"max_parallel_requests": "two"}, "max_parallel_requests must be a number"),
 ])
 def test_bad_routing_fields_are_refused(params, message):
     with pytest.raises(ValueError, match=message):

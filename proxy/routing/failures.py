@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from ..errors import AllDeploymentsFailedError, DeploymentAtCapacityError, ProxyError
+from ..errors import AllDeploymentsFailedError, ProxyError
 from .state import State
 from .table import Member
 from .trip import Outcome, Trip
@@ -19,15 +19,13 @@ log = logging.getLogger("proxy.routing")
 def all_failed(alias: str, query: str, outcome: Outcome, trip: Trip, *, chain_members: Iterable[Member],
                state: State, max_cooldown_time: float, now: float) -> AllDeploymentsFailedError:
     """The caller's error for a request nothing could serve; logs one line listing every cause."""
-    causes = list(outcome.attempts)
-    until_next_minute = 60 - now % 60
+    causes: list[tuple[str, ProxyError]] = list(outcome.attempts)
     attempted = {d for d, _ in causes}
-    causes += [(dep_id, DeploymentAtCapacityError(why, retry_after=until_next_minute))
-               for dep_id, why in trip.full.items() if dep_id not in attempted]
+    causes += [(dep_id, full) for dep_id, full in trip.full.items() if dep_id not in attempted]
     wait = retry_after(causes, chain_members, state, max_cooldown_time, now)
     error = AllDeploymentsFailedError(alias, causes, retry_after=wait, timed_out=trip.timed_out)
     described = "; ".join(describe(dep_id, exc, query) for dep_id, exc in causes)
-    # Refusals at our own rpm/tpm limits reached no upstream: INFO, so a busy minute does not flood the log.
+    # Refusals at our own limits reached no upstream: INFO, so a busy minute does not flood the log.
     level = logging.WARNING if outcome.attempts or not trip.full else logging.INFO
     log.log(level, "all deployments failed for model '%s'%s: %s", alias,
             " (overall timeout)" if trip.timed_out else "", described or "no deployment was available")

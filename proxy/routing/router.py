@@ -26,6 +26,7 @@ from ..providers import Deployment
 from ..request import RerankRequest, make_request
 from ..transport import HttpxTransport, Transport
 from ..wire import RerankResponse
+from .capacity import at_capacity, parallel_full, rpm_full
 from .failures import all_failed
 from .health import CooldownPolicy, Cooldowns
 from .picker import make_strategy
@@ -99,9 +100,14 @@ class Router:
         self.strategy = make_strategy(routing_strategy, routing_strategy_args)
         self.policy = RetryPolicy(num_retries, retry_after, max_retry_after, timeout)
         self._enforce = self.strategy.enforces_limits or enable_pre_call_checks
+        members = [m for g in self._groups.values() for m in g.members]
+        parallel = any(m.max_parallel for m in members)
+        self._limits = self._enforce or parallel  # any own limit to check per candidate (else no cost at all)
         needs = set(self.strategy.needs)
-        if self._enforce and any(m.rpm or m.tpm for g in self._groups.values() for m in g.members):
+        if self._enforce and any(m.rpm or m.tpm for m in members):
             needs.add("usage")
+        if parallel:
+            needs.add("busy")  # other replicas' calls in flight count toward max_parallel_requests
         local = LocalState(latency_ttl=self.strategy.latency_ttl)
         self.state: State = local
         if redis_url:
@@ -196,11 +202,16 @@ class Router:
                 trip.timed_out = True
                 return False
             counted = False
-            if self._enforce and member.rpm is not None:
-                if not await self.state.reserve(member, now):
-                    trip.full[member.id] = f"deployment '{member.id}' is at its rpm limit ({member.rpm}/min)"
+            if self._limits:
+                if self._enforce and member.rpm is not None:
+                    if not await self.state.reserve(member, now):
+                        trip.full[member.id] = rpm_full(member, now)
+                        continue
+                    counted = True
+                # Checked again after the awaits above; from here to the call's start nothing awaits.
+                if member.max_parallel is not None and stats[index].busy + stats[index].others >= member.max_parallel:
+                    trip.full[member.id] = parallel_full(member)
                     continue
-                counted = True
             trip.spent[target] = trip.spent.get(target, 0) + 1
             if await self._attempt(member, request, outcome, trip, counted, now):
                 outcome.alias = group.alias
@@ -233,12 +244,10 @@ class Router:
                    last_resort: bool) -> bool:
         if trip.full and member.id in trip.full:
             return False
-        if self._enforce:
-            if member.rpm is not None and stats.used_in(minute) >= member.rpm:
-                trip.full[member.id] = f"deployment '{member.id}' is at its rpm limit ({member.rpm}/min)"
-                return False
-            if member.tpm is not None and stats.tokens_in(minute) >= member.tpm:
-                trip.full[member.id] = f"deployment '{member.id}' is at its tpm limit ({member.tpm}/min)"
+        if self._limits:
+            full = at_capacity(member, stats, now, minute, self._enforce)
+            if full is not None:
+                trip.full[member.id] = full
                 return False
         return last_resort or not (stats.cool_until > now or member.id in trip.cooled)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..errors import ProxyError
+from ..errors import DeploymentAtCapacityError, ProxyError
 from ..normalise import Ranked
 from ..providers import Deployment
 from .state import Stats
@@ -34,8 +34,8 @@ class Trip:
         self.deadline = deadline
         self.tried: set[str] = set()
         self.cooled: set[str] = set()
-        self.full: dict[str, str] = {}
-        """Deployments skipped at their rpm/tpm limit → why."""
+        self.full: dict[str, DeploymentAtCapacityError] = {}
+        """Deployments skipped at one of our own limits (rpm, tpm, max_parallel_requests) → why."""
         self.spent: dict[str, int] = {}
         self.retries = 0
         self.last_error: dict[str, ProxyError] = {}
