@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,10 +24,10 @@ import yaml
 import proxy
 from tests.conftest import CAPITAL_QUERY, CAPITALS
 from tests.fakes.server import free_port
+from tests.redis_scratch import REDIS_ENV, new_prefix, sync_redis
 from tests.routing_support import cohere_deployment as deployment
 from tests.serving import MASTER_KEY, cli_process, config_for, running_proxy, wait_until
 
-REDIS_ENV = "TEST_REDIS_URL"
 ROOT = Path(__file__).resolve().parents[1]
 BODY = {"query": CAPITAL_QUERY, "documents": CAPITALS}
 
@@ -36,15 +35,9 @@ BODY = {"query": CAPITAL_QUERY, "documents": CAPITALS}
 @pytest.fixture
 def shared_redis() -> Iterator[tuple[str, str, redis.Redis]]:
     """(url, key prefix unique to this test, a client) for the CI Redis; the prefix's keys are deleted after."""
-    url = os.environ.get(REDIS_ENV)
-    if not url:
-        pytest.skip(f"shared routing state needs Redis: set {REDIS_ENV}, e.g. redis://127.0.0.1:6379/0")
-    prefix = f"rerank-proxy-test-{uuid.uuid4().hex[:12]}"
-    client = redis.Redis.from_url(url)
-    yield url, prefix, client
-    for key in client.scan_iter(f"{prefix}:*"):
-        client.delete(key)
-    client.close()
+    prefix = new_prefix().rstrip(":")
+    with sync_redis(prefix + ":") as client:
+        yield os.environ[REDIS_ENV], prefix, client
 
 
 def call(url: str, **body) -> httpx.Response:
