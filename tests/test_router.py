@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import proxy
+from proxy.errors import DeploymentAtCapacityError
 from proxy.request import make_request
 from proxy.routing import Outcome
 from tests.conftest import CAPITAL_QUERY, CAPITALS
@@ -162,7 +163,7 @@ async def test_max_parallel_requests_lets_n_of_n_plus_one_concurrent_calls_reach
     refused = next(call for call in calls if call.done()).exception()
     assert isinstance(refused, proxy.AllDeploymentsFailedError)
     assert refused.status == 429 and refused.retry_after == 1
-    assert [(d, type(e)) for d, e in refused.causes] == [("a", proxy.DeploymentAtCapacityError)]
+    assert [(d, type(e)) for d, e in refused.causes] == [("a", DeploymentAtCapacityError)]
     assert "at its max_parallel_requests (2 calls in flight)" in refused.message
     assert [r.levelname for r in caplog.records if "all deployments failed" in r.getMessage()] == ["INFO"]
     a.release()

@@ -1,11 +1,12 @@
 """The one router, used by the server and the SDK's `proxy.Router`: alias → deployments → attempts.
 
-Per request: the alias's deployments in priority tiers (`order`), minus those cooling down or at their
-rpm limit; the strategy (picker.py) picks one; a retryable failure moves on to a deployment not yet
-tried, then retries with backoff (policy.py), then to the fallback aliases (the request's, the key's,
-the config's, the defaults). Deployments in cooldown (health.py) are tried last, only when nothing else
-is left. The caller's bad request is never retried and never falls back. When everything fails the
-caller gets one `AllDeploymentsFailedError` keeping every cause, and one WARNING line lists them.
+Per request: the alias's deployments in priority tiers (`order`), minus those cooling down or at one of
+our own limits (capacity.py: rpm/tpm, max_parallel_requests); the strategy (picker.py) picks one; a
+retryable failure moves on to a deployment not yet tried, then retries with backoff (policy.py), then to
+the fallback aliases (the request's, the key's, the config's, the defaults). Deployments in cooldown
+(health.py) are tried last, only when nothing else is left. The caller's bad request is never retried and
+never falls back. When everything fails the caller gets one `AllDeploymentsFailedError` keeping every
+cause (failures.py), and one WARNING line lists them.
 """
 
 from __future__ import annotations
