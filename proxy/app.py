@@ -45,6 +45,7 @@ def build_router(settings: Settings, transport: Transport) -> Router:
         settings.aliases,
         fallbacks=r.fallbacks or settings.config.litellm_settings.fallbacks,
         default_fallbacks=r.default_fallbacks or settings.config.litellm_settings.default_fallbacks,
+        model_group_alias=r.model_group_alias,
         num_retries=r.num_retries,
         routing_strategy=r.routing_strategy,
         transport=transport,

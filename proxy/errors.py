@@ -17,7 +17,8 @@
     │   └── UpstreamTimeoutError    504
     ├── ConfigurationError          503, a deployment we cannot call (missing key, missing extra)
     ├── StoreUnavailableError       503, our database did not answer (keys it knows keep working from cache)
-    ├── DeploymentAtCapacityError   503, a deployment at its own `rpm` this minute (no upstream was called)
+    ├── DeploymentAtCapacityError   429, a deployment at our own limit for it: `rpm`/`tpm` this minute or
+    │                               `max_parallel_requests` in flight (no upstream was called; LiteLLM's 429)
     └── AllDeploymentsFailedError   the shared status of its causes, else 503; keeps every cause
 
 The status codes are the ones the official `cohere` SDK maps to its typed exceptions.
@@ -146,7 +147,7 @@ class StoreUnavailableError(ProxyError):
 
 
 class DeploymentAtCapacityError(ProxyError):
-    status = 503
+    status = 429
     retryable = True
 
 

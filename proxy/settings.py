@@ -8,7 +8,7 @@ and answers 503, so one missing key does not take the whole gateway down.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from .deployments import resolve_deployment
 from .errors import ModelNotFoundError
 from .providers import Deployment, split_model
 from .routing.picker import make_strategy
-from .routing.table import routing_fields
+from .routing.table import group_alias_target, routing_fields
 
 log = logging.getLogger("proxy.settings")
 
@@ -111,6 +111,7 @@ class GeneralSettings(_Strict):
 class RouterSettings(_Strict):
     routing_strategy: str = "simple-shuffle"
     num_retries: int = Field(2, ge=0)
+    """The default when neither section sets it; `litellm_settings.num_retries` applies when this one is unset."""
     timeout: float | None = Field(None, gt=0)
     retry_after: float = Field(0.05, ge=0)
     max_retry_after: float = Field(2.0, ge=0)
@@ -126,7 +127,8 @@ class RouterSettings(_Strict):
     redis_port: int | None = None
     redis_password: str | None = None
     enable_pre_call_checks: bool = False
-    model_group_alias: dict[str, str] = Field(default_factory=dict)
+    model_group_alias: dict[str, str | dict[str, Any]] = Field(default_factory=dict)
+    """{name: alias} or {name: {model: alias, hidden: true}}: checked against the model_list in parse_config."""
     routing_strategy_args: dict[str, Any] = Field(default_factory=dict)
     seed: int | None = None
 
@@ -141,7 +143,7 @@ class LitellmSettings(_Strict):
     success_callback: list[Any] = Field(default_factory=list)
     failure_callback: list[Any] = Field(default_factory=list)
     callback_settings: dict[str, Any] = Field(default_factory=dict)
-    num_retries: int | None = None
+    num_retries: int | None = Field(None, ge=0)
     request_timeout: float | None = None
     fallbacks: list[dict[str, list[str]]] | None = None
     default_fallbacks: list[str] | None = None
@@ -283,16 +285,9 @@ def parse_config(raw: Any, environ: Mapping[str, str], source: str | None = None
     outside_models = {p: n for p, n in missing.items() if not p.startswith("model_list")}
     if outside_models:
         raise ConfigError([f"{p}: environment variable {n} is not set" for p, n in outside_models.items()])
-    aliases: dict[str, list[Deployment]] = {}
-    for i, entry in enumerate(config.model_list):
-        params = dict(entry.litellm_params)
-        absent = [n for p, n in missing.items() if p.startswith(f"model_list[{i}].")]
-        position = len(aliases.get(entry.model_name, []))
-        deployment_id = str(entry.model_info.get("id") or f"{entry.model_name}#{position}")
-        deployment = resolve_deployment(params["model"], params, environ=environ, deployment_id=deployment_id)
-        if absent:
-            deployment = _with_missing(deployment, absent[0])
-        aliases.setdefault(entry.model_name, []).append(deployment)
+    aliases = _deployments(config, environ, missing)
+    _check_group_aliases(config.router_settings, aliases.keys())
+    _inherit_num_retries(config)
     return Settings(
         config=config,
         aliases={alias: tuple(deps) for alias, deps in aliases.items()},
@@ -300,6 +295,50 @@ def parse_config(raw: Any, environ: Mapping[str, str], source: str | None = None
         environ=environ,
         source=source,
     )
+
+
+def _deployments(config: ConfigFile, environ: Mapping[str, str], missing: dict[str, str]
+                 ) -> dict[str, list[Deployment]]:
+    """The model_list as {alias: deployments}; every deployment id (given or generated) must be unique."""
+    aliases: dict[str, list[Deployment]] = {}
+    owners: dict[str, str] = {}
+    problems: list[str] = []
+    for i, entry in enumerate(config.model_list):
+        params = dict(entry.litellm_params)
+        absent = [n for p, n in missing.items() if p.startswith(f"model_list[{i}].")]
+        given = entry.model_info.get("id")
+        deployment_id = str(given or f"{entry.model_name}#{len(aliases.get(entry.model_name, []))}")
+        where = f"model_list[{i}].model_info.id" if given else f"model_list[{i}]"
+        if deployment_id in owners:
+            generated = "" if given else " (generated from model_name and position: set model_info.id)"
+            problems.append(f"{where}: deployment id '{deployment_id}' is already used by {owners[deployment_id]}"
+                            f"{generated}; deployment ids must be unique")
+        owners.setdefault(deployment_id, where)
+        deployment = resolve_deployment(params["model"], params, environ=environ, deployment_id=deployment_id)
+        if absent:
+            deployment = _with_missing(deployment, absent[0])
+        aliases.setdefault(entry.model_name, []).append(deployment)
+    if problems:
+        raise ConfigError(problems)
+    return aliases
+
+
+def _check_group_aliases(router: RouterSettings, groups: Collection[str]) -> None:
+    problems = []
+    for alias, value in router.model_group_alias.items():
+        try:
+            group_alias_target(alias, value, groups)
+        except ValueError as exc:
+            problems.append(f"router_settings.model_group_alias.{alias}: {exc}")
+    if problems:
+        raise ConfigError(problems)
+
+
+def _inherit_num_retries(config: ConfigFile) -> None:
+    """LiteLLM's order: `router_settings.num_retries`, else `litellm_settings.num_retries`, else 2."""
+    inherited = config.litellm_settings.num_retries
+    if inherited is not None and "num_retries" not in config.router_settings.model_fields_set:
+        config.router_settings.num_retries = inherited
 
 
 def _with_missing(deployment: Deployment, name: str) -> Deployment:

@@ -19,6 +19,7 @@ from proxy.spend.db import database_url
 from proxy.spend.events import SpendEvent
 from proxy.spend.store import Store
 from tests.fakes.cohere import FakeCohere
+from tests.fakes.held import HeldCohere
 
 CAPITALS = [
     "Carson City is the capital city of the American state of Nevada.",
@@ -43,6 +44,35 @@ def fake_cohere():
 def cohere_upstream(fake_cohere):
     fake_cohere.reset()
     return fake_cohere
+
+
+# --- held fake upstreams for the routing tests: three per module, `a`, `b` and `c` reset per test ---------
+
+@pytest.fixture(scope="module")
+def held_upstreams() -> Iterator[list[HeldCohere]]:
+    fakes = [HeldCohere().start() for _ in range(3)]
+    yield fakes
+    for fake in fakes:
+        fake.release()
+        fake.stop()
+
+
+@pytest.fixture
+def a(held_upstreams: list[HeldCohere]) -> HeldCohere:
+    held_upstreams[0].reset()
+    return held_upstreams[0]
+
+
+@pytest.fixture
+def b(held_upstreams: list[HeldCohere]) -> HeldCohere:
+    held_upstreams[1].reset()
+    return held_upstreams[1]
+
+
+@pytest.fixture
+def c(held_upstreams: list[HeldCohere]) -> HeldCohere:
+    held_upstreams[2].reset()
+    return held_upstreams[2]
 
 
 # --- database fixtures (proxy.spend): every DB test runs on SQLite, and on PostgreSQL when configured ----

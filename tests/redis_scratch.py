@@ -1,5 +1,5 @@
-"""Redis for the limit tests: skipped without TEST_REDIS_URL; each user gets a key prefix of its own, deleted
-afterwards (the CI Redis is shared with other runs)."""
+"""Redis for the limit and routing tests: skipped without TEST_REDIS_URL; each user gets a key prefix of its
+own, deleted afterwards (the CI Redis is shared with other runs)."""
 
 from __future__ import annotations
 

@@ -47,6 +47,28 @@ def test_check_names_the_yaml_path_of_each_problem(tmp_path):
     assert "router_settings.bogus" in result.stderr
 
 
+def test_check_reports_repeated_deployment_ids_and_bad_model_group_aliases(tmp_path):
+    bad = tmp_path / "ids.yaml"
+    bad.write_text(
+        "model_list:\n"
+        "  - {model_name: a, litellm_params: {model: local/bm25}, model_info: {id: same}}\n"
+        "  - {model_name: b, litellm_params: {model: local/bm25}, model_info: {id: same}}\n"
+        "router_settings: {model_group_alias: {old: gone}}\n"
+    )
+    result = run_check(bad)
+    assert result.returncode == 2
+    assert ("model_list[1].model_info.id: deployment id 'same' is already used by model_list[0].model_info.id"
+            in result.stderr)
+    bad.write_text(
+        "model_list:\n"
+        "  - {model_name: a, litellm_params: {model: local/bm25}}\n"
+        "router_settings: {model_group_alias: {old: gone}}\n"
+    )
+    result = run_check(bad)
+    assert result.returncode == 2
+    assert "router_settings.model_group_alias.old: 'gone' is not a model_name in the model_list" in result.stderr
+
+
 def test_check_reports_a_missing_master_key_variable(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("general_settings: {master_key: os.environ/UNSET_MASTER_KEY_VAR}\n")

@@ -13,58 +13,15 @@ from typing import Any
 import pytest
 
 import proxy
+from proxy.errors import DeploymentAtCapacityError
 from proxy.request import make_request
 from proxy.routing import Outcome
 from tests.conftest import CAPITAL_QUERY, CAPITALS
 from tests.fakes.body_checks import token_count
 from tests.fakes.fireworks_ai import FakeFireworksAI
-from tests.fakes.held import HeldCohere
 from tests.fakes.server import dropping_server, free_port
-
-
-class Clock:
-    """Wall-clock seconds that move only when told to."""
-
-    def __init__(self, now: float = 1_000_020.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture(scope="module")
-def upstreams():
-    fakes = [HeldCohere().start() for _ in range(3)]
-    yield fakes
-    for fake in fakes:
-        fake.release()
-        fake.stop()
-
-
-@pytest.fixture
-def a(upstreams):
-    upstreams[0].reset()
-    return upstreams[0]
-
-
-@pytest.fixture
-def b(upstreams):
-    upstreams[1].reset()
-    return upstreams[1]
-
-
-@pytest.fixture
-def c(upstreams):
-    upstreams[2].reset()
-    return upstreams[2]
-
-
-def entry(alias: str, dep_id: str, base: str, model: str = "rerank-english-v3.0", **params: Any) -> dict:
-    return {"model_name": alias, "model_info": {"id": dep_id},
-            "litellm_params": {"model": f"cohere/{model}", "api_key": "test-key", "api_base": base, **params}}
+from tests.routing_support import Clock
+from tests.routing_support import cohere_deployment as entry
 
 
 @pytest.fixture
@@ -165,7 +122,7 @@ async def test_usage_based_keeps_each_deployment_under_its_rpm(make, a, b):
     assert (len(a.requests), len(b.requests)) == (3, 6)
     with pytest.raises(proxy.AllDeploymentsFailedError) as caught:
         await route(router, "m")
-    assert caught.value.status == 503 and 0 < caught.value.retry_after <= 60
+    assert caught.value.status == 429 and 0 < caught.value.retry_after <= 60
     assert "rpm limit" in caught.value.message
     assert (len(a.requests), len(b.requests)) == (3, 6)
     clock.advance(60)
@@ -193,6 +150,38 @@ async def test_a_deployment_over_its_tpm_is_skipped_counting_reported_tokens(mak
     finally:
         fireworks.stop()
     assert served == ["fw", "fw", "b"]  # after two calls fw has reported 2 × tokens > its tpm
+
+
+async def test_max_parallel_requests_lets_n_of_n_plus_one_concurrent_calls_reach_the_upstream(make, a, caplog):
+    router = make([entry("m", "a", a.url, max_parallel_requests=2)])
+    a.hold()
+    with caplog.at_level(logging.INFO, logger="proxy.routing"):
+        calls = [asyncio.create_task(route(router, "m")) for _ in range(3)]
+        await until(lambda: a.arrived == 2 and sum(call.done() for call in calls) == 1)
+    await asyncio.sleep(0.05)  # time enough for a third call to arrive, were it sent
+    assert a.arrived == 2
+    refused = next(call for call in calls if call.done()).exception()
+    assert isinstance(refused, proxy.AllDeploymentsFailedError)
+    assert refused.status == 429 and refused.retry_after == 1
+    assert [(d, type(e)) for d, e in refused.causes] == [("a", DeploymentAtCapacityError)]
+    assert "at its max_parallel_requests (2 calls in flight)" in refused.message
+    assert [r.levelname for r in caplog.records if "all deployments failed" in r.getMessage()] == ["INFO"]
+    a.release()
+    served = await asyncio.gather(*(call for call in calls if not call.done()))
+    assert len(served) == 2 and all(outcome.deployment.id == "a" for outcome in served)
+    assert (await route(router, "m")).response is not None  # the slots were given back
+
+
+async def test_a_deployment_at_max_parallel_requests_is_skipped_for_another(make, a, b):
+    router = make([entry("m", "a", a.url, max_parallel_requests=1, order=1), entry("m", "b", b.url, order=2)])
+    a.hold()
+    held = asyncio.create_task(route(router, "m"))
+    await until(lambda: a.arrived == 1)
+    outcome = await asyncio.wait_for(route(router, "m"), 10)
+    assert outcome.deployment.id == "b" and outcome.attempts == [] and a.arrived == 1
+    a.release()
+    assert (await held).deployment.id == "a"
+    assert (await route(router, "m")).deployment.id == "a"
 
 
 # -- priority tiers, failures, cooldowns ---------------------------------------------------------------
@@ -353,6 +342,20 @@ async def test_a_cooled_alias_falls_back_before_its_cooled_deployment_is_tried_a
     assert outcome.alias == "spare" and outcome.attempts == [] and len(a.requests) == 1
 
 
+async def test_a_model_group_alias_is_its_alias_same_deployments_state_and_fallbacks(make, a, b):
+    router = make([entry("m", "a", a.url), entry("spare", "b", b.url)], fallbacks=[{"m": ["spare"]}],
+                  model_group_alias={"old": "m", "older": {"model": "m", "hidden": True}}, allowed_fails=1)
+    assert set(router.aliases) == {"m", "spare", "old", "older"} and router.hidden_aliases == {"older"}
+    outcome = await route(router, "old")
+    assert (outcome.alias, outcome.deployment.id, outcome.fallback_used) == ("m", "a", False)
+    a.fail_next("500", times=10)
+    outcome = await route(router, "older")  # `a` fails and cools; m's fallbacks apply to its other names
+    assert (outcome.alias, outcome.fallback_used) == ("spare", True) and [d for d, _ in outcome.attempts] == ["a"]
+    outcome = await route(router, "m")  # the cooldown earned through "older" is m's own
+    assert outcome.alias == "spare" and outcome.attempts == [] and len(a.requests) == 2
+    assert sorted(r.deployment.id for r in await router.check_health()) == ["a", "b"]  # each probed once
+
+
 # -- health ----------------------------------------------------------------------------------------------
 
 async def test_health_checks_feed_cooldowns(make, a, b):
@@ -372,9 +375,8 @@ async def test_health_checks_feed_cooldowns(make, a, b):
 
 # -- the SDK face ------------------------------------------------------------------------------------------
 
-def test_sdk_router_sync_and_async_on_one_instance(upstreams):
-    fake = upstreams[0]
-    fake.reset()
+def test_sdk_router_sync_and_async_on_one_instance(a):
+    fake = a
     router = proxy.Router(model_list=[entry("m", "a", fake.url), {"model_name": "local",
                                                                   "litellm_params": {"model": "local/bm25"}}],
                           fallbacks=[{"m": ["local"]}], routing_strategy="least-busy", num_retries=1)

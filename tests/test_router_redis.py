@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,11 +23,11 @@ import yaml
 
 import proxy
 from tests.conftest import CAPITAL_QUERY, CAPITALS
-from tests.fakes.held import HeldCohere
 from tests.fakes.server import free_port
+from tests.redis_scratch import REDIS_ENV, new_prefix, sync_redis
+from tests.routing_support import cohere_deployment as deployment
 from tests.serving import MASTER_KEY, cli_process, config_for, running_proxy, wait_until
 
-REDIS_ENV = "TEST_REDIS_URL"
 ROOT = Path(__file__).resolve().parents[1]
 BODY = {"query": CAPITAL_QUERY, "documents": CAPITALS}
 
@@ -36,47 +35,19 @@ BODY = {"query": CAPITAL_QUERY, "documents": CAPITALS}
 @pytest.fixture
 def shared_redis() -> Iterator[tuple[str, str, redis.Redis]]:
     """(url, key prefix unique to this test, a client) for the CI Redis; the prefix's keys are deleted after."""
-    url = os.environ.get(REDIS_ENV)
-    if not url:
-        pytest.skip(f"shared routing state needs Redis: set {REDIS_ENV}, e.g. redis://127.0.0.1:6379/0")
-    prefix = f"rerank-proxy-test-{uuid.uuid4().hex[:12]}"
-    client = redis.Redis.from_url(url)
-    yield url, prefix, client
-    for key in client.scan_iter(f"{prefix}:*"):
-        client.delete(key)
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def upstreams():
-    fakes = [HeldCohere().start(), HeldCohere().start()]
-    yield fakes
-    for fake in fakes:
-        fake.release()
-        fake.stop()
-
-
-@pytest.fixture
-def a(upstreams):
-    upstreams[0].reset()
-    return upstreams[0]
-
-
-@pytest.fixture
-def b(upstreams):
-    upstreams[1].reset()
-    return upstreams[1]
-
-
-def deployment(alias: str, dep_id: str, base: str, **params) -> dict:
-    return {"model_name": alias, "model_info": {"id": dep_id},
-            "litellm_params": {"model": "cohere/rerank-english-v3.0", "api_key": "os.environ/TEST_COHERE_KEY",
-                               "api_base": base, **params}}
+    prefix = new_prefix().rstrip(":")
+    with sync_redis(prefix + ":") as client:
+        yield os.environ[REDIS_ENV], prefix, client
 
 
 def call(url: str, **body) -> httpx.Response:
     return httpx.post(url + "/v2/rerank", headers={"Authorization": f"Bearer {MASTER_KEY}"}, json={**BODY, **body},
                       timeout=30)
+
+
+def published_in_flight(client: redis.Redis, prefix: str, deployment_id: str) -> int:
+    """Calls in flight to a deployment as the replicas wrote them to Redis (replica → "count:timestamp")."""
+    return sum(int(v.split(b":")[0]) for v in client.hvals(f"{prefix}:busy:{deployment_id}"))
 
 
 def early_in_a_minute() -> None:
@@ -97,12 +68,11 @@ def test_two_proxy_processes_enforce_one_rpm_jointly(shared_redis, a, tmp_path):
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config))
         configs.append(path)
-    env = {"TEST_COHERE_KEY": "test-key"}
-    with cli_process(["--config", str(configs[0])], env=env) as (_, one), \
-            cli_process(["--config", str(configs[1])], env=env) as (_, two):
+    with cli_process(["--config", str(configs[0])]) as (_, one), \
+            cli_process(["--config", str(configs[1])]) as (_, two):
         early_in_a_minute()
         statuses = [call(one if i % 2 else two, model="limited").status_code for i in range(12)]
-    assert sorted(statuses) == [200] * 6 + [503] * 6
+    assert sorted(statuses) == [200] * 6 + [429] * 6
     assert len(a.requests) == 6
 
 
@@ -126,18 +96,12 @@ def test_replicas_count_failures_together_and_see_each_others_cooldowns(shared_r
 async def test_routers_sharing_redis_see_each_others_calls_in_flight(shared_redis, a, b):
     url, prefix, client = shared_redis
     common = {"routing_strategy": "least-busy", "redis_url": url, "redis_prefix": prefix, "seed": 3}
-    only_a = proxy.Router(model_list=[deployment("m", "a", a.url)], environ={"TEST_COHERE_KEY": "test-key"},
-                          **common)
-    both = proxy.Router(model_list=[deployment("m", "a", a.url), deployment("m", "b", b.url)],
-                        environ={"TEST_COHERE_KEY": "test-key"}, **common)
+    only_a = proxy.Router(model_list=[deployment("m", "a", a.url)], **common)
+    both = proxy.Router(model_list=[deployment("m", "a", a.url), deployment("m", "b", b.url)], **common)
     try:
         a.hold()
         held = [asyncio.create_task(only_a.arerank("m", CAPITAL_QUERY, CAPITALS)) for _ in range(3)]
-
-        def published() -> int:  # in-flight calls of `a` as written to Redis (replica → "count:timestamp")
-            return sum(int(v.split(b":")[0]) for v in client.hvals(f"{prefix}:busy:a"))
-
-        while a.arrived < 3 or published() < 3:
+        while a.arrived < 3 or published_in_flight(client, prefix, "a") < 3:
             await asyncio.sleep(0.01)
         for _ in range(4):
             assert (await both.arerank("m", CAPITAL_QUERY, CAPITALS)).deployment == "b"
@@ -149,6 +113,38 @@ async def test_routers_sharing_redis_see_each_others_calls_in_flight(shared_redi
         await both.aclose()
 
 
+async def test_max_parallel_requests_counts_other_replicas_calls_in_flight(shared_redis, a, b):
+    url, prefix, client = shared_redis
+    common = {"redis_url": url, "redis_prefix": prefix, "redis_refresh_interval": 0}
+    one = proxy.Router(model_list=[deployment("m", "a", a.url, max_parallel_requests=2)], **common)
+    two = proxy.Router(model_list=[deployment("m", "a", a.url, max_parallel_requests=2, order=1),
+                                   deployment("m", "b", b.url, order=2)], **common)
+    try:
+        a.hold()
+        held = [asyncio.create_task(one.arerank("m", CAPITAL_QUERY, CAPITALS)) for _ in range(2)]
+        for _ in range(1000):
+            if a.arrived == 2 and published_in_flight(client, prefix, "a") == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert (a.arrived, published_in_flight(client, prefix, "a")) == (2, 2)
+        for _ in range(3):  # `a` is full with the other replica's two calls: `two` skips it
+            assert (await asyncio.wait_for(two.arerank("m", CAPITAL_QUERY, CAPITALS), 10)).deployment == "b"
+        with pytest.raises(proxy.AllDeploymentsFailedError) as caught:  # and so does `one`, by its own count
+            await asyncio.wait_for(one.arerank("m", CAPITAL_QUERY, CAPITALS), 10)
+        assert caught.value.status == 429 and a.arrived == 2
+        a.release()
+        assert [r.deployment for r in await asyncio.gather(*held)] == ["a"] * 2
+        for _ in range(500):  # once `one` has published its calls' end, `two` may use `a` again
+            if (await two.arerank("m", CAPITAL_QUERY, CAPITALS)).deployment == "a":
+                break
+            await asyncio.sleep(0.01)
+        assert a.arrived == 3
+    finally:
+        a.release()
+        await one.aclose()
+        await two.aclose()
+
+
 def test_an_unreachable_redis_degrades_to_in_process_state_with_one_warning(a, tmp_path, caplog):
     nowhere = f"redis://127.0.0.1:{free_port()}/0"
     config = config_for(None, f"sqlite:///{tmp_path / 'spend.db'}",
@@ -157,7 +153,7 @@ def test_an_unreachable_redis_degrades_to_in_process_state_with_one_warning(a, t
     with caplog.at_level(logging.WARNING, logger="proxy.routing"), running_proxy(config) as server:
         early_in_a_minute()
         statuses = [call(server.url, model="limited").status_code for _ in range(16)]
-    assert statuses == [200] * 15 + [503]  # the rpm is still enforced, by this process alone
+    assert statuses == [200] * 15 + [429]  # the rpm is still enforced, by this process alone
     warnings = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(warnings) == 1 and f"Redis at {nowhere}" in warnings[0]
 
@@ -199,7 +195,7 @@ def _answers(client: redis.Redis) -> bool:
 
 async def test_losing_redis_mid_traffic_fails_no_request_and_sharing_resumes(own_redis, a, caplog):
     url, stop, start = own_redis
-    router = proxy.Router(model_list=[deployment("m", "a", a.url, rpm=10_000)], environ={"TEST_COHERE_KEY": "test-key"},
+    router = proxy.Router(model_list=[deployment("m", "a", a.url, rpm=10_000)],
                           routing_strategy="usage-based-routing", redis_url=url, redis_prefix="p")
     client = redis.Redis.from_url(url)
     try:
@@ -244,7 +240,7 @@ def test_redis_url_without_the_redis_package_names_the_extra():
 
 def test_one_sdk_router_with_redis_serves_sync_and_async_calls_on_several_event_loops(shared_redis, a):
     url, prefix, client = shared_redis
-    router = proxy.Router(model_list=[deployment("m", "a", a.url, rpm=1000)], environ={"TEST_COHERE_KEY": "test-key"},
+    router = proxy.Router(model_list=[deployment("m", "a", a.url, rpm=1000)],
                           routing_strategy="usage-based-routing", redis_url=url, redis_prefix=prefix)
     early_in_a_minute()
     assert router.rerank("m", CAPITAL_QUERY, CAPITALS).deployment == "a"
@@ -267,7 +263,7 @@ def test_one_sdk_router_with_redis_serves_sync_and_async_calls_on_several_event_
 async def test_with_the_default_refresh_a_replica_soon_sees_anothers_cooldown(shared_redis, a, b):
     url, prefix, _ = shared_redis
     model_list = [deployment("m", "a", a.url, order=1), deployment("m", "b", b.url, order=2)]
-    common = {"environ": {"TEST_COHERE_KEY": "test-key"}, "redis_url": url, "redis_prefix": prefix,
+    common = {"redis_url": url, "redis_prefix": prefix,
               "cooldown_time": 30}
     one, two = proxy.Router(model_list=model_list, **common), proxy.Router(model_list=model_list, **common)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from pathlib import Path
 from random import Random
@@ -18,6 +19,7 @@ from proxy.errors import (
     UpstreamRejectedError,
     UpstreamUnavailableError,
 )
+from proxy.routing import Router
 from proxy.routing.health import CooldownPolicy, Cooldowns
 from proxy.routing.picker import LeastBusy, LeastUsed, LowestLatency, SimpleShuffle, make_strategy
 from proxy.routing.policy import RetryPolicy
@@ -106,6 +108,8 @@ def test_order_gives_priority_tiers_and_unordered_deployments_come_last():
     ({"order": 0}, "order must be >= 1"),
     ({"weight": -1}, "weight must be >= 0"),
     ({"tpm": True}, "tpm must be >= 1"),
+    ({"max_parallel_requests": 0}, "max_parallel_requests must be >= 1"),
+    ({"max_parallel_requests": "two"}, "max_parallel_requests must be a number"),
 ])
 def test_bad_routing_fields_are_refused(params, message):
     with pytest.raises(ValueError, match=message):
@@ -120,6 +124,70 @@ def test_bad_routing_fields_and_strategy_are_config_errors_with_their_path():
     text = str(caught.value)
     assert "model_list[0].litellm_params: rpm must be >= 1" in text
     assert "router_settings: unknown routing_strategy 'fastest'" in text
+
+
+def test_deployment_ids_must_be_unique_given_or_generated_and_each_clash_names_its_path():
+    bm25 = {"model": "local/bm25"}
+    raw = {"model_list": [
+        {"model_name": "a", "litellm_params": bm25, "model_info": {"id": "shared"}},
+        {"model_name": "b", "litellm_params": bm25, "model_info": {"id": "shared"}},
+        {"model_name": "c", "litellm_params": bm25, "model_info": {"id": "d#0"}},
+        {"model_name": "d", "litellm_params": bm25},  # generated: d#0
+        {"model_name": "e", "litellm_params": bm25, "model_info": {"id": "e-1"}},
+    ]}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, {})
+    assert caught.value.problems == [
+        "model_list[1].model_info.id: deployment id 'shared' is already used by model_list[0].model_info.id; "
+        "deployment ids must be unique",
+        "model_list[3]: deployment id 'd#0' is already used by model_list[2].model_info.id (generated from "
+        "model_name and position: set model_info.id); deployment ids must be unique",
+    ]
+    raw["model_list"][1]["model_info"]["id"] = "b-1"
+    raw["model_list"][3]["model_info"] = {"id": "d-1"}
+    assert [d.id for deps in parse_config(raw, {}).aliases.values() for d in deps] == ["shared", "b-1", "d#0",
+                                                                                        "d-1", "e-1"]
+
+
+def test_the_sdk_router_refuses_one_deployment_id_under_two_aliases():
+    deployment = resolve_deployment("local/bm25", {}, environ={}, deployment_id="same")
+    with pytest.raises(ValueError, match="deployment ids must be unique; used more than once: same"):
+        Router({"a": [deployment], "b": [deployment]})
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("nope", "'nope' is not a model_name in the model_list"),
+    ({"model": "a", "hidden": "yes"}, "hidden must be true or false, got 'yes'"),
+    ({"model": "a", "hide": True}, "unknown key(s) hide; use 'model' and 'hidden'"),
+    ({"hidden": True}, "give the model_name it stands for, as a string or {model: ..., hidden: ...}"),
+])
+def test_model_group_alias_errors_name_their_yaml_path(value, message):
+    raw = {"model_list": [{"model_name": "a", "litellm_params": {"model": "local/bm25"}}],
+           "router_settings": {"model_group_alias": {"old-name": value}}}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, {})
+    assert caught.value.problems == [f"router_settings.model_group_alias.old-name: {message}"]
+    with pytest.raises(ValueError, match=re.escape(f"model_group_alias 'old-name': {message}")):
+        Router(parse_config({"model_list": raw["model_list"]}, {}).aliases, model_group_alias={"old-name": value})
+
+
+def test_a_model_group_alias_may_not_shadow_a_model_name():
+    raw = {"model_list": [{"model_name": n, "litellm_params": {"model": "local/bm25"}} for n in ("a", "b")],
+           "router_settings": {"model_group_alias": {"a": "b"}}}
+    with pytest.raises(ConfigError, match="model_group_alias.a: 'a' is already a model_name in the model_list"):
+        parse_config(raw, {})
+
+
+@pytest.mark.parametrize(("router_settings", "litellm_settings", "expected"), [
+    ({}, {}, 2),
+    ({}, {"num_retries": 5}, 5),
+    ({"num_retries": 0}, {"num_retries": 5}, 0),
+    ({"num_retries": 1}, {}, 1),
+])
+def test_num_retries_router_settings_first_then_litellm_settings_then_two(router_settings, litellm_settings,
+                                                                         expected):
+    raw = {"router_settings": router_settings, "litellm_settings": litellm_settings}
+    assert parse_config(raw, {}).router.num_retries == expected
 
 
 def test_fallbacks_in_litellm_form_merge_and_deduplicate():

@@ -44,7 +44,7 @@ async def health(_: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
 @router.get("/models")
 @router.get("/v1/models")
 async def models(caller: CallerDep, runtime: RuntimeDep) -> dict[str, Any]:
-    created = int(time.time())
+    created, hidden = int(time.time()), runtime.router.hidden_aliases
     data = [{"id": alias, "object": "model", "created": created, "owned_by": "rerank-proxy"}
-            for alias in runtime.router.aliases if caller.may_use(alias)]
+            for alias in runtime.router.aliases if alias not in hidden and caller.may_use(alias)]
     return {"object": "list", "data": data}

@@ -2,6 +2,7 @@
 
 from .picker import STRATEGIES
 from .probe import BackgroundHealthChecks, ProbeResult
-from .router import Outcome, Router
+from .router import Router
+from .trip import Outcome
 
 __all__ = ["STRATEGIES", "BackgroundHealthChecks", "Outcome", "ProbeResult", "Router"]

@@ -1,11 +1,12 @@
 """The one router, used by the server and the SDK's `proxy.Router`: alias → deployments → attempts.
 
-Per request: the alias's deployments in priority tiers (`order`), minus those cooling down or at their
-rpm limit; the strategy (picker.py) picks one; a retryable failure moves on to a deployment not yet
-tried, then retries with backoff (policy.py), then to the fallback aliases (the request's, the key's,
-the config's, the defaults). Deployments in cooldown (health.py) are tried last, only when nothing else
-is left. The caller's bad request is never retried and never falls back. When everything fails the
-caller gets one `AllDeploymentsFailedError` keeping every cause, and one WARNING line lists them.
+Per request: the alias's deployments in priority tiers (`order`), minus those cooling down or at one of
+our own limits (capacity.py: rpm/tpm, max_parallel_requests); the strategy (picker.py) picks one; a
+retryable failure moves on to a deployment not yet tried, then retries with backoff (policy.py), then to
+the fallback aliases (the request's, the key's, the config's, the defaults). Deployments in cooldown
+(health.py) are tried last, only when nothing else is left. The caller's bad request is never retried and
+never falls back. When everything fails the caller gets one `AllDeploymentsFailedError` keeping every
+cause (failures.py), and one WARNING line lists them.
 """
 
 from __future__ import annotations
@@ -17,68 +18,34 @@ import random
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import (
-    AllDeploymentsFailedError,
-    DeploymentAtCapacityError,
-    ModelNotFoundError,
-    ProxyError,
-    UpstreamTimeoutError,
-)
+from ..errors import AllDeploymentsFailedError, ModelNotFoundError, ProxyError, UpstreamTimeoutError
 from ..invoke import invoke
 from ..normalise import Ranked
 from ..providers import Deployment
 from ..request import RerankRequest, make_request
 from ..transport import HttpxTransport, Transport
 from ..wire import RerankResponse
+from .capacity import at_capacity, parallel_full, rpm_full
+from .failures import all_failed
 from .health import CooldownPolicy, Cooldowns
 from .picker import make_strategy
 from .policy import RetryPolicy
 from .probe import ProbeResult, probe
 from .state import LocalState, State, Stats
-from .table import Group, Member, build_group, parse_fallbacks
+from .table import Group, Member, build_table, parse_fallbacks
+from .trip import Outcome, Trip
 
 log = logging.getLogger("proxy.routing")
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What the router did for one call, for headers, spend rows and logs."""
-
-    response: Ranked | None = None
-    deployment: Deployment | None = None
-    alias: str = ""
-    fallback_used: bool = False
-    upstream_ms: float = 0.0
-    attempts: list[tuple[str, ProxyError]] = field(default_factory=list)
-    timeline: list[tuple[Deployment, float, float, ProxyError | None]] = field(default_factory=list)
-    """(deployment, perf_counter start, end, error) of every attempt: trace spans are built from it."""
-
-
-class _Trip:
-    """One request's bookkeeping across aliases: what was tried, cooled, full, and the time left."""
-
-    __slots__ = ("deadline", "tried", "cooled", "full", "spent", "retries", "last_error", "views", "timed_out")
-
-    def __init__(self, deadline: float | None):
-        self.deadline = deadline
-        self.tried: set[str] = set()
-        self.cooled: set[str] = set()
-        self.full: dict[str, str] = {}
-        """Deployments skipped at their rpm/tpm limit → why."""
-        self.spent: dict[str, int] = {}
-        self.retries = 0
-        self.last_error: dict[str, ProxyError] = {}
-        self.views: dict[str, Sequence[Stats]] = {}
-        self.timed_out = False
 
 
 class Router:
     """Load balancing, retries, cooldowns and fallbacks over `aliases` ({alias: deployments}).
 
-    `model_list` takes LiteLLM's entries (`model_name`, `litellm_params`, `model_info.id`). With
+    `model_list` takes LiteLLM's entries (`model_name`, `litellm_params`, `model_info.id`), and
+    `model_group_alias` LiteLLM's other names for an alias (`{"name": "alias"}` or `{"name": {"model":
+    "alias", "hidden": True}}`); deployment ids must be unique. With
     `redis_url`, cooldowns, in-flight counts, rpm usage and latency are shared by every router using the
     same Redis and `redis_prefix` (other replicas' numbers are at most `redis_refresh_interval` seconds
     old; rpm reservations are exact). `clock` (wall-clock seconds) and `seed` make routing reproducible.
@@ -90,6 +57,7 @@ class Router:
         *,
         model_list: list[dict[str, Any]] | None = None,
         fallbacks: list[dict[str, list[str]]] | None = None,
+        model_group_alias: Mapping[str, str | Mapping[str, Any]] | None = None,
         default_fallbacks: list[str] | None = None,
         num_retries: int = 2,
         routing_strategy: str = "simple-shuffle",
@@ -116,14 +84,12 @@ class Router:
             parsed = parse_config({"model_list": model_list}, os.environ if environ is None else environ)
             for alias, deps in parsed.aliases.items():
                 table.setdefault(alias, []).extend(deps)
-        self.aliases: dict[str, tuple[Deployment, ...]] = {alias: tuple(deps) for alias, deps in table.items()}
-        self._groups: dict[str, Group] = {}
-        for alias, deps in self.aliases.items():
-            try:
-                self._groups[alias] = build_group(alias, deps)
-            except ValueError as exc:
-                raise ValueError(f"model '{alias}': {exc}") from None
+        # `aliases` and `_groups` include the model_group_alias names; /models leaves out `hidden_aliases`.
+        self.aliases, self._groups, self.hidden_aliases = build_table(table, model_group_alias)
         self.fallbacks = parse_fallbacks(fallbacks)
+        for name, group in self._groups.items():  # a model_group_alias name falls back like its alias
+            if name != group.alias and name not in self.fallbacks and group.alias in self.fallbacks:
+                self.fallbacks[name] = self.fallbacks[group.alias]
         self.default_fallbacks = list(default_fallbacks or [])
         unknown = {t for targets in self.fallbacks.values() for t in targets} | set(self.default_fallbacks)
         unknown -= self.aliases.keys()
@@ -135,9 +101,14 @@ class Router:
         self.strategy = make_strategy(routing_strategy, routing_strategy_args)
         self.policy = RetryPolicy(num_retries, retry_after, max_retry_after, timeout)
         self._enforce = self.strategy.enforces_limits or enable_pre_call_checks
+        members = [m for g in self._groups.values() for m in g.members]
+        parallel = any(m.max_parallel for m in members)
+        self._limits = self._enforce or parallel  # any own limit to check per candidate (else no cost at all)
         needs = set(self.strategy.needs)
-        if self._enforce and any(m.rpm or m.tpm for g in self._groups.values() for m in g.members):
+        if self._enforce and any(m.rpm or m.tpm for m in members):
             needs.add("usage")
+        if parallel:
+            needs.add("busy")  # other replicas' calls in flight count toward max_parallel_requests
         local = LocalState(latency_ttl=self.strategy.latency_ttl)
         self.state: State = local
         if redis_url:
@@ -189,7 +160,7 @@ class Router:
         self.require(alias)
         outcome = outcome if outcome is not None else Outcome()
         outcome.alias = alias
-        trip = _Trip(self.policy.deadline())
+        trip = Trip(self.policy.deadline())
         if await self._serve(alias, 0, request, outcome, trip, last_resort=False):
             return outcome
         chain = self._chain(alias, fallbacks)
@@ -205,7 +176,7 @@ class Router:
                 return outcome
         raise self._all_failed(alias, chain, request, outcome, trip)
 
-    async def _serve(self, target: str, position: int, request: RerankRequest, outcome: Outcome, trip: _Trip,
+    async def _serve(self, target: str, position: int, request: RerankRequest, outcome: Outcome, trip: Trip,
                      last_resort: bool) -> bool:
         """Attempts on one alias until one succeeds (True), its attempts run out or nothing is available."""
         group = self._groups[target]
@@ -232,21 +203,26 @@ class Router:
                 trip.timed_out = True
                 return False
             counted = False
-            if self._enforce and member.rpm is not None:
-                if not await self.state.reserve(member, now):
-                    trip.full[member.id] = f"deployment '{member.id}' is at its rpm limit ({member.rpm}/min)"
+            if self._limits:
+                if self._enforce and member.rpm is not None:
+                    if not await self.state.reserve(member, now):
+                        trip.full[member.id] = rpm_full(member, now)
+                        continue
+                    counted = True
+                # Checked again after the awaits above; from here to the call's start nothing awaits.
+                if member.max_parallel is not None and stats[index].busy + stats[index].others >= member.max_parallel:
+                    trip.full[member.id] = parallel_full(member)
                     continue
-                counted = True
             trip.spent[target] = trip.spent.get(target, 0) + 1
             if await self._attempt(member, request, outcome, trip, counted, now):
-                outcome.alias = target
+                outcome.alias = group.alias
                 outcome.fallback_used = position > 0
                 return True
             if trip.timed_out:
                 return False
         return False
 
-    def _choose(self, group: Group, stats: Sequence[Stats], trip: _Trip, now: float,
+    def _choose(self, group: Group, stats: Sequence[Stats], trip: Trip, now: float,
                 last_resort: bool) -> int | None:
         """The next member to call: untried ones of the first tier that has any, else a retry."""
         members, retry = group.members, None
@@ -265,20 +241,18 @@ class Router:
             return self.strategy.pick(retry, members, stats, self._rng, now)
         return None
 
-    def _available(self, member: Member, stats: Stats, trip: _Trip, now: float, minute: int,
+    def _available(self, member: Member, stats: Stats, trip: Trip, now: float, minute: int,
                    last_resort: bool) -> bool:
         if trip.full and member.id in trip.full:
             return False
-        if self._enforce:
-            if member.rpm is not None and stats.used_in(minute) >= member.rpm:
-                trip.full[member.id] = f"deployment '{member.id}' is at its rpm limit ({member.rpm}/min)"
-                return False
-            if member.tpm is not None and stats.tokens_in(minute) >= member.tpm:
-                trip.full[member.id] = f"deployment '{member.id}' is at its tpm limit ({member.tpm}/min)"
+        if self._limits:
+            full = at_capacity(member, stats, now, minute, self._enforce)
+            if full is not None:
+                trip.full[member.id] = full
                 return False
         return last_resort or not (stats.cool_until > now or member.id in trip.cooled)
 
-    async def _attempt(self, member: Member, request: RerankRequest, outcome: Outcome, trip: _Trip,
+    async def _attempt(self, member: Member, request: RerankRequest, outcome: Outcome, trip: Trip,
                        counted: bool, now: float) -> bool:
         deployment = member.deployment
         transport = self._transport or self.transport
@@ -317,7 +291,7 @@ class Router:
         return True
 
     async def _bounded(self, request: RerankRequest, deployment: Deployment, transport: Transport,
-                       trip: _Trip) -> Ranked:
+                       trip: Trip) -> Ranked:
         """One attempt cut short by the request's overall timeout."""
         assert trip.deadline is not None
         try:
@@ -329,34 +303,15 @@ class Router:
                                        provider=deployment.provider.name) from None
 
     def _all_failed(self, alias: str, chain: list[str], request: RerankRequest, outcome: Outcome,
-                    trip: _Trip) -> AllDeploymentsFailedError:
-        now = self._clock()
-        causes = list(outcome.attempts)
-        until_next_minute = 60 - now % 60
-        attempted = {d for d, _ in causes}
-        causes += [(dep_id, DeploymentAtCapacityError(why, retry_after=until_next_minute))
-                   for dep_id, why in trip.full.items() if dep_id not in attempted]
-        error = AllDeploymentsFailedError(alias, causes, retry_after=self._retry_after(chain, causes, now),
-                                          timed_out=trip.timed_out)
-        described = "; ".join(_describe(dep_id, exc, request.query) for dep_id, exc in causes)
-        # Refusals at our own rpm/tpm limits reached no upstream: INFO, so a busy minute does not flood the log.
-        level = logging.WARNING if outcome.attempts or not trip.full else logging.INFO
-        log.log(level, "all deployments failed for model '%s'%s: %s", alias,
-                " (overall timeout)" if trip.timed_out else "", described or "no deployment was available")
-        return error
-
-    def _retry_after(self, chain: list[str], causes: list[tuple[str, ProxyError]], now: float) -> float:
-        hinted = [exc.retry_after for _, exc in causes if exc.retry_after]
-        if hinted:
-            return min(max(hinted), max(self.cooldowns.policy.max_cooldown_time, 1.0))
-        cooling = [until - now for alias in chain for m in self._groups[alias].members
-                   if (until := self.state.cooled_until(m.id)) > now]
-        return min(cooling) if cooling else 1.0
+                    trip: Trip) -> AllDeploymentsFailedError:
+        members = (m for target in chain for m in self._groups[target].members)
+        return all_failed(alias, request.query, outcome, trip, chain_members=members, state=self.state,
+                          max_cooldown_time=self.cooldowns.policy.max_cooldown_time, now=self._clock())
 
     # -- health ----------------------------------------------------------------------------------------
     async def check_health(self, *, timeout: float = 10.0) -> list[ProbeResult]:
         """Probe every deployment with a tiny rerank call; failures count toward cooldowns, successes end them."""
-        pairs = [(alias, m) for alias, group in self._groups.items() for m in group.members]
+        pairs = [(alias, m) for alias, group in self._groups.items() if group.alias == alias for m in group.members]
         transport = self.transport
         results = await asyncio.gather(*(probe(alias, m.deployment, transport, timeout) for alias, m in pairs))
         for (_, member), result in zip(pairs, results, strict=True):
@@ -411,10 +366,3 @@ class Router:
 def _tokens(response: Ranked) -> int | None:
     return response.usage.tokens or None
 
-
-def _describe(deployment_id: str, error: ProxyError, query: str) -> str:
-    """One cause for the log: deployment, error kind and a short message with the query cut out."""
-    message = error.message.replace(query, "<query>") if query and len(query) > 2 else error.message
-    if len(message) > 300:
-        message = message[:300] + "..."
-    return f"{deployment_id} {error.kind}: {message}"

@@ -1,0 +1,43 @@
+"""What one routed request carries: the caller's `Outcome` and the router's own bookkeeping (`Trip`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..errors import DeploymentAtCapacityError, ProxyError
+from ..normalise import Ranked
+from ..providers import Deployment
+from .state import Stats
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the router did for one call, for headers, spend rows and logs."""
+
+    response: Ranked | None = None
+    deployment: Deployment | None = None
+    alias: str = ""
+    fallback_used: bool = False
+    upstream_ms: float = 0.0
+    attempts: list[tuple[str, ProxyError]] = field(default_factory=list)
+    timeline: list[tuple[Deployment, float, float, ProxyError | None]] = field(default_factory=list)
+    """(deployment, perf_counter start, end, error) of every attempt: trace spans are built from it."""
+
+
+class Trip:
+    """One request's bookkeeping across aliases: what was tried, cooled, full, and the time left."""
+
+    __slots__ = ("deadline", "tried", "cooled", "full", "spent", "retries", "last_error", "views", "timed_out")
+
+    def __init__(self, deadline: float | None):
+        self.deadline = deadline
+        self.tried: set[str] = set()
+        self.cooled: set[str] = set()
+        self.full: dict[str, DeploymentAtCapacityError] = {}
+        """Deployments skipped at one of our own limits (rpm, tpm, max_parallel_requests) → why."""
+        self.spent: dict[str, int] = {}
+        self.retries = 0
+        self.last_error: dict[str, ProxyError] = {}
+        self.views: dict[str, Sequence[Stats]] = {}
+        self.timed_out = False
