@@ -119,7 +119,7 @@ class Engine:
             if len(self.router.aliases) == 1:
                 return next(iter(self.router.aliases))
             raise InvalidRequestError("a model parameter is required for this endpoint.")
-        if not caller.may_use(alias):
+        if not caller.may_use(alias) and not caller.may_use(self.router.canonical(alias)):
             raise PermissionDeniedError(f"this key is not allowed to use model '{alias}'")
         return alias
 

@@ -77,7 +77,11 @@ def test_model_group_alias_names_are_served_by_their_alias_and_hidden_ones_are_n
     assert {"pair", "pair-alias", "ok"} <= listed and "secret" not in listed
     key = admin_client.post("/key/generate", json={"models": ["pair"]}).json()["key"]
     assert call(proxy_url, key, model="pair").status_code == 200
-    assert call(proxy_url, key, model="pair-alias").status_code == 403  # keys name the names they may use
+    assert call(proxy_url, key, model="pair-alias").status_code == 200  # as in LiteLLM: the alias's other name
+    assert call(proxy_url, key, model="ok").status_code == 403
+    other_name_only = admin_client.post("/key/generate", json={"models": ["pair-alias"]}).json()["key"]
+    assert call(proxy_url, other_name_only, model="pair-alias").status_code == 200
+    assert call(proxy_url, other_name_only, model="pair").status_code == 403
 
 
 @pytest.mark.parametrize(("router_settings", "litellm_settings", "attempts"), [

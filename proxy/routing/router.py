@@ -135,6 +135,11 @@ class Router:
             own = self._own_transports[loop] = HttpxTransport()
         return own
 
+    def canonical(self, name: str) -> str:
+        """The `model_name` a `model_group_alias` name stands for (any other name: itself)."""
+        group = self._groups.get(name)
+        return group.alias if group is not None else name
+
     def require(self, alias: str) -> None:
         if alias not in self.aliases:
             raise ModelNotFoundError(f"model '{alias}' not found; ask GET /v1/models for the models you can use")
