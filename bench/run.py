@@ -28,11 +28,11 @@ import random
 import shutil
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -274,7 +274,7 @@ def parse_cpus(spec: str) -> list[int]:
 
 # --- targets --------------------------------------------------------------------------------------------
 
-def proxy_config(upstream: str, docs: list[int], db_path: Path, features: dict[str, Any],
+def proxy_config(upstream: str, docs: list[int], database_url: str, features: dict[str, Any],
                  extra: dict[str, Any] | None) -> dict[str, Any]:
     config: dict[str, Any] = {
         "model_list": [
@@ -284,7 +284,7 @@ def proxy_config(upstream: str, docs: list[int], db_path: Path, features: dict[s
              "model_info": {"id": f"bench-{n}"}}
             for n in docs
         ],
-        "general_settings": {"master_key": MASTER_KEY, "database_url": f"sqlite:///{db_path}"},
+        "general_settings": {"master_key": MASTER_KEY, "database_url": database_url},
     }
     for fragment in [*features.values(), extra or {}]:
         merge(config, fragment)
@@ -313,7 +313,8 @@ def accepted_features(work: Path, upstream: str, docs: list[int], extra: dict[st
     notes: dict[str, str] = {}
     for name, fragment in FEATURE_CANDIDATES.items():
         path = work / f"check-{name}.yaml"
-        path.write_text(yaml.safe_dump(proxy_config(upstream, docs, work / "check.db", {name: fragment}, extra)))
+        config = proxy_config(upstream, docs, f"sqlite:///{work / 'check.db'}", {name: fragment}, extra)
+        path.write_text(yaml.safe_dump(config))
         out = subprocess.run([*proxy_command(), "--config", str(path), "--check"], capture_output=True, text=True,
                              check=False)
         if out.returncode == 0:
@@ -339,7 +340,7 @@ def build_servers(args: argparse.Namespace, work: Path, upstream_url: str) -> li
         elif target == "rerank-proxy":
             port = free_port()
             features, notes = accepted_features(work, upstream_url, args.docs, args.extra_config)
-            config = proxy_config(upstream_url, args.docs, work / "spend.db", features, args.extra_config)
+            config = proxy_config(upstream_url, args.docs, args.database_url, features, args.extra_config)
             (work / "rerank-proxy.yaml").write_text(yaml.safe_dump(config))
             server = Server(
                 target, "proxy", [*proxy_command(), "--config", str(work / "rerank-proxy.yaml"), "--host",
@@ -374,9 +375,80 @@ def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def prepare_proxy(server: Server, docs: list[int], body_files: dict[int, Path]) -> None:
+def proxy_base(server: Server) -> str:
+    return server.health.rsplit("/health", 1)[0]
+
+
+def metric_total(server: Server, name: str) -> float | None:
+    """The sum of one metric's samples from the proxy's /metrics (all label sets, all workers)."""
+    try:
+        status, text = http("GET", f"{proxy_base(server)}/metrics", token=MASTER_KEY, timeout=5)
+    except OSError:
+        return None
+    if status != 200:
+        return None
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " ")]
+    return sum(values) if values else None
+
+
+class QueueWatch:
+    """Samples the proxy's spend queue depth from /metrics while a measurement runs (bounded or not?)."""
+
+    def __init__(self, server: Server, every: float = 0.25):
+        self.server, self.every, self.depths = server, every, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> QueueWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            depth = metric_total(self.server, "rerank_proxy_spend_queue_depth")
+            if depth is not None:
+                self.depths.append(depth)
+
+
+def count_spend_rows(database_url: str) -> int | None:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sqlalchemy.text("SELECT count(*) FROM spend_logs")).scalar_one()
+    except sqlalchemy.exc.SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+
+
+def spend_settled(server: Server, database_url: str, timeout: float = 20.0) -> dict[str, Any]:
+    """Once the spend queue is empty: rows in the database and requests the proxy counted."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        depth = metric_total(server, "rerank_proxy_spend_queue_depth")
+        if depth == 0:
+            break
+        time.sleep(0.2)
+    time.sleep(0.2)
+    return {"rows": count_spend_rows(database_url),
+            "requests": metric_total(server, "rerank_proxy_requests_total")}
+
+
+def database_kind(url: str) -> str:
+    return "PostgreSQL" if url.startswith("postgres") else "SQLite" if url.startswith("sqlite") else url.split(":")[0]
+
+
+def prepare_proxy(server: Server, docs: list[int], body_files: dict[int, Path], database_url: str) -> None:
     """A virtual key for the bench, then probes: which of the requested features actually work."""
-    base = server.health.rsplit("/health", 1)[0]
+    base = proxy_base(server)
     status, created = http("POST", f"{base}/key/generate", {"key_alias": "bench",
                                                            "models": [f"bench-{n}" for n in docs]}, MASTER_KEY)
     if status != 200:
@@ -391,7 +463,7 @@ def prepare_proxy(server: Server, docs: list[int], body_files: dict[int, Path]) 
     metrics, _ = http("GET", f"{base}/metrics", token=MASTER_KEY)
     server.features.update({
         "auth": "virtual key from /key/generate",
-        "spend": "SQLite",
+        "spend": database_kind(database_url),
         "guardrail": blocked == 400,
         "metrics": metrics == 200,
         "workers": None,
@@ -413,8 +485,12 @@ def measure(gen: LoadGenerator, target: Server, everyone: list[Server], n: int, 
     pin(pids, args.server_cpus)
     before = cpu_seconds(pids)
     started = time.time()
-    result = gen.run(target.url_for(n), n, MODES[mode], duration, target.token)
+    watch = QueueWatch(target) if target.kind == "proxy" and mode == "sat" else contextlib.nullcontext()
+    with watch:
+        result = gen.run(target.url_for(n), n, MODES[mode], duration, target.token)
     used = cpu_seconds(pids) - before
+    if isinstance(watch, QueueWatch) and watch.depths:
+        result["spend_queue_max"] = max(watch.depths)
     result["window"] = [started, time.time()]
     result["cpu_ms_per_req"] = used * 1000 / result["requests"] if result["requests"] else None
     result["cpu_util"] = used / result["duration_s"] if result["duration_s"] else None
@@ -439,6 +515,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="rerank-bench-"))
     logs = work / "logs"
     logs.mkdir()
+    args.database_url = args.database_url or f"sqlite:///{work / 'spend.db'}"
     body_files = {}
     for n in args.docs:
         body_files[n] = work / f"body-{n}.json"
@@ -467,7 +544,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         for server in servers:
             server.rss_idle = rss_mb(server.pids())
             if server.kind == "proxy":
-                prepare_proxy(server, args.docs, body_files)
+                prepare_proxy(server, args.docs, body_files, args.database_url)
+                extras["spend_baseline"] = spend_settled(server, args.database_url)
                 server.features["workers"] = args.workers
                 server.rss_idle = rss_mb(server.pids())
         print(f"load generator: {gen.describe()}; server CPUs {args.server_cpus}, load CPUs {args.load_cpus}; "
@@ -492,8 +570,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             extras["profile"] = profile(gen, proxy, servers, args, work)
         peaks = {t.name: rss_mb(t.pids(), "VmHWM") for t in targets}
         if proxy is not None:
-            time.sleep(1.0)  # let the spend writer flush
-            extras["spend_rows"] = count_spend_rows(work / "spend.db")
+            extras["spend"] = spend_check(proxy, args.database_url, extras.pop("spend_baseline"), results)
     finally:
         for server in reversed(servers):
             server.stop()
@@ -615,14 +692,16 @@ def gc_during_measurements(gc_dir: Path, servers: list[Server], results: dict[st
     return out
 
 
-def count_spend_rows(db: Path) -> int | None:
-    if not db.exists():
-        return None
-    try:
-        with contextlib.closing(sqlite3.connect(db)) as connection:
-            return connection.execute("SELECT count(*) FROM spend_logs").fetchone()[0]
-    except sqlite3.Error:
-        return None
+def spend_check(proxy: Server, database_url: str, baseline: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    """Every request the proxy served during the bench has its spend row, and the queue stayed bounded."""
+    settled = spend_settled(proxy, database_url)
+    rows = _minus(settled["rows"], baseline["rows"])
+    requests = _minus(settled["requests"], baseline["requests"])
+    depths = [r["spend_queue_max"] for per_target in results.values() for modes in per_target.values()
+              for r in modes.get("sat", []) if "spend_queue_max" in r]
+    return {"database": database_kind(database_url), "rows_written": rows, "requests_served": requests,
+            "rows_missing": None if rows is None or requests is None else int(requests - rows),
+            "queue_max_under_saturation": max(depths) if depths else None}
 
 
 # --- leak check and profile -----------------------------------------------------------------------------
@@ -832,6 +911,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="rerank-proxy --num_workers")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--extra-config", type=Path, help="YAML merged into rerank-proxy's bench config")
+    parser.add_argument("--database-url", help="rerank-proxy's spend database (default: a new SQLite file), e.g. "
+                        "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--litellm-cmd", default="litellm", help="LiteLLM proxy command, for the 'litellm' target")
     parser.add_argument("--leak-check", type=int, default=0, metavar="N", help="RSS before/after N proxy requests")
     parser.add_argument("--profile", type=float, default=0, metavar="SECONDS", help="py-spy the proxy under load")
@@ -885,8 +966,11 @@ def main(argv: list[str] | None = None) -> int:
     print(table(report))
     for name, features in report["meta"]["features"].items():
         print(f"\n{name} features: {json.dumps(features)}")
-    if "spend_rows" in report:
-        print(f"spend rows written: {report['spend_rows']}")
+    if "spend" in report:
+        spend = report["spend"]
+        print(f"spend ({spend['database']}): {spend['rows_written']} rows for {spend['requests_served']} requests "
+              f"served (missing: {spend['rows_missing']}); spend queue at most "
+              f"{spend['queue_max_under_saturation']} rows under saturation")
     if "leak_check" in report:
         leak = report["leak_check"]
         print(f"leak check: {leak['requests']} requests, RSS {leak['rss_before_mb']['total']} → "

@@ -23,7 +23,7 @@ def test_quick_bench_measures_every_target_and_writes_the_results(tmp_path):
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     report = json.loads((tmp_path / "latest.json").read_text())
-    assert {"meta", "raw", "summary", "spend_rows"} <= set(report)
+    assert {"meta", "raw", "summary", "spend"} <= set(report)
     summary = report["summary"]["4"]
     assert set(summary["targets"]) == set(TARGETS)
     for name, row in summary["targets"].items():
@@ -39,5 +39,7 @@ def test_quick_bench_measures_every_target_and_writes_the_results(tmp_path):
     assert {"throughput_vs_fastest_floor", "cpu_vs_fastest_floor"} <= set(ratios["rerank-proxy"])
     features = report["meta"]["features"]["rerank-proxy"]
     assert features["auth"] and features["spend"] == "SQLite"
-    assert report["spend_rows"] > 0
+    spend = report["spend"]
+    assert spend["rows_written"] > 0 and spend["rows_missing"] == 0, spend
+    assert spend["queue_max_under_saturation"] is not None
     assert "| rerank-proxy |" in out.stdout
