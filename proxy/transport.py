@@ -100,7 +100,8 @@ class _BytesTransport:
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         body = encode_json(request.json) if request.json is not None else None
         headers = request.headers
-        if body is not None and not any(name.lower() == "content-type" for name in headers):
+        if body is not None and "content-type" not in headers and not any(
+                name.lower() == "content-type" for name in headers):
             headers = {**headers, "content-type": "application/json"}
         url = request.url
         try:

@@ -104,14 +104,18 @@ class Metrics:
         status = str(record["status"])
         deployment = call.outcome.deployment
         provider = deployment.provider.name if deployment is not None else ""
-        key = (alias, deployment.id if deployment is not None else "", provider, status, key_alias)
+        end_user = record["end_user"] or ""
+        key = (alias, deployment.id if deployment is not None else "", provider, status, key_alias, end_user)
         hot = self._hot.get(key)
         if hot is None:  # `labels()` validates and locks; the common series are looked up once
             if len(self._hot) > 10_000:
                 self._hot.clear()
-            hot = self._hot[key] = (self.requests.labels(*key), self.latency.labels(alias),
-                                    self.overhead.labels(alias), self.upstream_latency.labels(alias, provider))
-        requests, latency, overhead, upstream = hot
+            usage = (alias, key_alias, end_user)
+            hot = self._hot[key] = (self.requests.labels(*key[:5]), self.latency.labels(alias),
+                                    self.overhead.labels(alias), self.upstream_latency.labels(alias, provider),
+                                    self.spend.labels(*usage), self.search_units.labels(*usage),
+                                    self.tokens.labels(*usage))
+        requests, latency, overhead, upstream, spend, search_units, tokens = hot
         requests.inc()
         latency.observe(record["latency_ms"] / 1000)
         overhead.observe(record["overhead_ms"] / 1000)
@@ -131,13 +135,12 @@ class Metrics:
                 self.limit_refusals.labels(alias, key_alias).inc()
         if record["fallback_used"]:
             self.fallbacks.labels(alias, record["served_model"] or "").inc()
-        end_user = record["end_user"] or ""
         if record["cost"]:
-            self.spend.labels(alias, key_alias, end_user).inc(record["cost"])
+            spend.inc(record["cost"])
         if record["search_units"]:
-            self.search_units.labels(alias, key_alias, end_user).inc(record["search_units"])
+            search_units.inc(record["search_units"])
         if record["tokens"]:
-            self.tokens.labels(alias, key_alias, end_user).inc(record["tokens"])
+            tokens.inc(record["tokens"])
 
     def observe_refused(self, record: dict[str, Any]) -> None:
         """A /rerank request answered before the engine saw it (401, 413, unreadable body...)."""
