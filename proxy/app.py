@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from .api import customers, health, keys, metrics, rerank, spend
 from .api.rendering import install_error_handlers
@@ -133,14 +134,22 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
                 await upstream.aclose()
             await asyncio.to_thread(store.close)
 
-    app = FastAPI(title="rerank-proxy", version="0.1.0", lifespan=lifespan,
+    app = Gateway(title="rerank-proxy", version="0.1.0", lifespan=lifespan,
                   description="A Cohere-compatible rerank gateway.", **_NO_FRAMEWORK_TELEMETRY)
+    app.state.metrics = telemetry.metrics
     install_error_handlers(app)
-    app.add_middleware(rerank.RerankFastPath)
-    app.add_middleware(RequestLogMiddleware, metrics=telemetry.metrics)  # added last: outermost, logs both paths
     for module in (rerank, keys, customers, spend, health, metrics):
         app.include_router(module.router)
     return app
+
+
+class Gateway(FastAPI):
+    """FastAPI with two pure-ASGI layers outside its middleware stack (its error middleware included): the
+    request log (every request gets one line) and the rerank fast path (which answers its own errors)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        inner = rerank.RerankFastPath(super().build_middleware_stack())
+        return RequestLogMiddleware(inner, metrics=getattr(self.state, "metrics", None))
 
 
 def app_from_environment() -> FastAPI:

@@ -17,7 +17,13 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from .auth.caller import Caller
-from .errors import AllDeploymentsFailedError, InvalidRequestError, PermissionDeniedError, ProxyError
+from .errors import (
+    AllDeploymentsFailedError,
+    InternalError,
+    InvalidRequestError,
+    PermissionDeniedError,
+    ProxyError,
+)
 from .normalise import Ranked
 from .request import make_request
 from .routing import Outcome, Router
@@ -143,6 +149,10 @@ class Engine:
         except ProxyError as exc:
             call.error = exc
             raise
+        except Exception as exc:  # a bug: logged once with its traceback; the log line and metrics say 500
+            log.error("unexpected %s serving model '%s'", type(exc).__name__, call.alias, exc_info=exc)
+            call.error = InternalError()
+            raise call.error from None
         finally:
             self.checks.after(call)
             self._record(call)

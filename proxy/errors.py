@@ -19,7 +19,8 @@
     ├── StoreUnavailableError       503, our database did not answer (keys it knows keep working from cache)
     ├── DeploymentAtCapacityError   429, a deployment at our own limit for it: `rpm`/`tpm` this minute or
     │                               `max_parallel_requests` in flight (no upstream was called; LiteLLM's 429)
-    └── AllDeploymentsFailedError   the shared status of its causes, else 503; keeps every cause
+    ├── AllDeploymentsFailedError   the shared status of its causes, else 503; keeps every cause
+    └── InternalError               500, a bug of ours (logged with its traceback); never retried
 
 The status codes are the ones the official `cohere` SDK maps to its typed exceptions.
 """
@@ -137,6 +138,15 @@ class ConfigurationError(ProxyError):
 
     status = 503
     retryable = True
+
+
+class InternalError(ProxyError):
+    """An exception that is not a ProxyError reached the engine: a bug. The caller gets a plain 500."""
+
+    status = 500
+
+    def __init__(self, message: str = "internal error; the gateway logged it"):
+        super().__init__(message)
 
 
 class StoreUnavailableError(ProxyError):

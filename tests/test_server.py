@@ -231,3 +231,30 @@ def test_health_and_docs(proxy_url):
     assert httpx.get(proxy_url + "/docs").status_code == 200
     paths = httpx.get(proxy_url + "/openapi.json").json()["paths"]
     assert {"/rerank", "/v1/rerank", "/v2/rerank", "/key/generate", "/spend/logs"} <= paths.keys()
+
+
+class _BrokenTransport:
+    """A bug below the engine (not an upstream failure): the fast path must still answer JSON, not a trace."""
+
+    async def send(self, request):
+        raise RuntimeError("a bug, not an upstream failure")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_an_unexpected_error_on_the_rerank_route_is_a_json_500_and_a_log_line(tmp_path, caplog):
+    from proxy.app import create_app
+    from proxy.settings import parse_config
+    from tests.fakes.server import LiveServer
+
+    config = config_for("http://127.0.0.1:9", f"sqlite:///{tmp_path / 'spend.db'}")
+    app = create_app(parse_config(config, {"TEST_COHERE_KEY": "k"}), transport=_BrokenTransport())
+    with caplog.at_level("INFO"), LiveServer(app, lifespan="on") as server:
+        response = httpx.post(server.url + "/v2/rerank", headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                              json={"model": "rerank-english-v3.0", "query": "q", "documents": ["a"]}, timeout=10)
+    assert response.status_code == 500
+    assert response.json() == {"message": "internal error; the gateway logged it"}
+    assert "Traceback" not in response.text
+    assert any(r.name == "proxy.access" and '"status":500' in r.getMessage() for r in caplog.records)
+    assert any(r.name == "proxy.engine" and "RuntimeError" in r.getMessage() and r.exc_info for r in caplog.records)
