@@ -71,8 +71,9 @@ class ResultsFamily(Provider):
             items = data.get("results")
         if not isinstance(items, list):
             raise malformed(self.name, f"no '{self.results_key}' list")
-        score_key = self.score_key
-        scores = [Scored(int(item["index"]), float(item[score_key])) for item in items]
+        score_key, new = self.score_key, tuple.__new__
+        # `Scored(i, s)` without its Python-level __new__: a 1,000-document answer is 1,000 of these.
+        scores = [new(Scored, (int(item["index"]), float(item[score_key]), None)) for item in items]
         upstream_id = data.get("id")
         return ProviderResult(scores, usage_from(data), upstream_id if isinstance(upstream_id, str) else None)
 
