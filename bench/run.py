@@ -449,7 +449,7 @@ def database_kind(url: str) -> str:
 def prepare_proxy(server: Server, docs: list[int], body_files: dict[int, Path], database_url: str) -> None:
     """A virtual key for the bench, then probes: which of the requested features actually work."""
     base = proxy_base(server)
-    status, created = http("POST", f"{base}/key/generate", {"key_alias": "bench",
+    status, created = http("POST", f"{base}/key/generate", {"key_alias": f"bench-{os.getpid()}-{time.time():.0f}",
                                                            "models": [f"bench-{n}" for n in docs]}, MASTER_KEY)
     if status != 200:
         raise SystemExit(f"/key/generate answered {status}: {created}")

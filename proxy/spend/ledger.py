@@ -201,12 +201,17 @@ def _insert_sqlite_logs(connection: Connection, events: Sequence[SpendEvent]) ->
 
     Each value goes through its column type's own bind processor, so rows are stored exactly as SQLAlchemy
     would store them; what is skipped is SQLAlchemy's per-row statement machinery and RETURNING (32 → 25 µs
-    of CPU per row in a 100-row batch). Safe against other writers: the transaction began IMMEDIATE, so no
-    one else writes between the look-up and the insert.
+    of CPU per row in a 100-row batch) and its multi-row VALUES statements, one per batch size, which
+    SQLite's statement cache kept: the server's RSS grew 20 MB over 300,000 requests with them, 5 without.
+    Safe against other writers: the transaction began IMMEDIATE, so no one else writes between the look-up
+    and the insert.
     """
     ids = [event.request_id for event in events]
+    # Padded to a power of two with a repeated id: a handful of distinct statements for SQLite's statement
+    # cache, not one per batch size (cached statements of every size were most of the RSS growth we measured).
+    padded = ids + ids[-1:] * ((1 << (len(ids) - 1).bit_length()) - len(ids))
     found = connection.exec_driver_sql(
-        f"SELECT request_id FROM spend_logs WHERE request_id IN ({', '.join('?' for _ in ids)})", tuple(ids))
+        f"SELECT request_id FROM spend_logs WHERE request_id IN ({', '.join('?' for _ in padded)})", tuple(padded))
     existing = set(found.scalars())
     fresh = [event for event in events if event.request_id not in existing]
     if fresh:
