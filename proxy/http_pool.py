@@ -209,18 +209,16 @@ class ConnectionPool:
             self._wake_one()
 
     async def _wait_for_slot(self, deadline: float | None) -> None:
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            async with asyncio.timeout_at(deadline):
-                while self._in_flight >= self.max_connections:
+        async with asyncio.timeout_at(deadline):
+            while self._in_flight >= self.max_connections:
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiters.append(waiter)
+                try:
                     await waiter
-                    waiter = asyncio.get_running_loop().create_future()
-                    self._waiters.appendleft(waiter)  # woken but beaten to the slot: first in line again
-        finally:
-            if not waiter.done():
-                waiter.cancel()
-            self._wake_one()  # pass on a wake-up this waiter no longer needs
+                except BaseException:
+                    if waiter.done() and not waiter.cancelled():
+                        self._wake_one()  # woken, but leaving (timeout, cancellation): pass the wake-up on
+                    raise
 
     def _wake_one(self) -> None:
         waiters = self._waiters

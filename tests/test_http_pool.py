@@ -328,3 +328,22 @@ async def test_https_upstreams_are_verified_and_reused():
             assert (await post(pool, server.url + "/v2/rerank"))[::2] == (200, b'{"ok":true}')
         pool.close()
     assert pool.opened == 1
+
+
+async def test_requests_that_time_out_waiting_for_a_slot_give_their_place_back():
+    async def slow(peer: Peer) -> None:
+        while True:
+            await peer.request()
+            await asyncio.sleep(0.01)
+            await peer.reply()
+
+    async with RawServer(slow) as server:
+        pool = ConnectionPool(max_connections=3)
+        results = await asyncio.gather(*(post(pool, server.url, timeout=0.015 if i % 4 == 0 else 5)
+                                         for i in range(60)), return_exceptions=True)
+        timed_out = [r for r in results if isinstance(r, TimeoutError)]
+        assert timed_out and all(isinstance(r, (tuple, TimeoutError)) for r in results)
+        again = await asyncio.gather(*(post(pool, server.url, timeout=1) for _ in range(3)))
+        pool.close()
+    assert [status for status, _, _ in again] == [200, 200, 200]
+    assert server.connections <= 3 + len(timed_out)  # a request that timed out mid-answer closed its connection
