@@ -20,6 +20,7 @@ from proxy.spend.events import SpendEvent
 from proxy.spend.store import Store
 from tests.fakes.cohere import FakeCohere
 from tests.fakes.held import HeldCohere
+from tests.serving import admin
 
 CAPITALS = [
     "Carson City is the capital city of the American state of Nevada.",
@@ -191,3 +192,10 @@ def spend_event() -> Callable[..., SpendEvent]:
         return SpendEvent(request_id=request_id, cost=Decimal(cost), **{**defaults, **fields})
 
     return make
+
+
+@pytest.fixture(scope="module")
+def admin_client(proxy_url):
+    """An admin (master key) client for the module's own `proxy_url` server."""
+    with admin(proxy_url) as client:
+        yield client

@@ -211,12 +211,6 @@ def proxy_url(fake_cohere, gate, tmp_path_factory):
         yield server.url
 
 
-@pytest.fixture(scope="module")
-def admin_client(proxy_url):
-    with admin(proxy_url) as client:
-        yield client
-
-
 def call(url: str, key: str = MASTER_KEY, model: str = "rerank-english-v3.0", **extra) -> httpx.Response:
     return httpx.post(url + "/v2/rerank", headers={"Authorization": f"Bearer {key}"}, timeout=30,
                       json={"model": model, "query": CAPITAL_QUERY, "documents": CAPITALS, **extra})

@@ -16,7 +16,7 @@ from tests.conftest import CAPITAL_QUERY, CAPITALS
 from tests.fakes.held import HeldCohere
 from tests.fakes.server import LiveServer, free_port
 from tests.routing_support import cohere_deployment as deployment
-from tests.serving import MASTER_KEY, admin, config_for, running_proxy, wait_until
+from tests.serving import MASTER_KEY, config_for, running_proxy, wait_until
 
 BODY = {"query": CAPITAL_QUERY, "documents": CAPITALS}
 
@@ -34,12 +34,6 @@ def proxy_url(held_upstreams, tmp_path_factory):
                         "model_group_alias": {"pair-alias": "pair", "secret": {"model": "ok", "hidden": True}}})
     with running_proxy(config) as server:
         yield server.url
-
-
-@pytest.fixture(scope="module")
-def admin_client(proxy_url):
-    with admin(proxy_url) as client:
-        yield client
 
 
 def call(url: str, key: str = MASTER_KEY, **body) -> httpx.Response:

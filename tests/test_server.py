@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from tests.conftest import CAPITAL_QUERY, CAPITALS
-from tests.serving import MASTER_KEY, admin, config_for, running_proxy, wait_until
+from tests.serving import MASTER_KEY, config_for, running_proxy, wait_until
 
 NO_RETRY = {"max_retries": 0}
 
@@ -20,12 +20,6 @@ def proxy_url(fake_cohere, tmp_path_factory):
                             "model": "cohere/rerank-v3.5", "api_key": "os.environ/NOT_SET_ANYWHERE"}}])
     with running_proxy(config) as server:
         yield server.url
-
-
-@pytest.fixture(scope="module")
-def admin_client(proxy_url):
-    with admin(proxy_url) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
