@@ -18,93 +18,103 @@ import uvicorn
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-CLIENTS = ("httpx", "httpx-aiohttp", "aiohttp", "pyreqwest", "aiosonic", "pool")
 Forward = Callable[[str, bytes], Awaitable[tuple[int, bytes]]]
+Close = Callable[[], Awaitable[None]]
+HEADERS = {"content-type": "application/json", "authorization": "Bearer bench-upstream-key"}
 
 
-@asynccontextmanager
-async def open_client(kind: str) -> AsyncIterator[Forward]:
-    headers = {"content-type": "application/json", "authorization": "Bearer bench-upstream-key"}
-    if kind == "aiohttp":
-        import aiohttp
+def aiohttp_client() -> tuple[Forward, Close]:
+    import aiohttp
 
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512),
-                                        cookie_jar=aiohttp.DummyCookieJar())
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512), cookie_jar=aiohttp.DummyCookieJar())
 
-        async def forward(url: str, body: bytes) -> tuple[int, bytes]:
-            async with session.post(url, data=body, headers=headers) as response:
-                return response.status, await response.read()
+    async def forward(url: str, body: bytes) -> tuple[int, bytes]:
+        async with session.post(url, data=body, headers=HEADERS) as response:
+            return response.status, await response.read()
 
-        try:
-            yield forward
-        finally:
-            await session.close()
-        return
+    return forward, session.close
 
-    if kind == "pyreqwest":  # reqwest (Rust) with its own Tokio thread: its CPU counts in the process's
-        from pyreqwest.client import ClientBuilder
 
-        client = ClientBuilder().max_connections(512).default_headers(headers).build()
+def pyreqwest_client() -> tuple[Forward, Close]:
+    """reqwest (Rust) with its own Tokio thread: its CPU counts in the process's."""
+    from pyreqwest.client import ClientBuilder
 
-        async def forward(url: str, body: bytes) -> tuple[int, bytes]:
-            response = await client.post(url).body_bytes(body).build().send()
-            return response.status, bytes(await response.bytes())
+    client = ClientBuilder().max_connections(512).default_headers(HEADERS).build()
 
-        try:
-            yield forward
-        finally:
-            await client.close()
-        return
-    if kind == "pool":  # rerank-proxy's own upstream client (proxy/http_pool.py), as its server uses it
-        from proxy.http_pool import ConnectionPool
+    async def forward(url: str, body: bytes) -> tuple[int, bytes]:
+        response = await client.post(url).body_bytes(body).build().send()
+        return response.status, bytes(await response.bytes())
 
-        pool = ConnectionPool(max_connections=512)
-        pairs = list(headers.items())
+    return forward, client.close
 
-        async def forward(url: str, body: bytes) -> tuple[int, bytes]:
-            status, _, content = await pool.request("POST", url, pairs, body, 60)
-            return status, content
 
-        try:
-            yield forward
-        finally:
-            pool.close()
-        return
-    if kind == "aiosonic":
-        import aiosonic
+def aiosonic_client() -> tuple[Forward, Close]:
+    import aiosonic
 
-        sonic = aiosonic.HTTPClient(aiosonic.TCPConnector(pool_configs={":default": {"size": 512}}))
+    connector = aiosonic.TCPConnector(pool_configs={":default": {"size": 512}})
+    client = aiosonic.HTTPClient(connector)
 
-        async def forward(url: str, body: bytes) -> tuple[int, bytes]:
-            response = await sonic.post(url, data=body, headers=headers)
-            return response.status_code, await response.content()
+    async def forward(url: str, body: bytes) -> tuple[int, bytes]:
+        response = await client.post(url, data=body, headers=HEADERS)
+        return response.status_code, await response.content()
 
-        try:
-            yield forward
-        finally:
-            await sonic.shutdown()
-        return
+    return forward, connector.cleanup
 
+
+def pool_client() -> tuple[Forward, Close]:
+    """rerank-proxy's own upstream client (proxy/http_pool.py), as its server uses it."""
+    from proxy.http_pool import ConnectionPool
+
+    pool, pairs = ConnectionPool(max_connections=512), list(HEADERS.items())
+
+    async def forward(url: str, body: bytes) -> tuple[int, bytes]:
+        status, _, content = await pool.request("POST", url, pairs, body, 60)
+        return status, content
+
+    async def close() -> None:
+        pool.close()
+
+    return forward, close
+
+
+def httpx_client(over_aiohttp: bool = False) -> tuple[Forward, Close]:
     import httpx
 
     limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
-    if kind == "httpx":
-        client = httpx.AsyncClient(limits=limits, timeout=60)
-    elif kind == "httpx-aiohttp":
+    if over_aiohttp:
         from httpx_aiohttp import AiohttpTransport
 
         client = httpx.AsyncClient(transport=AiohttpTransport(limits=limits), timeout=60)
     else:
-        raise SystemExit(f"unknown client {kind!r}; one of {', '.join(CLIENTS)}")
+        client = httpx.AsyncClient(limits=limits, timeout=60)
 
     async def forward(url: str, body: bytes) -> tuple[int, bytes]:
-        response = await client.post(url, content=body, headers=headers)
+        response = await client.post(url, content=body, headers=HEADERS)
         return response.status_code, response.content
 
+    return forward, client.aclose
+
+
+BUILDERS: dict[str, Callable[[], tuple[Forward, Close]]] = {
+    "httpx": httpx_client,
+    "httpx-aiohttp": lambda: httpx_client(over_aiohttp=True),
+    "aiohttp": aiohttp_client,
+    "pyreqwest": pyreqwest_client,
+    "aiosonic": aiosonic_client,
+    "pool": pool_client,
+}
+CLIENTS = tuple(BUILDERS)
+
+
+@asynccontextmanager
+async def open_client(kind: str) -> AsyncIterator[Forward]:
+    if kind not in BUILDERS:
+        raise SystemExit(f"unknown client {kind!r}; one of {', '.join(CLIENTS)}")
+    forward, close = BUILDERS[kind]()
     try:
         yield forward
     finally:
-        await client.aclose()
+        await close()
 
 
 def create_floor(kind: str, upstream: str) -> FastAPI:
