@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from ..errors import ProxyError
+from ..errors import InternalError, ProxyError
 
 log = logging.getLogger("proxy.api")
 
@@ -86,4 +86,4 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.error("unexpected error on %s %s: %s", request.method, request.url.path, type(exc).__name__,
                   exc_info=exc)
-        return json_response({"message": "internal error; the gateway logged it"}, 500)
+        return error_response(InternalError())

@@ -17,9 +17,15 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..engine import Call
-from ..errors import InvalidRequestError, PayloadTooLargeError, ProxyError, UnprocessableRequestError
+from ..errors import (
+    InternalError,
+    InvalidRequestError,
+    PayloadTooLargeError,
+    ProxyError,
+    UnprocessableRequestError,
+)
 from ..wire import RerankBody, RerankResponse
-from .rendering import dumps, error_headers, validation_message
+from .rendering import dumps, error_headers, raw_json_response, validation_message
 
 router = APIRouter(tags=["rerank"])
 log = logging.getLogger("proxy.api")
@@ -47,7 +53,7 @@ class Reply:
         await send({"type": "http.response.body", "body": self.body})
 
     def response(self) -> Response:
-        return Response(self.body, status_code=self.status, headers=self.headers, media_type="application/json")
+        return raw_json_response(self.body, self.status, self.headers)
 
 
 def read_headers(scope: Scope) -> dict[bytes, str]:
@@ -149,7 +155,7 @@ class RerankFastPath:
             reply = await answer(scope, receive, version)
         except Exception as exc:
             log.error("unexpected error on POST %s: %s", scope["path"], type(exc).__name__, exc_info=exc)
-            reply = Reply(500, {}, b'{"message":"internal error; the gateway logged it"}')
+            reply = Reply(500, {}, dumps(InternalError().body()))
         await reply.send(send)
 
 

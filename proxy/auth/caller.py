@@ -42,8 +42,8 @@ class Authenticator:
         self._max_entries = max_entries
         self._master_key = master_key
         self._ttl = ttl
-        self._cache: dict[str, tuple[float, Any, Caller | None]] = {}
-        """digest → (fresh until, key record or None, the Caller built from it once)."""
+        self._cache: dict[str, tuple[float, Caller | None]] = {}
+        """digest → (fresh until, the Caller built once from the key's record, or None for an unknown key)."""
         self._master = Caller(is_admin=True, key_alias="master_key")
 
     @property
@@ -59,34 +59,35 @@ class Authenticator:
         key = _bearer(authorization)
         if same_key(key, self._master_key):
             return self._master
-        record, caller = await self._lookup(hash_key(key))
-        if record is None or caller is None:
+        caller = await self._lookup(hash_key(key))
+        if caller is None:
             raise AuthenticationError("invalid api key")
+        record = caller.record
         if record.blocked:
             raise PermissionDeniedError("this key is blocked")
         if record.expires is not None and _aware(record.expires) <= datetime.now(UTC):
             raise PermissionDeniedError("this key has expired")
         return caller
 
-    async def _lookup(self, digest: str) -> tuple[Any, Caller | None]:
+    async def _lookup(self, digest: str) -> Caller | None:
         now = time.monotonic()
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
-            return cached[1], cached[2]
+            return cached[1]
         try:
             record = await asyncio.to_thread(self._store.get_key, digest)
         except Exception as exc:  # the DB is down: a key we knew keeps working
             if cached is not None:
                 log.warning("key lookup failed (%s); serving the cached key", type(exc).__name__)
-                return cached[1], cached[2]
+                return cached[1]
             raise StoreUnavailableError() from None
         if len(self._cache) >= self._max_entries:  # bounded: unknown keys must not grow it forever
             self._cache.pop(next(iter(self._cache)))
         caller = None if record is None else Caller(
             key_hash=digest, key_alias=record.key_alias, user_id=record.user_id, models=tuple(record.models or ()),
             record=record, metadata=record.metadata or {})
-        self._cache[digest] = (now + self._ttl, record, caller)
-        return record, caller
+        self._cache[digest] = (now + self._ttl, caller)
+        return caller
 
 
 def _aware(moment: datetime) -> datetime:
