@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from proxy.spend import tables
+from proxy.spend import ledger, tables
 from proxy.spend.events import SpendEvent
 from proxy.spend.store import AlreadyExistsError, KeyRecord, Store
 
@@ -331,6 +331,32 @@ def test_a_reset_without_duration_clears_the_reset_time(store: Store) -> None:
     assert store.reset_budgets(T0)["keys"] == 1
     key = store.get_key(DIGEST)
     assert key.spend == 0 and key.budget_reset_at is None
+
+
+def test_sqlite_rows_are_what_the_columns_bind_processors_would_store(store: Store, spend_event: Events) -> None:
+    """The SQLite row builder is written out by hand for speed; it must store exactly what SQLAlchemy would."""
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("the hand-written row builder is SQLite's")
+    events = [
+        spend_event("plain"),
+        spend_event("whole-second", started_at=datetime(2025, 3, 4, 5, 6, 7, tzinfo=timezone(timedelta(hours=-5))),
+                    cost="0", search_units=0.0),
+        spend_event("full", key_hash=digest("a"), key_alias="ci", user_id="alice", end_user="u", input_tokens=3,
+                    total_tokens=4, fallback_used=True, cost="0.0123456789", error_class="RateLimitError",
+                    status=429, started_at=datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+                    guardrails=[{"name": "pii", "action": "masked"}],
+                    metadata={"price": Decimal("1.5"), "at": T0, "tags": ("a",), "name": "Zoë", "n": 2**70}),
+    ]
+    dialect = store.engine.dialect
+    for event in events:
+        expected = []
+        for name in ledger.LOG_COLUMNS:
+            process = tables.spend_logs.c[name].type._cached_bind_processor(dialect)
+            value = getattr(event, name)
+            expected.append(value if process is None else process(value))
+        row = ledger.sqlite_row(event)
+        assert row == tuple(expected), event.request_id
+        assert [type(value) for value in row] == [type(value) for value in expected], event.request_id
 
 
 def test_decimal_and_datetime_in_event_metadata_are_stored_as_strings(

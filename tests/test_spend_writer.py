@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import hashlib
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
@@ -92,6 +93,34 @@ async def test_a_lone_event_is_written_after_the_flush_interval(
     await eventually(lambda: writer.written == 1, "the lone event written")
     await writer.stop()
     assert stored_rows(keyed_store) == 1
+
+
+class SlowStore(RecordingStore):
+    """Each write takes 30 ms, as a busy database would: events keep arriving while it writes."""
+
+    def write_batch(self, events: Sequence[SpendEvent]) -> int:
+        time.sleep(0.03)
+        return super().write_batch(events)
+
+
+async def test_batches_grow_with_the_rate_instead_of_following_each_write_at_once(
+    keyed_store: Store, spend_event: Events
+) -> None:
+    """A write happens only once the oldest queued event is `flush_interval` old (or a batch is full), so
+    300 events over ~0.6 s make at most one batch per interval; writing again as soon as the last write
+    ended made one small batch per 30 ms write."""
+    slow = SlowStore(keyed_store)
+    writer = SpendWriter(slow, batch_size=1000, flush_interval=0.2)
+    await writer.start()
+    started = asyncio.get_running_loop().time()
+    for event in many(spend_event, 300):
+        writer.submit(event)
+        await asyncio.sleep(0.002)
+    elapsed = asyncio.get_running_loop().time() - started
+    await eventually(lambda: writer.written == 300, "300 events written")
+    await writer.stop()
+    assert sum(slow.batches) == 300
+    assert len(slow.batches) <= elapsed / 0.2 + 2, (slow.batches, elapsed)
 
 
 async def test_stop_writes_what_is_still_queued(keyed_store: Store, spend_event: Events) -> None:

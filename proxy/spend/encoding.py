@@ -7,10 +7,19 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 
 def to_json(value: Any) -> str:
-    """Compact JSON; Decimal → "1.5", datetime/date → ISO 8601, sets and tuples → lists."""
-    return json.dumps(value, default=_default, separators=(",", ":"))
+    """Compact JSON; Decimal → "1.5", datetime/date → ISO 8601, sets and tuples → lists.
+
+    orjson (a tenth of the time per spend row); the standard library for what orjson refuses, such as
+    integers wider than 64 bits.
+    """
+    try:
+        return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value, default=_default, separators=(",", ":"))
 
 
 def _default(value: Any) -> Any:

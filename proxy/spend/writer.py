@@ -4,7 +4,9 @@ Guarantees:
 - `submit(event)` is synchronous, O(1), never blocks and never raises; call it from the event-loop thread.
   It only appends to an in-memory queue.
 - A background task writes batches of up to `batch_size` with `Store.write_batch` in a worker thread (never
-  on the event loop), as soon as a batch is full or `flush_interval` seconds after the first queued event.
+  on the event loop), as soon as a batch is full or `flush_interval` seconds after its oldest event was
+  queued. Batches grow with the request rate rather than being written as soon as the last write ends:
+  a row costs SQLite a few times less in a batch of hundreds than in a batch of tens.
 - While the database is unavailable (connection refused or lost, lock timeouts: "transient" errors) the
   batch is kept and retried with jittered exponential backoff capped at `retry_max` seconds; new events
   keep queueing. A retried batch is never double counted (`write_batch` is idempotent on request_id).
@@ -23,8 +25,10 @@ stored and counted once. Events in memory are lost only if the process dies with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import time
 from collections import deque
 from pathlib import Path
 
@@ -80,6 +84,7 @@ class SpendWriter:
         self._rejects = SpillFile(Path(f"{spill_path}.rejected")) if spill_path is not None else None
 
         self._queue: deque[SpendEvent] = deque()
+        self._oldest = 0.0  # time.monotonic() when the queue last went from empty to not empty
         self._pending: list[SpendEvent] = []  # the batch being written; always ahead of the queue
         self._overflow: list[SpendEvent] = []  # on its way to the spill file
         self._spilling: list[SpendEvent] = []  # being appended to the spill file right now
@@ -129,6 +134,8 @@ class SpendWriter:
     def submit(self, event: SpendEvent) -> None:
         """Queue an event; O(1), never blocks or raises."""
         if len(self._queue) + len(self._pending) < self._max_queue:
+            if not self._queue:
+                self._oldest = time.monotonic()
             self._queue.append(event)
             if len(self._queue) >= self._batch_size:
                 self._wake.set()
@@ -183,10 +190,14 @@ class SpendWriter:
                     if self._stopping:
                         return
                     self._wake.clear()
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._flush_interval)
-                    except TimeoutError:
-                        pass
+                    continue
+                wait = self._oldest + self._flush_interval - time.monotonic()
+                if wait > 0 and len(self._queue) < self._batch_size and not self._stopping:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), wait)
                     continue
                 size = min(self._batch_size, len(self._queue))
                 self._pending = [self._queue.popleft() for _ in range(size)]
