@@ -5,8 +5,8 @@ Guarantees:
   It only appends to an in-memory queue.
 - A background task writes batches of up to `batch_size` with `Store.write_batch` in a worker thread (never
   on the event loop), as soon as a batch is full or `flush_interval` seconds after its oldest event was
-  queued. Batches grow with the request rate rather than being written as soon as the last write ends:
-  a row costs SQLite a few times less in a batch of hundreds than in a batch of tens.
+  queued. Batches grow with the request rate, so a batch's fixed cost (a transaction, four statements) is
+  shared by more rows as the load rises, instead of a new small batch starting as soon as a write ends.
 - While the database is unavailable (connection refused or lost, lock timeouts: "transient" errors) the
   batch is kept and retried with jittered exponential backoff capped at `retry_max` seconds; new events
   keep queueing. A retried batch is never double counted (`write_batch` is idempotent on request_id).
