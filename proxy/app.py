@@ -99,7 +99,9 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
         warn_missing_env(settings)
         store = await asyncio.to_thread(Store.connect, settings.database_url)
         spill = spill_path(settings)
-        writer = SpendWriter(store, flush_interval=general.spend_flush_interval, spill_path=spill)
+        flush_interval = general.spend_flush_interval
+        writer = SpendWriter(store, flush_interval=store.flush_interval if flush_interval is None else flush_interval,
+                             spill_path=spill)
         await writer.start()
         upstream = transport or server_transport()
         router = build_router(settings, upstream)

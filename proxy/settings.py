@@ -84,7 +84,7 @@ class GeneralSettings(_Strict):
     budget_duration: str | None = None
     max_end_user_budget: float | None = None
     key_cache_ttl: float = 30.0
-    spend_flush_interval: float = 0.01  # small batches: short bursts of writer CPU (p99); see README Performance
+    spend_flush_interval: float | None = Field(None, ge=0)  # None: the store's (Store.flush_interval)
     spend_spill_path: str | None = None
     disable_spend_logs: bool = False
     background_health_checks: bool = False

@@ -6,6 +6,7 @@ No timing is asserted: speed is what the benchmark reports, not what a test chec
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +44,16 @@ def test_quick_bench_measures_every_target_and_writes_the_results(tmp_path):
     assert spend["rows_written"] > 0 and spend["rows_missing"] == 0, spend
     assert spend["queue_max_under_saturation"] is not None
     assert "| rerank-proxy |" in out.stdout
+
+
+def test_the_stall_probe_writes_every_event_and_reports_request_latency(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "stalls.py"), "--duration", "1", "--busy-us", "1000"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    found = re.search(r"spend events ([\d,]+) \(rows written ([\d,]+)\); request latency p50 [\d.]+ ms, "
+                      r"p99 [\d.]+ ms", out.stdout)
+    assert found, out.stdout
+    events, written = (int(group.replace(",", "")) for group in found.groups())
+    assert events > 100 and written == events

@@ -333,6 +333,11 @@ def test_a_reset_without_duration_clears_the_reset_time(store: Store) -> None:
     assert key.spend == 0 and key.budget_reset_at is None
 
 
+def test_the_default_batch_interval_suits_the_backend(store: Store) -> None:
+    """SQLite writes in the worker's process: short batches; PostgreSQL's row work is elsewhere: longer ones."""
+    assert store.flush_interval == {"sqlite": 0.01, "postgresql": 0.05}[store.engine.dialect.name]
+
+
 def test_sqlite_rows_are_what_the_columns_bind_processors_would_store(store: Store, spend_event: Events) -> None:
     """The SQLite row builder is written out by hand for speed; it must store exactly what SQLAlchemy would."""
     if store.engine.dialect.name != "sqlite":
