@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import datetime as dt
 import json
 import os
@@ -51,6 +52,8 @@ MASTER_KEY = "sk-bench-master"
 UPSTREAM_KEY = "bench-upstream-key"
 BLOCKED_TERM = "bench-blocked-term"
 FLOOR_CLIENTS = ("httpx", "httpx-aiohttp", "aiohttp", "pyreqwest", "aiosonic", "pool")
+VARIANT = "rerank-proxy-b"
+PROXY_TARGETS = ("rerank-proxy", VARIANT)
 ALL_TARGETS = ("direct", *(f"floor-{c}" for c in FLOOR_CLIENTS), "rerank-proxy", "litellm")
 DEFAULT_TARGETS = ("direct", *(f"floor-{c}" for c in FLOOR_CLIENTS), "rerank-proxy")
 QUERY = "What is the capital of the United States?"
@@ -180,6 +183,7 @@ class Server:
     rss_idle: dict[str, float] = field(default_factory=dict)
     seen_pids: set[int] = field(default_factory=set)
     features: dict[str, Any] = field(default_factory=dict)
+    database_url: str | None = None
 
     def start(self, logs: Path, cpus: str | None) -> None:
         self.log_path = logs / f"{self.name}.log"
@@ -337,18 +341,8 @@ def build_servers(args: argparse.Namespace, work: Path, upstream_url: str) -> li
                 target, "floor", [PY, str(HERE / "floors.py"), "--client", client, "--port", str(port),
                                   "--upstream", upstream_url],
                 f"http://127.0.0.1:{port}/", lambda n, p=port: f"http://127.0.0.1:{p}/d{n}/v2/rerank"))
-        elif target == "rerank-proxy":
-            port = free_port()
-            features, notes = accepted_features(work, upstream_url, args.docs, args.extra_config)
-            config = proxy_config(upstream_url, args.docs, args.database_url, features, args.extra_config)
-            (work / "rerank-proxy.yaml").write_text(yaml.safe_dump(config))
-            server = Server(
-                target, "proxy", [*proxy_command(), "--config", str(work / "rerank-proxy.yaml"), "--host",
-                                  "127.0.0.1", "--port", str(port), "--num_workers", str(args.workers)],
-                f"http://127.0.0.1:{port}/health/liveliness", lambda n, p=port: f"http://127.0.0.1:{p}/v2/rerank",
-                cwd=str(work))
-            server.features = {"requested": sorted(features), "notes": notes}
-            servers.append(server)
+        elif target in PROXY_TARGETS:
+            servers.append(proxy_server(target, args, work, upstream_url))
         elif target == "litellm":
             litellm = shutil.which(args.litellm_cmd)
             if not litellm:
@@ -367,6 +361,29 @@ def build_servers(args: argparse.Namespace, work: Path, upstream_url: str) -> li
                 f"http://127.0.0.1:{port}/health/liveliness", lambda n, p=port: f"http://127.0.0.1:{p}/v2/rerank",
                 token=MASTER_KEY, cwd=str(work)))
     return servers
+
+
+def proxy_server(name: str, args: argparse.Namespace, work: Path, upstream_url: str) -> Server:
+    """rerank-proxy with the bench config; `rerank-proxy-b` adds `--variant-config` and has its own SQLite file
+    (unless the variant names a database), so the spend check of the first stays exact."""
+    extra = copy.deepcopy(args.extra_config or {})
+    database_url = args.database_url
+    if name == VARIANT:
+        merge(extra, copy.deepcopy(args.variant_config))
+        database_url = f"sqlite:///{work / 'spend-b.db'}"
+    port = free_port()
+    features, notes = accepted_features(work, upstream_url, args.docs, extra)
+    config = proxy_config(upstream_url, args.docs, database_url, features, extra)
+    general = config["general_settings"]
+    path = work / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    server = Server(
+        name, "proxy", [*proxy_command(), "--config", str(path), "--host", "127.0.0.1", "--port", str(port),
+                        "--num_workers", str(args.workers)],
+        f"http://127.0.0.1:{port}/health/liveliness", lambda n, p=port: f"http://127.0.0.1:{p}/v2/rerank",
+        cwd=str(work), database_url=None if general.get("disable_spend_logs") else general["database_url"])
+    server.features = {"requested": sorted(features), "notes": notes}
+    return server
 
 
 def _importable(module: str) -> bool:
@@ -446,7 +463,7 @@ def database_kind(url: str) -> str:
     return "PostgreSQL" if url.startswith("postgres") else "SQLite" if url.startswith("sqlite") else url.split(":")[0]
 
 
-def prepare_proxy(server: Server, docs: list[int], body_files: dict[int, Path], database_url: str) -> None:
+def prepare_proxy(server: Server, docs: list[int], body_files: dict[int, Path], database_url: str | None) -> None:
     """A virtual key for the bench, then probes: which of the requested features actually work."""
     base = proxy_base(server)
     status, created = http("POST", f"{base}/key/generate", {"key_alias": f"bench-{os.getpid()}-{time.time():.0f}",
@@ -463,7 +480,7 @@ def prepare_proxy(server: Server, docs: list[int], body_files: dict[int, Path], 
     metrics, _ = http("GET", f"{base}/metrics", token=MASTER_KEY)
     server.features.update({
         "auth": "virtual key from /key/generate",
-        "spend": database_kind(database_url),
+        "spend": database_kind(database_url) if database_url else "off",
         "guardrail": blocked == 400,
         "metrics": metrics == 200,
         "workers": None,
@@ -544,8 +561,9 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         for server in servers:
             server.rss_idle = rss_mb(server.pids())
             if server.kind == "proxy":
-                prepare_proxy(server, args.docs, body_files, args.database_url)
-                extras["spend_baseline"] = spend_settled(server, args.database_url)
+                prepare_proxy(server, args.docs, body_files, server.database_url)
+                if server.name == "rerank-proxy" and server.database_url:
+                    extras["spend_baseline"] = spend_settled(server, server.database_url)
                 server.features["workers"] = args.workers
                 server.rss_idle = rss_mb(server.pids())
         print(f"load generator: {gen.describe()}; server CPUs {args.server_cpus}, load CPUs {args.load_cpus}; "
@@ -563,14 +581,14 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                               f"p50 {result['p50_ms']:.2f} p99 {result['p99_ms']:.2f} ms "
                               f"cpu {result['cpu_ms_per_req'] or 0:.3f} ms/req ({result['cpu_util'] or 0:.0%} busy)",
                               flush=True)
-        proxy = next((t for t in targets if t.kind == "proxy"), None)
+        proxy = next((t for t in targets if t.name == "rerank-proxy"), None)
         if proxy is not None and args.leak_check:
             extras["leak_check"] = leak_check(gen, proxy, servers, args)
         if proxy is not None and args.profile:
             extras["profile"] = profile(gen, proxy, servers, args, work)
         peaks = {t.name: rss_mb(t.pids(), "VmHWM") for t in targets}
-        if proxy is not None:
-            extras["spend"] = spend_check(proxy, args.database_url, extras.pop("spend_baseline"), results)
+        if proxy is not None and proxy.database_url:
+            extras["spend"] = spend_check(proxy, proxy.database_url, extras.pop("spend_baseline"), results)
     finally:
         for server in reversed(servers):
             server.stop()
@@ -697,8 +715,8 @@ def spend_check(proxy: Server, database_url: str, baseline: dict[str, Any], resu
     settled = spend_settled(proxy, database_url)
     rows = _minus(settled["rows"], baseline["rows"])
     requests = _minus(settled["requests"], baseline["requests"])
-    depths = [r["spend_queue_max"] for per_target in results.values() for modes in per_target.values()
-              for r in modes.get("sat", []) if "spend_queue_max" in r]
+    depths = [r["spend_queue_max"] for per_target in results.values()
+              for r in per_target[proxy.name].get("sat", []) if "spend_queue_max" in r]
     return {"database": database_kind(database_url), "rows_written": rows, "requests_served": requests,
             "rows_missing": None if rows is None or requests is None else int(requests - rows),
             "queue_max_under_saturation": max(depths) if depths else None}
@@ -911,6 +929,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="rerank-proxy --num_workers")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--extra-config", type=Path, help="YAML merged into rerank-proxy's bench config")
+    parser.add_argument("--variant-config", type=Path, metavar="YAML",
+                        help=f"YAML merged into a second rerank-proxy ('{VARIANT}', its own SQLite file) measured "
+                        "alternately with the first: an A/B of two configurations in one run")
     parser.add_argument("--database-url", help="rerank-proxy's spend database (default: a new SQLite file), e.g. "
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--litellm-cmd", default="litellm", help="LiteLLM proxy command, for the 'litellm' target")
@@ -938,6 +959,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown target(s): {', '.join(sorted(unknown))}")
     args.extra_config = yaml.safe_load(args.extra_config.read_text()) if args.extra_config else None
+    args.variant_config = yaml.safe_load(args.variant_config.read_text()) or {} if args.variant_config else None
+    if args.variant_config is not None:
+        if "rerank-proxy" not in args.targets:
+            parser.error("--variant-config needs the rerank-proxy target")
+        args.targets.insert(args.targets.index("rerank-proxy") + 1, VARIANT)
     return args
 
 

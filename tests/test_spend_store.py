@@ -236,6 +236,9 @@ def test_a_large_batch_is_written_whole(store: Store, spend_event: Events) -> No
     assert store.write_batch(events) == 1_200
     assert store.key_spend(key) == Decimal("1.2")
     assert store.list_customers()[1] == 7
+    rows, total = store.spend_logs(size=2_000)
+    assert total == 1_200 and {(row.request_id, row.end_user) for row in rows} == {
+        (event.request_id, event.end_user) for event in events}
 
 
 def test_spend_log_rows_keep_every_event_field(store: Store, spend_event: Events) -> None:
