@@ -375,6 +375,8 @@ def proxy_server(name: str, args: argparse.Namespace, work: Path, upstream_url: 
     features, notes = accepted_features(work, upstream_url, args.docs, extra)
     config = proxy_config(upstream_url, args.docs, database_url, features, extra)
     general = config["general_settings"]
+    if name == VARIANT and "database_url" not in args.variant_config.get("general_settings", {}):
+        general["database_url"] = database_url  # not the one --extra-config may name: the first proxy's
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     server = Server(

@@ -13,13 +13,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOORS = ("httpx", "httpx-aiohttp", "aiohttp", "pyreqwest", "aiosonic", "pool")
-TARGETS = ("direct", *(f"floor-{client}" for client in FLOORS), "rerank-proxy")
+TARGETS = ("direct", *(f"floor-{client}" for client in FLOORS), "rerank-proxy", "rerank-proxy-b")
 
 
 def test_quick_bench_measures_every_target_and_writes_the_results(tmp_path):
+    variant = tmp_path / "variant.yaml"
+    variant.write_text("general_settings: {disable_spend_logs: true}\n")
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--docs", "4", "--loadgen", "python",
-         "--duration", "0.2", "--out", str(tmp_path)],
+         "--duration", "0.2", "--out", str(tmp_path), "--variant-config", str(variant)],
         capture_output=True, text=True, timeout=240, cwd=tmp_path,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -38,8 +40,10 @@ def test_quick_bench_measures_every_target_and_writes_the_results(tmp_path):
     ratios = summary["ratios"]
     assert ratios["fastest_floor"] in TARGETS
     assert {"throughput_vs_fastest_floor", "cpu_vs_fastest_floor"} <= set(ratios["rerank-proxy"])
-    features = report["meta"]["features"]["rerank-proxy"]
-    assert features["auth"] and features["spend"] == "SQLite"
+    assert {"throughput_vs_fastest_floor", "cpu_vs_fastest_floor"} <= set(ratios["rerank-proxy-b"])
+    features = report["meta"]["features"]
+    assert features["rerank-proxy"]["auth"] and features["rerank-proxy"]["spend"] == "SQLite"
+    assert features["rerank-proxy-b"]["auth"] and features["rerank-proxy-b"]["spend"] == "off"  # the variant's YAML
     spend = report["spend"]
     assert spend["rows_written"] > 0 and spend["rows_missing"] == 0, spend
     assert spend["queue_max_under_saturation"] is not None
