@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, Executable, bindparam, select, update
@@ -218,7 +218,13 @@ class Totals(NamedTuple):
         return cls(sorted(by_key.items()), sorted(by_end_user.items()), total, utc_now())
 
 
-_SQLITE_ROW = f"({', '.join('?' for _ in LOG_COLUMNS)})"
+@cache
+def _insert_statement(rows: int) -> str:
+    """The multi-row INSERT for `rows` rows (built once per size: there are at most ten)."""
+    row = f"({', '.join('?' for _ in LOG_COLUMNS)})"
+    return f"INSERT INTO spend_logs ({', '.join(LOG_COLUMNS)}) VALUES {', '.join([row] * rows)}"
+
+
 _SQLITE_ADD_TO_KEYS = "UPDATE verification_tokens SET spend = spend + ? WHERE token = ?"
 _SQLITE_ADD_TO_END_USERS = (
     "INSERT INTO end_users (user_id, spend, blocked, metadata, created_at) VALUES (?, ?, 0, '{}', ?) "
@@ -274,8 +280,7 @@ def _insert_rows(cursor: Any, rows: list[tuple[Any, ...]]) -> None:
     while start < len(rows):
         size = 1 << min((len(rows) - start).bit_length() - 1, 9)  # at most 512 rows (20 columns: 10,240 values)
         chunk = rows[start:start + size]
-        cursor.execute(f"INSERT INTO spend_logs ({', '.join(LOG_COLUMNS)}) VALUES {', '.join([_SQLITE_ROW] * size)}",
-                       [value for row in chunk for value in row])
+        cursor.execute(_insert_statement(size), [value for row in chunk for value in row])
         start += size
 
 
