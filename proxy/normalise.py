@@ -49,7 +49,7 @@ def _document(request: RerankRequest, index: int) -> dict[str, Any]:
     return {"text": request.texts[index]}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ranked:
     """A normalised answer: the Cohere JSON payload we send, with its usage and price.
 

@@ -16,7 +16,7 @@ from .request import RerankRequest
 DOCUMENTS_PER_SEARCH_UNIT = 100
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Price:
     per_query: Decimal = Decimal(0)
     per_token: Decimal = Decimal(0)

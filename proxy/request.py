@@ -14,7 +14,7 @@ MAX_DOCUMENTS = 10_000
 MAX_TOTAL_CHUNKS = 10_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RerankRequest:
     query: str
     documents: tuple[str | dict[str, Any], ...]

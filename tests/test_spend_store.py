@@ -347,6 +347,7 @@ def test_sqlite_rows_are_what_the_columns_bind_processors_would_store(store: Sto
         pytest.skip("the hand-written row builder is SQLite's")
     events = [
         spend_event("plain"),
+        spend_event("whole-second-utc", started_at=datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)),
         spend_event("whole-second", started_at=datetime(2025, 3, 4, 5, 6, 7, tzinfo=timezone(timedelta(hours=-5))),
                     cost="0", search_units=0.0),
         spend_event("full", key_hash=digest("a"), key_alias="ci", user_id="alice", end_user="u", input_tokens=3,

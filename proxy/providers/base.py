@@ -2,6 +2,11 @@
 
 A provider file never opens a socket, reads the environment, logs, retries, sorts or applies `top_n`:
 the transport does I/O once and `normalise` shapes every provider's scores the same way.
+
+The values made once per request (`UpstreamRequest`, `UpstreamResponse`, `Usage`, `ProviderResult`, and
+`RerankRequest`, `Ranked`, `Price`, `SpendEvent` elsewhere) are plain slotted dataclasses, not frozen ones: a
+frozen dataclass's `__init__` sets every field through `object.__setattr__`, about four times the cost, and
+nothing changes them after they are built.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ class Deployment:
         return value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UpstreamRequest:
     url: str
     json: Any
@@ -63,14 +68,14 @@ class UpstreamRequest:
     timeout: float = 60.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UpstreamResponse:
     status: int
     headers: dict[str, str]
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Usage:
     search_units: float | None = None
     input_tokens: int | None = None
@@ -103,10 +108,10 @@ class Scored(NamedTuple):
     """Provider-specific fields kept on the result (e.g. NIM's raw `logit`)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProviderResult:
     scores: list[Scored]
-    usage: Usage = Usage()
+    usage: Usage = field(default_factory=Usage)
     upstream_id: str | None = None
 
 

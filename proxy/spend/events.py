@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SpendEvent:
     request_id: str
     started_at: datetime

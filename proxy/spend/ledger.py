@@ -300,6 +300,8 @@ def _fresh(cursor: Any, events: list[SpendEvent]) -> list[SpendEvent]:
 
 def sqlite_time(value: datetime) -> str:
     """An aware datetime as `UTCDateTime` stores it on SQLite: naive UTC, ISO text with microseconds."""
+    if value.tzinfo is UTC:  # the engine's own timestamps: cut the "+00:00" instead of converting
+        return value.isoformat(" ", "microseconds")[:26]
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
