@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 
 from .providers import Deployment, Usage
 from .request import RerankRequest
@@ -16,7 +17,7 @@ from .request import RerankRequest
 DOCUMENTS_PER_SEARCH_UNIT = 100
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Price:
     per_query: Decimal = Decimal(0)
     per_token: Decimal = Decimal(0)
@@ -75,14 +76,17 @@ def _lookup_key(model: str) -> str:
 
 
 def price_for(deployment: Deployment) -> Price:
-    key = (deployment.provider.name, _lookup_key(deployment.model))
+    return _price(deployment.provider.name, deployment.model, deployment.input_cost_per_query,
+                  deployment.input_cost_per_token)
+
+
+@lru_cache(maxsize=1024)
+def _price(provider: str, model: str, per_query: Decimal | None, per_token: Decimal | None) -> Price:
+    """The configured price, else the built-in one (found once per deployment, not on every call)."""
+    key = (provider, _lookup_key(model))
     builtin = PRICES.get(key) or _PRICES_FOLDED.get((key[0], key[1].lower()), Price())
-    return Price(
-        per_query=deployment.input_cost_per_query if deployment.input_cost_per_query is not None
-        else builtin.per_query,
-        per_token=deployment.input_cost_per_token if deployment.input_cost_per_token is not None
-        else builtin.per_token,
-    )
+    return Price(per_query=per_query if per_query is not None else builtin.per_query,
+                 per_token=per_token if per_token is not None else builtin.per_token)
 
 
 def estimate_tokens(request: RerankRequest) -> int:

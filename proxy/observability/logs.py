@@ -81,7 +81,7 @@ class RequestLogMiddleware:
         slot = Slot()
         token = current_slot.set(slot)
         status = 500
-        in_flight = self.metrics.in_flight if self.metrics is not None else None
+        metrics = self.metrics
 
         async def send_and_watch(message: dict[str, Any]) -> None:
             nonlocal status
@@ -89,14 +89,14 @@ class RequestLogMiddleware:
                 status = message["status"]
             await send(message)
 
-        if in_flight is not None:
-            in_flight.inc()
+        if metrics is not None:
+            metrics.serving += 1
         try:
             await self.app(scope, receive, send_and_watch)
         finally:
             current_slot.reset(token)
-            if in_flight is not None:
-                in_flight.dec()
+            if metrics is not None:
+                metrics.serving -= 1
             try:
                 self._finish(scope, slot, status, started)
             except Exception:  # logging never fails a request

@@ -86,6 +86,9 @@ class Metrics:
                                     ["callback"], registry=reg, multiprocess_mode="livesum")
         self.callback_events = Counter("rerank_proxy_callback_events", "Events handled by logging callbacks, by "
                                        "result (delivered, failed, dropped).", ["callback", "result"], registry=reg)
+        self.serving = 0
+        """HTTP requests being served now: counted by the request-log middleware as a plain integer (two gauge
+        updates per request took a lock each) and copied into `in_flight` whenever the metrics are sampled."""
         self._writer: Any = None
         self._router: Any = None
         self._sinks: Iterable[Any] = ()
@@ -159,6 +162,7 @@ class Metrics:
             self._aliases = frozenset(router.aliases)
 
     def refresh(self) -> None:
+        self.in_flight.set(self.serving)
         writer = self._writer
         if writer is not None:
             self.spend_queue.set(writer.depth)

@@ -4,7 +4,7 @@ A provider file never opens a socket, reads the environment, logs, retries, sort
 the transport does I/O once and `normalise` shapes every provider's scores the same way.
 
 The values made once per request (`UpstreamRequest`, `UpstreamResponse`, `Usage`, `ProviderResult`, and
-`RerankRequest`, `Ranked`, `Price`, `SpendEvent` elsewhere) are plain slotted dataclasses, not frozen ones: a
+`RerankRequest`, `Ranked`, `SpendEvent` elsewhere) are plain slotted dataclasses, not frozen ones: a
 frozen dataclass's `__init__` sets every field through `object.__setattr__`, about four times the cost, and
 nothing changes them after they are built.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from ..request import RerankRequest
@@ -9,6 +10,16 @@ from .base import Deployment
 from .families import ResultsFamily
 
 _EXPLICIT_PATHS = ("/v1/rerank", "/v2/rerank")
+
+
+@lru_cache(maxsize=256)
+def _endpoint(base: str) -> tuple[int | None, str]:
+    """A base URL read once: the version its explicit `/v1/rerank` or `/v2/rerank` path fixes (else None), and
+    the base itself when it has one, else the base without a trailing `/v1` or `/v2`."""
+    for version, path in enumerate(_EXPLICIT_PATHS, start=1):
+        if base.endswith(path):
+            return version, base
+    return None, base.removesuffix("/v1").removesuffix("/v2")
 
 
 class Cohere(ResultsFamily):
@@ -19,18 +30,12 @@ class Cohere(ResultsFamily):
     max_documents_per_call = 1000
 
     def upstream_version(self, request: RerankRequest, deployment: Deployment) -> int:
-        base = deployment.require_base()
-        for version, path in enumerate(_EXPLICIT_PATHS, start=1):
-            if base.endswith(path):
-                return version
-        return 1 if request.uses_v1_fields else 2
+        fixed, _ = _endpoint(deployment.require_base())
+        return fixed or (1 if request.uses_v1_fields else 2)
 
     def url(self, request: RerankRequest, deployment: Deployment) -> str:
-        base = deployment.require_base()
-        if base.endswith(_EXPLICIT_PATHS):
-            return base
-        base = base.removesuffix("/v1").removesuffix("/v2")
-        return f"{base}/v{self.upstream_version(request, deployment)}/rerank"
+        fixed, base = _endpoint(deployment.require_base())
+        return base if fixed else f"{base}/v{1 if request.uses_v1_fields else 2}/rerank"
 
     def body(self, request: RerankRequest, deployment: Deployment) -> dict[str, Any]:
         body: dict[str, Any] = {"model": deployment.model, "query": request.query}
