@@ -413,9 +413,12 @@ def metric_total(server: Server, name: str) -> float | None:
 
 
 class QueueWatch:
-    """Samples the proxy's spend queue depth from /metrics while a measurement runs (bounded or not?)."""
+    """Samples the proxy's spend queue depth from /metrics while a measurement runs (bounded or not?).
 
-    def __init__(self, server: Server, every: float = 0.25):
+    Twice a second: each scrape renders every metric in the server under test, CPU that counts in its figures.
+    """
+
+    def __init__(self, server: Server, every: float = 0.5):
         self.server, self.every, self.depths = server, every, []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -429,10 +432,12 @@ class QueueWatch:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.every):
+        while True:
             depth = metric_total(self.server, "rerank_proxy_spend_queue_depth")
             if depth is not None:
                 self.depths.append(depth)
+            if self._stop.wait(self.every):
+                return
 
 
 def count_spend_rows(database_url: str) -> int | None:
