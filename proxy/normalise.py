@@ -27,7 +27,7 @@ def check_scores(result: ProviderResult, request: RerankRequest, provider: str) 
     scores = result.scores
     if not scores:
         return
-    indices = [item.index for item in scores]
+    indices = list(map(_INDEX, scores))
     if min(indices) < 0 or max(indices) >= len(request.documents) or len(set(indices)) != len(indices):
         seen: set[int] = set()
         for index in indices:  # the slow pass only to name the culprit
@@ -36,7 +36,7 @@ def check_scores(result: ProviderResult, request: RerankRequest, provider: str) 
                     f"{provider} returned an invalid or repeated document index {index}", provider=provider
                 )
             seen.add(index)
-    if not all(map(math.isfinite, [item.score for item in scores])):
+    if not all(map(math.isfinite, map(_SCORE, scores))):
         raise UpstreamMalformedError(f"{provider} returned a non-finite score", provider=provider)
 
 
@@ -71,12 +71,14 @@ class Ranked:
 
 def normalise(request: RerankRequest, result: ProviderResult, cost: Decimal = Decimal(0),
               deployment: str | None = None) -> Ranked:
-    # Two sorts in C instead of one with a Python key: by index, then (stable) by score, best first.
-    ranked = sorted(result.scores, key=_INDEX)
-    ranked.sort(key=_SCORE, reverse=True)
+    # Sorted in C, best first. Ties go by index: a first sort by index, which the stable sort by score keeps;
+    # without ties that first sort is skipped, and upstreams that answer best first leave an O(n) sort.
+    scores = result.scores
+    ranked = scores if len(set(map(_SCORE, scores))) == len(scores) else sorted(scores, key=_INDEX)
+    ranked = sorted(ranked, key=_SCORE, reverse=True)
     if request.top_n is not None:
         ranked = ranked[: request.top_n]
-    results: list[dict[str, Any]] = [{"index": item.index, "relevance_score": item.score} for item in ranked]
+    results: list[dict[str, Any]] = [{"index": index, "relevance_score": score} for index, score, _ in ranked]
     if request.return_documents or any(item.extra for item in ranked):
         for entry, item in zip(results, ranked, strict=True):
             if item.extra:

@@ -157,6 +157,9 @@ class LitellmSettings(_Strict):
     cache: bool | None = None
     cache_params: dict[str, Any] | None = None
     require_auth_for_metrics_endpoint: bool | None = None
+    disable_end_user_cost_tracking_prometheus_only: bool | None = None
+    """Leave the `end_user` label of the usage metrics empty (one series per end-user otherwise); spend per
+    end-user is still recorded in SQL."""
 
 
 class GuardrailEntry(_Strict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from decimal import Decimal
 
 import pytest
@@ -12,6 +13,7 @@ from proxy.deployments import resolve_deployment
 from proxy.normalise import check_scores, normalise
 from proxy.pricing import cost, price_for
 from proxy.providers import REGISTRY, ProviderResult, Scored, Usage, split_model
+from proxy.providers.base import scored
 from proxy.request import make_request
 from tests.conftest import CAPITAL_QUERY, CAPITALS
 
@@ -69,6 +71,30 @@ def test_normalise_sorts_breaks_ties_by_index_applies_top_n_and_echoes_documents
     assert response.results[1].document.model_dump(exclude_none=True) == {"text": "b", "id": 7}
     assert response.meta.billed_units.search_units == 1
     assert response.meta.api_version.version == "1"
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_normalise_orders_by_score_then_index_whatever_the_upstream_order(seed):
+    rng = random.Random(seed)
+    n = rng.randint(1, 60)
+    values = [rng.choice([0.1, 0.5, 0.9]) if seed % 2 else rng.random() for _ in range(n)]  # odd seeds: ties
+    indices = list(range(n))
+    rng.shuffle(indices)
+    result = ProviderResult([Scored(i, values[i]) for i in indices], Usage())
+    payload = normalise(make_request("q", ["d"] * n), result).payload
+    expected = sorted(range(n), key=lambda i: (-values[i], i))
+    assert [r["index"] for r in payload["results"]] == expected
+
+
+def test_scores_are_read_as_int_indices_and_float_scores():
+    built = scored([0, "2", 1.0], [1, "0.5", 0.25])
+    assert built == [Scored(0, 1.0), Scored(2, 0.5), Scored(1, 0.25)]
+    assert {type(s.index) for s in built} == {int} and {type(s.score) for s in built} == {float}
+    assert scored([3], [0.5]) == [Scored(3, 0.5)]
+    with pytest.raises(ValueError):
+        scored(["x"], [0.1])
+    with pytest.raises(TypeError):
+        scored([0], [None])
 
 
 def test_invariants_reject_out_of_range_repeated_and_non_finite():

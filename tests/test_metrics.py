@@ -181,6 +181,19 @@ class Refusing:
         return None
 
 
+async def test_end_user_labels_can_be_left_empty_as_litellm_allows():
+    settings = parse_config({"litellm_settings": {"disable_end_user_cost_tracking_prometheus_only": True}}, {})
+    telemetry = Telemetry(settings)
+    engine = Engine(Router(model_list=[{"model_name": "local-bm25", "litellm_params": {"model": "local/bm25"}}]),
+                    observers=[telemetry])
+    for user in ("alice", "bob"):
+        await engine.rerank(Call(body=RerankBody(model="local-bm25", query="q", documents=["a"], user=user),
+                                 caller=Caller(key_alias="team-c"), api_version=2, end_user=user))
+    text = telemetry.metrics.render().decode()
+    assert value(text, "rerank_proxy_search_units_total", api_key_alias="team-c", end_user="") == 2
+    assert "alice" not in text and "bob" not in text
+
+
 async def test_guardrail_blocks_and_limit_refusals_are_counted():
     telemetry = Telemetry(parse_config({}, {}))
     router = Router(model_list=[{"model_name": "local-bm25", "litellm_params": {"model": "local/bm25"}}])

@@ -38,8 +38,11 @@ USAGE = ["requested_model", "api_key_alias", "end_user"]
 class Metrics:
     """Every metric of one app; `observe(call, record)` is the engine-side update, `render()` the scrape."""
 
-    def __init__(self, *, multiprocess_dir: str | None = None, refresh_interval: float = 5.0):
+    def __init__(self, *, multiprocess_dir: str | None = None, refresh_interval: float = 5.0,
+                 end_user_labels: bool = True):
         self.multiprocess_dir = multiprocess_dir
+        self.end_user_labels = end_user_labels
+        """False: the usage counters' `end_user` label stays empty, so client-chosen ids add no series."""
         self.refresh_interval = refresh_interval
         self.registry: CollectorRegistry | None = None if multiprocess_dir else CollectorRegistry()
         reg = self.registry
@@ -107,7 +110,7 @@ class Metrics:
         status = str(record["status"])
         deployment = call.outcome.deployment
         provider = deployment.provider.name if deployment is not None else ""
-        end_user = record["end_user"] or ""
+        end_user = (record["end_user"] or "") if self.end_user_labels else ""
         key = (alias, deployment.id if deployment is not None else "", provider, status, key_alias, end_user)
         hot = self._hot.get(key)
         if hot is None:  # `labels()` validates and locks; the common series are looked up once

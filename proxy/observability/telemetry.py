@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 class Telemetry:
     def __init__(self, settings: Settings, *, tracer_provider: Any = None) -> None:
         litellm = settings.config.litellm_settings
-        self.metrics = Metrics(multiprocess_dir=settings.environ.get(MULTIPROC_ENV) or None)
+        self.metrics = Metrics(multiprocess_dir=settings.environ.get(MULTIPROC_ENV) or None,
+                               end_user_labels=not litellm.disable_end_user_cost_tracking_prometheus_only)
         config_dir = Path(settings.source).resolve().parent if settings.source else None
         self.callbacks: Callbacks = build_callbacks(litellm, settings.environ, config_dir=config_dir,
                                                     tracer_provider=tracer_provider)

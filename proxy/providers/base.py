@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import repeat
 from typing import Any, ClassVar, NamedTuple
 
 import httpx
@@ -106,6 +107,22 @@ class Scored(NamedTuple):
     score: float
     extra: dict[str, Any] | None = None
     """Provider-specific fields kept on the result (e.g. NIM's raw `logit`)."""
+
+
+def scored(indices: list[Any], scores: list[Any]) -> list[Scored]:
+    """`Scored(index, score)` for two parallel lists, as `int(index)` and `float(score)` (raising as they do).
+
+    Built with C-level loops (`map`, `zip`, no per-item Python frame or `Scored.__new__`): JSON already gives
+    ints and floats, so the conversion pass runs only for lists that hold anything else.
+    """
+    if not set(map(type, indices)) <= _INT:
+        indices = [int(index) for index in indices]
+    if not set(map(type, scores)) <= _FLOAT:
+        scores = [float(score) for score in scores]
+    return list(map(tuple.__new__, repeat(Scored), zip(indices, scores, repeat(None))))
+
+
+_INT, _FLOAT = frozenset((int,)), frozenset((float,))
 
 
 @dataclass(slots=True)

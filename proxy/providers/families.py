@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any, ClassVar
 
 from ..request import RerankRequest
-from .base import Deployment, Provider, ProviderResult, Scored, Usage, as_int, malformed
+from .base import Deployment, Provider, ProviderResult, Usage, as_int, malformed, scored
+
+_INDEX = itemgetter("index")
 
 
 def usage_from(data: dict[str, Any]) -> Usage:
@@ -71,9 +74,7 @@ class ResultsFamily(Provider):
             items = data.get("results")
         if not isinstance(items, list):
             raise malformed(self.name, f"no '{self.results_key}' list")
-        score_key, new = self.score_key, tuple.__new__
-        # `Scored(i, s)` without its Python-level __new__: a 1,000-document answer is 1,000 of these.
-        scores = [new(Scored, (int(item["index"]), float(item[score_key]), None)) for item in items]
+        scores = scored(list(map(_INDEX, items)), list(map(itemgetter(self.score_key), items)))
         upstream_id = data.get("id")
         return ProviderResult(scores, usage_from(data), upstream_id if isinstance(upstream_id, str) else None)
 

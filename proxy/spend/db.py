@@ -86,6 +86,7 @@ def _bind_none_directly() -> None:
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int, *, file_backed: bool) -> None:
     _bind_none_directly()
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
