@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from proxy.spend import ledger, tables
 from proxy.spend.events import SpendEvent
@@ -366,6 +368,32 @@ def test_sqlite_rows_are_what_the_columns_bind_processors_would_store(store: Sto
         row = ledger.sqlite_row(event)
         assert row == tuple(expected), event.request_id
         assert [type(value) for value in row] == [type(value) for value in expected], event.request_id
+
+
+def test_sqlite_spend_batches_keep_one_connection_and_give_it_back_after_an_error(
+    tmp_path, spend_event: Events
+) -> None:
+    path = tmp_path / "held.db"
+    store = Store.connect(f"sqlite:///{path}", busy_timeout_ms=50)
+    pool = store.engine.pool
+    try:
+        assert store.write_batch([spend_event("a")]) == 1
+        assert store.write_batch([spend_event("b")]) == 1
+        assert pool.checkedout() == 1  # kept between batches, not checked out and in for each
+        holder = sqlite3.connect(str(path), isolation_level=None, timeout=5)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(OperationalError):
+                store.write_batch([spend_event("c")])
+            assert pool.checkedout() == 0  # a failed batch gives its connection back
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert store.write_batch([spend_event("c"), spend_event("a")]) == 1
+        assert sorted(log.request_id for log in store.spend_logs()[0]) == ["a", "b", "c"]
+    finally:
+        store.close()
+    assert pool.checkedout() == 0
 
 
 def test_decimal_and_datetime_in_event_metadata_are_stored_as_strings(

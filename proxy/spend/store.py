@@ -43,6 +43,7 @@ class Store(Accounts, Ledger):
         return 0.01 if self.engine.dialect.name == "sqlite" else 0.05
 
     def close(self) -> None:
+        self.release_spend_connection()
         self.engine.dispose()
 
     def ping(self) -> bool:
