@@ -236,6 +236,12 @@ def _insert_statement(rows: int) -> str:
     return f"INSERT INTO spend_logs ({', '.join(LOG_COLUMNS)}) VALUES {', '.join([row] * rows)}"
 
 
+@cache
+def _lookup_statement(ids: int) -> str:
+    """The look-up of `ids` request_ids (a power of two: built once per size, as `_insert_statement`)."""
+    return f"SELECT request_id FROM spend_logs WHERE request_id IN ({', '.join('?' for _ in range(ids))})"
+
+
 _SQLITE_ADD_TO_KEYS = "UPDATE verification_tokens SET spend = spend + ? WHERE token = ?"
 _SQLITE_ADD_TO_END_USERS = (
     "INSERT INTO end_users (user_id, spend, blocked, metadata, created_at) VALUES (?, ?, 0, '{}', ?) "
@@ -337,8 +343,7 @@ def _fresh(cursor: Any, events: list[SpendEvent]) -> list[SpendEvent]:
         # Padded to a power of two with a repeated id: a handful of distinct statements for SQLite's
         # statement cache, not one per batch size (cached statements of every size grew the RSS).
         padded = ids + ids[-1:] * ((1 << (len(ids) - 1).bit_length()) - len(ids))
-        cursor.execute(f"SELECT request_id FROM spend_logs WHERE request_id IN ({', '.join('?' for _ in padded)})",
-                       padded)
+        cursor.execute(_lookup_statement(len(padded)), padded)
         existing.update(row[0] for row in cursor.fetchall())
     return [event for event in events if event.request_id not in existing]
 
