@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import repeat
+from operator import itemgetter
 from typing import Any, ClassVar, NamedTuple
 
 import httpx
@@ -123,6 +124,11 @@ def scored(indices: list[Any], scores: list[Any]) -> list[Scored]:
 
 
 _INT, _FLOAT = frozenset((int,)), frozenset((float,))
+
+
+def scores_from(items: list[Any], score_key: str, index_key: str = "index") -> list[Scored]:
+    """`scored` over a list of result objects such as `{"index": 3, "relevance_score": 0.9}`."""
+    return scored(list(map(itemgetter(index_key), items)), list(map(itemgetter(score_key), items)))
 
 
 @dataclass(slots=True)

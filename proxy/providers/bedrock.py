@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..request import RerankRequest
-from .base import Deployment, Provider, ProviderResult, Scored, malformed
+from .base import Deployment, Provider, ProviderResult, malformed, scores_from
 from .signing import SigV4Auth, sigv4_auth
 
 _ARN_PREFIX = "arn:"
@@ -88,4 +88,4 @@ class Bedrock(Provider):
     def parse(self, data: Any, request: RerankRequest) -> ProviderResult:
         if not isinstance(data, dict) or not isinstance(data.get("results"), list):
             raise malformed(self.name, "no 'results' list")
-        return ProviderResult([Scored(int(r["index"]), float(r["relevanceScore"])) for r in data["results"]])
+        return ProviderResult(scores_from(data["results"], "relevanceScore"))

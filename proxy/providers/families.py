@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from operator import itemgetter
 from typing import Any, ClassVar
 
 from ..request import RerankRequest
-from .base import Deployment, Provider, ProviderResult, Usage, as_int, malformed, scored
-
-_INDEX = itemgetter("index")
+from .base import Deployment, Provider, ProviderResult, Usage, as_int, malformed, scores_from
 
 
 def usage_from(data: dict[str, Any]) -> Usage:
@@ -74,9 +71,9 @@ class ResultsFamily(Provider):
             items = data.get("results")
         if not isinstance(items, list):
             raise malformed(self.name, f"no '{self.results_key}' list")
-        scores = scored(list(map(_INDEX, items)), list(map(itemgetter(self.score_key), items)))
         upstream_id = data.get("id")
-        return ProviderResult(scores, usage_from(data), upstream_id if isinstance(upstream_id, str) else None)
+        return ProviderResult(scores_from(items, self.score_key), usage_from(data),
+                              upstream_id if isinstance(upstream_id, str) else None)
 
 
 class DataFamily(ResultsFamily):
