@@ -385,6 +385,10 @@ def proxy_server(name: str, args: argparse.Namespace, work: Path, upstream_url: 
         f"http://127.0.0.1:{port}/health/liveliness", lambda n, p=port: f"http://127.0.0.1:{p}/v2/rerank",
         cwd=str(work), database_url=None if general.get("disable_spend_logs") else general["database_url"])
     server.features = {"requested": sorted(features), "notes": notes}
+    if name == VARIANT and args.variant_code is not None:
+        code = args.variant_code.resolve()
+        server.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")]))
+        server.features["code"] = {"path": str(code), "git": git_revision(code)}
     return server
 
 
@@ -880,8 +884,8 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version()}
 
 
-def git_revision() -> str | None:
-    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+def git_revision(root: Path = ROOT) -> str | None:
+    out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                          check=False)
     return out.stdout.strip() or None
 
@@ -939,6 +943,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--variant-config", type=Path, metavar="YAML",
                         help=f"YAML merged into a second rerank-proxy ('{VARIANT}', its own SQLite file) measured "
                         "alternately with the first: an A/B of two configurations in one run")
+    parser.add_argument("--variant-code", type=Path, metavar="DIR",
+                        help=f"run '{VARIANT}' from another checkout of rerank-proxy (its directory first on "
+                        "PYTHONPATH): an A/B of two commits in one run, e.g. a `git worktree` of main")
     parser.add_argument("--database-url", help="rerank-proxy's spend database (default: a new SQLite file), e.g. "
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--litellm-cmd", default="litellm", help="LiteLLM proxy command, for the 'litellm' target")
@@ -967,9 +974,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown target(s): {', '.join(sorted(unknown))}")
     args.extra_config = yaml.safe_load(args.extra_config.read_text()) if args.extra_config else None
     args.variant_config = yaml.safe_load(args.variant_config.read_text()) or {} if args.variant_config else None
+    if args.variant_code is not None and args.variant_config is None:
+        args.variant_config = {}
     if args.variant_config is not None:
         if "rerank-proxy" not in args.targets:
-            parser.error("--variant-config needs the rerank-proxy target")
+            parser.error("--variant-config and --variant-code need the rerank-proxy target")
         args.targets.insert(args.targets.index("rerank-proxy") + 1, VARIANT)
     return args
 

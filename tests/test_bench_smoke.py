@@ -21,7 +21,8 @@ def test_quick_bench_measures_every_target_and_writes_the_results(tmp_path):
     variant.write_text("general_settings: {disable_spend_logs: true}\n")
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--docs", "4", "--loadgen", "python",
-         "--duration", "0.2", "--out", str(tmp_path), "--variant-config", str(variant)],
+         "--duration", "0.2", "--out", str(tmp_path), "--variant-config", str(variant),
+         "--variant-code", str(ROOT)],
         capture_output=True, text=True, timeout=240, cwd=tmp_path,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -44,6 +45,7 @@ def test_quick_bench_measures_every_target_and_writes_the_results(tmp_path):
     features = report["meta"]["features"]
     assert features["rerank-proxy"]["auth"] and features["rerank-proxy"]["spend"] == "SQLite"
     assert features["rerank-proxy-b"]["auth"] and features["rerank-proxy-b"]["spend"] == "off"  # the variant's YAML
+    assert features["rerank-proxy-b"]["code"]["path"] == str(ROOT)  # run from that checkout (PYTHONPATH)
     spend = report["spend"]
     assert spend["rows_written"] > 0 and spend["rows_missing"] == 0, spend
     assert spend["queue_max_under_saturation"] is not None
