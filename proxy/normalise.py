@@ -10,7 +10,8 @@ import math
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
-from operator import attrgetter
+from itertools import islice
+from operator import eq, itemgetter
 from typing import Any
 
 from .errors import UpstreamMalformedError
@@ -19,7 +20,7 @@ from .providers import ProviderResult, Usage
 from .request import RerankRequest
 from .wire import RerankResponse
 
-_INDEX, _SCORE = attrgetter("index"), attrgetter("score")
+_INDEX, _SCORE, _EXTRA = itemgetter(0), itemgetter(1), itemgetter(2)  # `Scored` fields by position: C-level
 
 
 def check_scores(result: ProviderResult, request: RerankRequest, provider: str) -> None:
@@ -71,15 +72,17 @@ class Ranked:
 
 def normalise(request: RerankRequest, result: ProviderResult, cost: Decimal = Decimal(0),
               deployment: str | None = None) -> Ranked:
-    # Sorted in C, best first. Ties go by index: a first sort by index, which the stable sort by score keeps;
-    # without ties that first sort is skipped, and upstreams that answer best first leave an O(n) sort.
+    # Sorted in C, best first (an O(n) sort for upstreams that answer best first). Ties go by index: when two
+    # neighbours tie, sorted again after a first sort by index, which the stable sort by score keeps.
     scores = result.scores
-    ranked = scores if len(set(map(_SCORE, scores))) == len(scores) else sorted(scores, key=_INDEX)
-    ranked = sorted(ranked, key=_SCORE, reverse=True)
+    ranked = sorted(scores, key=_SCORE, reverse=True)
+    ordered = list(map(_SCORE, ranked))
+    if any(map(eq, ordered, islice(ordered, 1, None))):
+        ranked = sorted(sorted(scores, key=_INDEX), key=_SCORE, reverse=True)
     if request.top_n is not None:
         ranked = ranked[: request.top_n]
     results: list[dict[str, Any]] = [{"index": index, "relevance_score": score} for index, score, _ in ranked]
-    if request.return_documents or any(item.extra for item in ranked):
+    if request.return_documents or any(map(_EXTRA, ranked)):
         for entry, item in zip(results, ranked, strict=True):
             if item.extra:
                 entry.update(item.extra)
