@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import inspect
 import logging
 import os
@@ -23,16 +22,11 @@ from .engine import Engine
 from .governance import Governance
 from .observability import RequestLogMiddleware, Telemetry, configure_logging
 from .routing import BackgroundHealthChecks, Router
+from .serving import settle_for_serving
 from .settings import Settings, load_settings
 from .spend.store import Store
 from .spend.writer import SpendWriter
 from .transport import Transport, server_transport
-
-GC_YOUNG_THRESHOLD = 5_000
-"""Net new container objects between young collections (CPython's default: 700). A request allocates a few
-hundred that die with it; at 700 young collections ran every few requests (2.6% of a saturated worker's
-time in bench --gc-stats). At 5,000 they take a tenth of that, each pause still about 2 ms; at 20,000 the
-rare pauses reached 12 ms, which a p99 notices."""
 
 log = logging.getLogger("proxy")
 
@@ -118,12 +112,7 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
             authenticator=Authenticator(store, settings.master_key, general.key_cache_ttl),
             router=router, engine=engine, extras={"governance": governance, "telemetry": telemetry},
         )
-        # Everything built so far lives as long as the server: move it out of the collector's way, so full
-        # collections under load scan only per-request garbage (p99 latency; see bench/ --gc-stats).
-        gc.collect()
-        gc.freeze()
-        _, middle, oldest = gc.get_threshold()
-        gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
+        settle_for_serving()  # everything built so far lives as long as the server
         try:
             yield
         finally:
