@@ -24,8 +24,8 @@ MMAP_THRESHOLD = 8 << 20
 TRIM_THRESHOLD = 32 << 20
 """Free bytes at the top of the heap that glibc keeps rather than gives back (default twice the mmap
 threshold). 32 connections of 1,000-document requests hold ~30 MB between them; giving it back after
-each burst made every next request fault its pages in again: ~100 minor faults per request, ~10% of
-the CPU at 1,000 documents. RSS stays at the high-water mark up to this much."""
+each burst made every next request fault its pages in again: ~100 minor faults per request, a sixth of
+its CPU at 1,000 documents (bench A/B). RSS stays at the high-water mark up to this much."""
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers (malloc.h)
 MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
