@@ -112,7 +112,8 @@ def scratch_database(backend: str, directory: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def store_url(db_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A migrated database shared by the session's tests; the `store` fixture empties it per test."""
+    """A migrated database for the session: copied for each test on SQLite (`test_db_url`), shared and
+    emptied per test by `store` on PostgreSQL."""
     with scratch_database(db_backend, tmp_path_factory.mktemp("db")) as url:
         Store.connect(url).close()
         yield url
@@ -126,9 +127,26 @@ def fresh_db_url(db_backend: str, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    """A `Store` on the session database with every table emptied; SQLite waits at most 100 ms on locks."""
-    store = Store.connect(store_url, busy_timeout_ms=100)
+def test_db_url(store_url: str, db_backend: str, tmp_path: Path) -> str:
+    """The migrated database of one test. SQLite: a copy of the session's file, so that a write which outlives
+    its test (a batch still in flight in a worker thread when a writer's `stop()` timed out) lands in that
+    test's file, not in the next test's tables. PostgreSQL: the session database, emptied by `store`."""
+    if db_backend != "sqlite":
+        return store_url
+    path = tmp_path / "store.db"
+    source, copy = sqlite3.connect(make_url(store_url).database), sqlite3.connect(path)
+    try:
+        source.backup(copy)
+    finally:
+        source.close()
+        copy.close()
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def store(test_db_url: str) -> Iterator[Store]:
+    """A `Store` on the test's database with every table emptied; SQLite waits at most 100 ms on locks."""
+    store = Store.connect(test_db_url, busy_timeout_ms=100)
     with store.engine.begin() as connection:
         for table in reversed(spend_tables.metadata.sorted_tables):
             connection.execute(table.delete())
@@ -169,9 +187,9 @@ def database_outage(url: str, backend: str) -> Iterator[None]:
 
 
 @pytest.fixture
-def db_outage(store_url: str, db_backend: str) -> Callable[[], AbstractContextManager[None]]:
-    """`with db_outage(): ...` makes the session database refuse writes until the block ends."""
-    return lambda: database_outage(store_url, db_backend)
+def db_outage(test_db_url: str, db_backend: str) -> Callable[[], AbstractContextManager[None]]:
+    """`with db_outage(): ...` makes the test's database refuse writes until the block ends."""
+    return lambda: database_outage(test_db_url, db_backend)
 
 
 @pytest.fixture
