@@ -396,6 +396,17 @@ def test_sqlite_spend_batches_keep_one_connection_and_give_it_back_after_an_erro
     assert pool.checkedout() == 0
 
 
+def test_a_batch_in_flight_when_the_store_closes_returns_its_connection(tmp_path) -> None:
+    store = Store.connect(f"sqlite:///{tmp_path / 'closing.db'}")
+    pool = store.engine.pool
+    held = store._spend_connection
+    with held.taken():
+        assert pool.checkedout() == 1
+        store.release_spend_connection()  # what close() does first, with this batch still running
+    assert pool.checkedout() == 0  # returned, not kept on a closed store
+    store.close()
+
+
 def test_decimal_and_datetime_in_event_metadata_are_stored_as_strings(
     store: Store, spend_event: Events
 ) -> None:

@@ -257,11 +257,13 @@ class HeldConnection:
     Checking a connection out of SQLAlchemy's pool and back in (its bookkeeping, in Python, with the GIL) was
     about 90 µs, a third of a small batch's fixed cost. One batch takes it at a time (a concurrent one checks
     out its own); after any error it goes back to the pool, so the next batch starts on a fresh connection.
+    After `release()` (the store closing) a batch still in flight returns its connection instead of keeping it.
     """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._kept: Any = None
+        self._released = False
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
@@ -276,14 +278,14 @@ class HeldConnection:
             raw.close()
             raise
         with self._lock:
-            if self._kept is None:
+            if self._kept is None and not self._released:
                 self._kept, raw = raw, None
         if raw is not None:
             raw.close()
 
     def release(self) -> None:
         with self._lock:
-            raw, self._kept = self._kept, None
+            raw, self._kept, self._released = self._kept, None, True
         if raw is not None:
             raw.close()
 
