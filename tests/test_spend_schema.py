@@ -17,7 +17,8 @@ from proxy.spend import tables
 from proxy.spend.db import DEFAULT_URL, database_url, downgrade, make_engine, migrate
 from proxy.spend.store import Store
 
-TABLES = {"verification_tokens", "end_users", "spend_logs", "proxy_spend"}
+TABLES = {"verification_tokens", "end_users", "spend_logs", "proxy_spend", "teams", "internal_users",
+          "team_memberships", "tags", "spend_rollups", "spend_tag_rollups", "audit_logs"}
 
 
 def schema_diff(engine: Engine, metadata: MetaData) -> list[object]:
@@ -133,3 +134,28 @@ def test_ping_is_false_when_the_database_cannot_be_reached(tmp_path: Path) -> No
             assert store.ping() is False
         finally:
             store.close()
+
+
+def test_upgrading_a_0002_database_keeps_its_keys_and_spend_and_gives_each_key_a_stable_id(
+        fresh_engine: Engine) -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    migrate(fresh_engine, "0002")
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    with fresh_engine.begin() as connection:
+        for token in ("a" * 64, "b" * 64):
+            connection.execute(tables.verification_tokens.insert().values(
+                token=token, models=[], metadata={}, spend=Decimal("1.5"), created_at=now, updated_at=now))
+        connection.execute(tables.spend_logs.insert().values(
+            request_id="r1", started_at=now, key_hash="a" * 64, model_alias="m", cost=Decimal("1.5"),
+            latency_ms=1.0, status=200))
+    migrate(fresh_engine)
+    store = Store(fresh_engine)
+    keys = [store.get_key(t) for t in ("a" * 64, "b" * 64)]
+    assert all(k is not None and k.spend == Decimal("1.5") for k in keys)
+    ids = {k.key_id for k in keys if k is not None}
+    assert len(ids) == 2
+    logs, total = store.spend_logs()
+    assert total == 1 and logs[0].cost == Decimal("1.5") and logs[0].key_hash == "a" * 64
+    assert schema_diff(fresh_engine, tables.metadata) == []

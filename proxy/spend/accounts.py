@@ -7,6 +7,7 @@ cannot reach the database by mistake. Records come back as frozen dataclasses wh
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -35,7 +36,7 @@ class Accounts(Transactions):
         starts its first period now. Raises AlreadyExistsError on a duplicate digest or alias."""
         _check_digest(token_hash)
         now = now or utc_now()
-        values = {**_KEY_DEFAULTS, **_checked(fields, _KEY_FIELDS)}
+        values = {**_KEY_DEFAULTS, "key_id": uuid.uuid4().hex, **_checked(fields, _KEY_FIELDS)}
         start_budget_period(values, now)
         row = {**values, "token": token_hash, "created_at": now, "updated_at": now}
         try:

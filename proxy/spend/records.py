@@ -37,6 +37,13 @@ class KeyRecord:
     fallbacks: Any
     created_at: datetime
     updated_at: datetime
+    key_id: str
+    """Stable across `/key/regenerate` (the digest changes): spend history follows it."""
+    team_id: str | None
+    tags: list[str] | None
+    previous_token: str | None
+    """The digest `/key/regenerate` replaced, still accepted until `previous_token_expires`."""
+    previous_token_expires: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +88,9 @@ class SpendLogRecord:
     fallback_used: bool
     guardrails: list[dict[str, Any]] | None
     metadata: dict[str, Any] | None
+    key_id: str | None = None
+    team_id: str | None = None
+    tags: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

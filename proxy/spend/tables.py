@@ -12,11 +12,13 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
     Dialect,
     Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -98,8 +100,16 @@ verification_tokens = Table(
     Column("fallbacks", Json(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("key_id", String, nullable=False),  # migration 0003: stable across /key/regenerate
+    Column("team_id", String, nullable=True),
+    Column("tags", Json(), nullable=True),
+    Column("previous_token", String(64), nullable=True),  # the digest /key/regenerate replaced
+    Column("previous_token_expires", UTCDateTime(), nullable=True),  # ... accepted until then
     UniqueConstraint("key_alias"),
+    UniqueConstraint("key_id"),
+    UniqueConstraint("previous_token"),
     Index(None, "user_id"),
+    Index(None, "team_id"),
 )
 
 end_users = Table(
@@ -142,6 +152,9 @@ spend_logs = Table(
     Column("fallback_used", Boolean, nullable=False, server_default=false()),
     Column("guardrails", Json(), nullable=True),
     Column("metadata", Json(), nullable=True),
+    Column("key_id", String, nullable=True),  # migration 0003
+    Column("team_id", String, nullable=True),
+    Column("tags", Json(), nullable=True),
     Index(None, "started_at"),
     Index(None, "key_hash"),
     Index(None, "end_user"),
@@ -160,3 +173,107 @@ proxy_spend = Table(
 )
 
 PROXY_ROW = "proxy"
+
+
+def _budgeted() -> list[Column[Any]]:
+    """The columns every budget holder (team, internal user, tag) has, as keys and end users do."""
+    return [
+        Column("spend", Money(), nullable=False, server_default=ZERO),
+        Column("max_budget", Money(), nullable=True),
+        Column("budget_duration", String, nullable=True),
+        Column("budget_reset_at", UTCDateTime(), nullable=True),
+        Column("rpm_limit", Integer, nullable=True),
+        Column("tpm_limit", Integer, nullable=True),
+        Column("max_parallel_requests", Integer, nullable=True),
+        Column("metadata", Json(), nullable=False),
+        Column("created_at", UTCDateTime(), nullable=False),
+        Column("updated_at", UTCDateTime(), nullable=False),
+    ]
+
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("team_id", String, primary_key=True),
+    Column("team_alias", String, nullable=True),
+    Column("models", Json(), nullable=False),
+    Column("tags", Json(), nullable=True),
+    Column("blocked", Boolean, nullable=False, server_default=false()),
+    *_budgeted(),
+)
+
+internal_users = Table(
+    "internal_users",
+    metadata,
+    Column("user_id", String, primary_key=True),
+    Column("user_alias", String, nullable=True),
+    Column("user_email", String, nullable=True),
+    Column("user_role", String, nullable=True),
+    Column("models", Json(), nullable=False),
+    *_budgeted(),
+)
+
+team_memberships = Table(
+    "team_memberships",
+    metadata,
+    Column("team_id", String, ForeignKey("teams.team_id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", String, ForeignKey("internal_users.user_id", ondelete="CASCADE"), primary_key=True),
+    Column("role", String, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index(None, "user_id"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("tag_name", String, primary_key=True),
+    Column("description", String, nullable=True),
+    Column("models", Json(), nullable=True),
+    *_budgeted(),
+)
+
+ROLLUP_DIMENSIONS = ("key_id", "team_id", "user_id", "end_user", "model_alias", "deployment", "provider")
+"""What `spend_rollups` groups by besides the hour; '' stands for none (NULLs would not collide in the key)."""
+
+
+def _rollup_measures() -> list[Column[Any]]:
+    return [
+        Column("requests", Integer, nullable=False, server_default=ZERO),
+        Column("errors", Integer, nullable=False, server_default=ZERO),
+        Column("spend", Money(), nullable=False, server_default=ZERO),
+        Column("search_units", Float, nullable=False, server_default=ZERO),
+        Column("input_tokens", BigInteger, nullable=False, server_default=ZERO),
+        Column("total_tokens", BigInteger, nullable=False, server_default=ZERO),
+    ]
+
+
+spend_rollups = Table(
+    "spend_rollups",
+    metadata,
+    Column("bucket", UTCDateTime(), primary_key=True),  # the hour the requests started in
+    *(Column(name, String, primary_key=True) for name in ROLLUP_DIMENSIONS),
+    *_rollup_measures(),
+)
+
+spend_tag_rollups = Table(
+    "spend_tag_rollups",
+    metadata,
+    Column("bucket", UTCDateTime(), primary_key=True),
+    Column("tag", String, primary_key=True),
+    *_rollup_measures(),
+)
+
+audit_logs = Table(
+    "audit_logs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("changed_by", String, nullable=False),
+    Column("action", String, nullable=False),
+    Column("table_name", String, nullable=False),
+    Column("object_id", String, nullable=False),
+    Column("before_value", Json(), nullable=True),
+    Column("updated_values", Json(), nullable=True),
+    Index(None, "updated_at"),
+    Index(None, "table_name", "object_id"),
+)
