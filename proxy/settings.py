@@ -48,13 +48,17 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Field docstrings are the configuration reference's descriptions (docs/hooks/config_reference.py).
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 class ModelEntry(_Strict):
     model_name: str
+    """The alias clients send as `model`; entries sharing one are one alias with several deployments."""
     litellm_params: dict[str, Any]
+    """The deployment: `model` (`provider/model`) plus the keys listed under [litellm_params](#litellm_params)."""
     model_info: dict[str, Any] = Field(default_factory=dict)
+    """`id`: the deployment id in headers, metrics and spend logs (unique; default `<model_name>#<n>`)."""
 
     @field_validator("litellm_params")
     @classmethod
@@ -76,27 +80,49 @@ class ModelEntry(_Strict):
 
 class GeneralSettings(_Strict):
     master_key: str | None = None
+    """Admin key for the admin API and every model; without one every request is allowed."""
     database_url: str | None = None
+    """Spend and key database (SQLAlchemy URL); default `DATABASE_URL`, else the SQLite file `./rerank_proxy.db`."""
     max_request_size_mb: float = 10.0
+    """Larger request bodies are refused with 413."""
     max_documents: int = 10_000
+    """More documents in one request are refused with 400."""
     store_prompts_in_spend_logs: bool = False
+    """Accepted for LiteLLM compatibility; the query is never stored."""
     max_budget: float | None = None
+    """Proxy-wide budget in USD (see [Budgets](budgets.md))."""
     budget_duration: str | None = None
+    """Reset period of `max_budget`: `30s`, `5m`, `1h`, `1d`, `2w`, `30d`, `1mo`."""
     max_end_user_budget: float | None = None
+    """Default budget (USD, never reset) for end-users without their own."""
     key_cache_ttl: float = 30.0
+    """Seconds a key's or end-user's record is cached; admin changes reach other replicas within it."""
     spend_flush_interval: float | None = Field(None, ge=0)  # None: the store's (Store.flush_interval)
+    """Seconds a spend row may wait for its batch (default SQLite 0.01, PostgreSQL 0.05)."""
     spend_spill_path: str | None = None
+    """Where spend rows unwritable at shutdown wait for the next start (default beside the SQLite file)."""
     disable_spend_logs: bool = False
+    """Write no spend rows."""
     background_health_checks: bool = False
+    """Probe every deployment every `health_check_interval` seconds (billed calls)."""
     health_check_interval: float = 300.0
+    """Seconds between background health checks."""
     alerting: list[str] | None = None
+    """Accepted for LiteLLM compatibility; no effect."""
     proxy_batch_write_at: float | None = None
+    """Accepted for LiteLLM compatibility; no effect (see `spend_flush_interval`)."""
     database_connection_pool_limit: int | None = None
+    """Accepted for LiteLLM compatibility; no effect."""
     allow_requests_on_db_unavailable: bool = True
+    """Accepted for LiteLLM compatibility; requests are served while the database is down."""
     metrics_require_auth: bool = False
+    """Require the master key on `GET /metrics`."""
     proxy_budget_rescheduler_min_time: float = Field(default=30.0, gt=0)
+    """Lower bound (s) of the random interval between budget-reset sweeps."""
     proxy_budget_rescheduler_max_time: float = Field(default=60.0, gt=0)
+    """Upper bound (s) of the random interval between budget-reset sweeps."""
     redis_key_prefix: str = "rerank-proxy:"
+    """Prefix of the limit and budget keys in Redis."""
 
     @field_validator("budget_duration")
     @classmethod
@@ -110,27 +136,45 @@ class GeneralSettings(_Strict):
 
 class RouterSettings(_Strict):
     routing_strategy: str = "simple-shuffle"
+    """`simple-shuffle`, `least-busy`, `latency-based-routing` or `usage-based-routing` (see [Routing](routing.md))."""
     num_retries: int = Field(2, ge=0)
     """The default when neither section sets it; `litellm_settings.num_retries` applies when this one is unset."""
     timeout: float | None = Field(None, gt=0)
+    """Seconds for one request, all attempts and waits included (504 when it runs out)."""
     retry_after: float = Field(0.05, ge=0)
+    """Backoff base (s) before retrying a deployment already tried; doubles each time."""
     max_retry_after: float = Field(2.0, ge=0)
+    """Cap (s) on one backoff wait, an upstream's `Retry-After` included."""
     fallbacks: list[dict[str, list[str]]] = Field(default_factory=list)
+    """`[{alias: [fallback, ...]}]`: aliases tried when every deployment of an alias failed."""
     default_fallbacks: list[str] = Field(default_factory=list)
+    """Aliases tried after any alias's own fallbacks."""
     allowed_fails: int = Field(3, ge=1)
+    """Failures within a minute before a deployment cools down."""
     cooldown_time: float = Field(5.0, ge=0)
+    """Seconds a cooled deployment is skipped."""
     max_cooldown_time: float = Field(60.0, ge=0)
+    """Cap (s) on a cooldown lengthened by a 429's `Retry-After`."""
     redis_url: str | None = None
+    """Share routing state, limits and budgets between replicas (default the `REDIS_URL` variable)."""
     redis_prefix: str = "rerank-proxy"
+    """Prefix of the routing keys in Redis."""
     redis_refresh_interval: float = Field(0.1, ge=0)
+    """Seconds between refreshes of the in-process copy of shared routing state (0: read on every request)."""
     redis_host: str | None = None
+    """Redis host, when `redis_url` is not set."""
     redis_port: int | None = None
+    """Redis port with `redis_host` (default 6379)."""
     redis_password: str | None = None
+    """Redis password with `redis_host`."""
     enable_pre_call_checks: bool = False
+    """Enforce deployments' `rpm`/`tpm` with any strategy."""
     model_group_alias: dict[str, str | dict[str, Any]] = Field(default_factory=dict)
-    """{name: alias} or {name: {model: alias, hidden: true}}: checked against the model_list in parse_config."""
+    """Other names for an alias: `{name: alias}`, or `{name: {model: alias, hidden: true}}` to keep it off `/models`."""
     routing_strategy_args: dict[str, Any] = Field(default_factory=dict)
+    """Strategy options, e.g. `exploration`, `lowest_latency_buffer`, `ttl` for `latency-based-routing`."""
     seed: int | None = None
+    """Seed for the router's random choices (reproducible routing)."""
 
     @model_validator(mode="after")
     def _check_strategy(self) -> RouterSettings:
@@ -140,23 +184,41 @@ class RouterSettings(_Strict):
 
 class LitellmSettings(_Strict):
     callbacks: list[Any] = Field(default_factory=list)
+    """Logging callbacks for success and failure events: `webhook`, `otel`, `prometheus` or `package.module:Name`."""
     success_callback: list[Any] = Field(default_factory=list)
+    """Callbacks for successes only (status < 400)."""
     failure_callback: list[Any] = Field(default_factory=list)
+    """Callbacks for failures only."""
     callback_settings: dict[str, Any] = Field(default_factory=dict)
+    """Options per callback, e.g. `webhook: {url, headers, batch_size, ...}` (see [Operations](operations.md))."""
     num_retries: int | None = Field(None, ge=0)
+    """Used when `router_settings.num_retries` is unset."""
     request_timeout: float | None = None
+    """Accepted for LiteLLM compatibility; no effect (see `router_settings.timeout`)."""
     fallbacks: list[dict[str, list[str]]] | None = None
+    """Used when `router_settings.fallbacks` is empty."""
     default_fallbacks: list[str] | None = None
+    """Used when `router_settings.default_fallbacks` is empty."""
     drop_params: bool | None = None
+    """Accepted for LiteLLM compatibility; no effect."""
     set_verbose: bool | None = None
+    """Accepted for LiteLLM compatibility; no effect (see `--detailed_debug`)."""
     json_logs: bool | None = None
+    """Every log line as JSON, not only the access lines."""
     telemetry: bool | None = None
+    """Accepted for LiteLLM compatibility; nothing is ever sent anywhere."""
     max_budget: float | None = None
+    """Proxy-wide budget, when `general_settings.max_budget` is unset."""
     budget_duration: str | None = None
+    """Reset period of `litellm_settings.max_budget`."""
     max_end_user_budget: float | None = None
+    """Default end-user budget, when `general_settings.max_end_user_budget` is unset."""
     cache: bool | None = None
+    """Accepted for LiteLLM compatibility; no effect."""
     cache_params: dict[str, Any] | None = None
+    """Accepted for LiteLLM compatibility; no effect."""
     require_auth_for_metrics_endpoint: bool | None = None
+    """LiteLLM's name for `general_settings.metrics_require_auth`."""
     disable_end_user_cost_tracking_prometheus_only: bool | None = None
     """Leave the `end_user` label of the usage metrics empty (one series per end-user otherwise); spend per
     end-user is still recorded in SQL."""
@@ -164,8 +226,11 @@ class LitellmSettings(_Strict):
 
 class GuardrailEntry(_Strict):
     guardrail_name: str
+    """The name keys and requests use to ask for it; unique."""
     litellm_params: dict[str, Any]
+    """`guardrail` (the type), `mode: pre_call`, `default_on`, `on_error` and the type's options."""
     guardrail_info: dict[str, Any] = Field(default_factory=dict)
+    """Free-form information, kept with the entry."""
 
     @field_validator("litellm_params")
     @classmethod
@@ -178,11 +243,17 @@ class GuardrailEntry(_Strict):
 
 class ConfigFile(_Strict):
     model_list: list[ModelEntry] = Field(default_factory=list)
+    """Deployments, one entry each."""
     general_settings: GeneralSettings = Field(default_factory=GeneralSettings)
+    """Server, keys, database, budgets."""
     router_settings: RouterSettings = Field(default_factory=RouterSettings)
+    """Routing strategy, retries, fallbacks, cooldowns, Redis."""
     litellm_settings: LitellmSettings = Field(default_factory=LitellmSettings)
+    """Callbacks, logging and LiteLLM's spellings of other settings."""
     guardrails: list[GuardrailEntry] = Field(default_factory=list)
+    """Checks on the query, in order."""
     environment_variables: dict[str, str] = Field(default_factory=dict)
+    """Values for `os.environ/NAME` references (the real environment wins)."""
 
     @field_validator("guardrails")
     @classmethod
