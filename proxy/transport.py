@@ -4,7 +4,7 @@ Swapping the HTTP client touches this file alone. Network failures become typed 
 HTTP statuses are classified by `errors.upstream_error_for_status`.
 
 Three implementations. `PoolTransport` (our keep-alive pool on httptools, `http_pool.py`) is the server's
-default: it costs the least CPU per call of every client we measured (see README, Performance).
+default: it costs the least CPU per call of every client we measured (see docs/performance.md).
 `AiohttpTransport` takes over when environment proxies are set. `HttpxTransport` serves the SDK and callers
 who hand it their own `httpx.AsyncClient`. Request signing stays `httpx.Auth` in all three: the first two
 run the auth flow on an `httpx.Request` and send exactly the bytes and headers it signed.

@@ -1,4 +1,4 @@
-"""The benchmark runs end to end (quick mode, 4 documents) and writes the JSON the README describes.
+"""The benchmark runs end to end (quick mode, 4 documents) and writes the JSON docs/performance.md describes.
 
 No timing is asserted: speed is what the benchmark reports, not what a test checks.
 """

@@ -304,10 +304,10 @@ def test_workers_share_metrics_and_the_cli_removes_their_directory(tmp_path):
     assert not Path(found.group(1)).exists()
 
 
-def test_the_readme_lists_every_metric_and_no_other():
+def test_the_operations_page_lists_every_metric_and_no_other():
     families = text_string_to_metric_families(Metrics().render().decode())
     exported = {f.name + "_total" if f.type == "counter" else f.name for f in families
                 if not f.name.endswith("_created")}
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    table = readme[readme.index("| `rerank_proxy_requests_total`"):readme.index("### Logs")]
+    page = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text()
+    table = page[page.index("| `rerank_proxy_requests_total`"):page.index("## Logs")]
     assert set(re.findall(r"`(rerank_proxy_\w+)`", table)) == exported

@@ -236,9 +236,8 @@ async def test_the_callers_own_errors_never_cool_a_deployment():
     assert state.cooled_until("d") == 0
 
 
-def test_the_readmes_routing_example_is_a_valid_config():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("## Routing"):]
+def test_the_routing_pages_example_is_a_valid_config():
+    section = (Path(__file__).resolve().parents[1] / "docs" / "routing.md").read_text()
     example = section[section.index("```yaml") + len("```yaml"):]
     example = example[:example.index("```")]
     settings = parse_config(yaml.safe_load(example), {})

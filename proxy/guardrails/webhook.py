@@ -1,6 +1,6 @@
 """`webhook`: ask an external guardrail service about the query over HTTP.
 
-The contract (documented in the README):
+The contract (documented in docs/guardrails.md):
 
     POST <api_base>   {"guardrail": name, "query": str, "key_alias": str|null, "user_id": str|null,
                        "end_user": str|null, "model": str, "metadata": {...}}
