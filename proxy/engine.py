@@ -126,7 +126,7 @@ class Engine:
                 return next(iter(self.router.aliases))
             raise InvalidRequestError("a model parameter is required for this endpoint.")
         if not caller.may_use(alias) and not caller.may_use(self.router.canonical(alias)):
-            raise PermissionDeniedError(f"this key is not allowed to use model '{alias}'")
+            raise PermissionDeniedError(f"{caller.refused_by(alias)} is not allowed to use model '{alias}'")
         return alias
 
     async def rerank(self, call: Call) -> Call:

@@ -210,7 +210,12 @@ class Governance:
         self.end_users.forget(user_id)
 
     async def describe_key(self, info: dict[str, Any], record: Any) -> dict[str, Any]:
-        return await self._describe(info, f"key:{record.token}", record, record.max_budget)
+        return await self._describe(info, f"key:{record.key_id}", record, record.max_budget)
+
+    async def describe_holder(self, info: dict[str, Any], kind: str, record: Any) -> dict[str, Any]:
+        """`describe_key` for a team, internal user or tag (`kind`: "team", "user", "tag")."""
+        ident = {"team": "team_id", "user": "user_id", "tag": "tag_name"}[kind]
+        return await self._describe(info, f"{kind}:{getattr(record, ident)}", record, record.max_budget)
 
     async def describe_end_user(self, info: dict[str, Any], record: Any) -> dict[str, Any]:
         budget = record.max_budget if record.max_budget is not None else self.default_end_user_budget

@@ -317,13 +317,13 @@ def test_reset_budgets_zeroes_what_is_due_and_moves_the_reset_forward(
     )
 
     now = T0 + timedelta(days=3, hours=5)
-    assert store.reset_budgets(now) == {"keys": 1, "end_users": 1, "proxy": 0}
+    assert store.reset_budgets(now) == {"keys": 1, "end_users": 1, "proxy": 0, "teams": 0, "users": 0, "tags": 0}
     assert store.key_spend(due) == 0 and store.get_key(due).budget_reset_at == T0 + timedelta(days=4)
     assert store.key_spend(not_due) == 1 and store.key_spend(no_budget) == 1
     assert store.get_customer("cust").budget_reset_at == T0 + timedelta(days=3, hours=6)
     assert store.end_user_spend("cust") == 0
     assert store.get_proxy_spend().spend == 3
-    assert store.reset_budgets(now) == {"keys": 0, "end_users": 0, "proxy": 0}
+    assert store.reset_budgets(now) == {"keys": 0, "end_users": 0, "proxy": 0, "teams": 0, "users": 0, "tags": 0}
 
     proxy = store.reset_budgets(datetime(2025, 2, 1, tzinfo=UTC))
     assert proxy["proxy"] == 1

@@ -6,8 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
+from ..auth.caller import Caller
 from ..errors import ModelNotFoundError
 from .admin_models import CustomerFields, CustomerIds, CustomerNew, CustomerUpdate
+from .audit import audited
 from .deps import AdminDep, RuntimeDep
 from .store_calls import budget_view, in_thread
 
@@ -26,9 +28,10 @@ def _forget(runtime: Any, user_id: str) -> None:
 
 @router.post("/customer/new")
 @router.post("/end_user/new", include_in_schema=False)
-async def new(body: CustomerNew, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+async def new(body: CustomerNew, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     record = await in_thread(runtime.store.create_customer, body.user_id, **_fields(body))
     _forget(runtime, body.user_id)
+    await audited(runtime, caller, "created", "end_users", body.user_id, after=record)
     return budget_view(record)
 
 
@@ -54,38 +57,46 @@ async def list_customers(_: AdminDep, runtime: RuntimeDep, page: int = Query(1, 
 
 @router.post("/customer/update")
 @router.post("/end_user/update", include_in_schema=False)
-async def update(body: CustomerUpdate, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+async def update(body: CustomerUpdate, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+    before = await in_thread(runtime.store.get_customer, body.user_id)
     record = await in_thread(runtime.store.update_customer, body.user_id, **_fields(body))
     if record is None:
         raise ModelNotFoundError(f"end-user '{body.user_id}' not found")
     _forget(runtime, body.user_id)
+    await audited(runtime, caller, "updated", "end_users", body.user_id, before=before, after=record)
     return budget_view(record)
 
 
 @router.post("/customer/delete")
 @router.post("/end_user/delete", include_in_schema=False)
-async def delete(body: CustomerIds, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+async def delete(body: CustomerIds, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+    existing = [await in_thread(runtime.store.get_customer, u) for u in dict.fromkeys(body.user_ids)]
     count = await in_thread(runtime.store.delete_customers, body.user_ids)
     for user_id in body.user_ids:
         _forget(runtime, user_id)
+    for record in existing:
+        if record is not None:
+            await audited(runtime, caller, "deleted", "end_users", record.user_id, before=record)
     return {"deleted": count, "user_ids": body.user_ids}
 
 
-async def _block(body: CustomerIds, runtime: Any, blocked: bool) -> dict[str, Any]:
+async def _block(body: CustomerIds, caller: Caller, runtime: Any, blocked: bool) -> dict[str, Any]:
     for user_id in body.user_ids:
         if await in_thread(runtime.store.update_customer, user_id, blocked=blocked) is None:
             await in_thread(runtime.store.create_customer, user_id, blocked=blocked)
         _forget(runtime, user_id)
+        await audited(runtime, caller, "blocked" if blocked else "unblocked", "end_users", user_id,
+                      after={"blocked": blocked})
     return {"blocked": blocked, "user_ids": body.user_ids}
 
 
 @router.post("/customer/block")
-async def block(body: CustomerIds, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
-    return await _block(body, runtime, True)
+async def block(body: CustomerIds, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+    return await _block(body, caller, runtime, True)
 
 
 @router.post("/customer/unblock")
-async def unblock(body: CustomerIds, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
-    return await _block(body, runtime, False)
+async def unblock(body: CustomerIds, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+    return await _block(body, caller, runtime, False)
 
 

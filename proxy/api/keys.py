@@ -1,4 +1,5 @@
-"""Virtual keys: `/key/generate`, `/key/info`, `/key/list`, `/key/update`, `/key/delete`, `/key/block`."""
+"""Virtual keys: `/key/generate`, `/key/info`, `/key/list`, `/key/update`, `/key/delete`, `/key/block`,
+`/key/unblock`; every change is audited."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
+from ..auth.caller import Caller
 from ..auth.keys import display_name, generate_key, hash_key, looks_like_hash
 from ..errors import InvalidRequestError, ModelNotFoundError, PermissionDeniedError
 from ..spend.durations import parse_duration
+from ..spend.holders import TEAM
 from .admin_models import KeyDelete, KeyFields, KeyGenerate, KeyRef, KeyUpdate
+from .audit import audited
 from .deps import AdminDep, CallerDep, RuntimeDep
 from .store_calls import as_dict, budget_view, in_thread
 
@@ -30,6 +34,11 @@ def _fields(body: KeyFields, now: datetime) -> dict[str, Any]:
     return fields  # the store starts the budget period when budget_duration is set
 
 
+async def _check_team(runtime: Any, team_id: str | None) -> None:
+    if team_id is not None and await in_thread(runtime.store.get_holder, TEAM, team_id) is None:
+        raise InvalidRequestError(f"team_id: team '{team_id}' does not exist; create it with /team/new")
+
+
 def _check_guardrails(runtime: Any, names: list[str] | None) -> None:
     governance = runtime.extras.get("governance")
     unknown = governance.chain.unknown(names or ()) if governance is not None else []
@@ -38,13 +47,15 @@ def _check_guardrails(runtime: Any, names: list[str] | None) -> None:
 
 
 @router.post("/key/generate")
-async def generate(body: KeyGenerate, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+async def generate(body: KeyGenerate, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     if body.key is not None and not body.key.startswith("sk-"):
         raise InvalidRequestError("a custom key must start with 'sk-'")
     key = body.key or generate_key()
     _check_guardrails(runtime, body.guardrails)
+    await _check_team(runtime, body.team_id)
     record = await in_thread(runtime.store.create_key, hash_key(key), key_name=display_name(key),
                              **_fields(body, datetime.now(UTC)))
+    await audited(runtime, caller, "created", "verification_tokens", record.key_id, after=record)
     info = budget_view(record)
     return {**info, "key": key, "token": hash_key(key)}
 
@@ -70,28 +81,31 @@ async def info(caller: CallerDep, runtime: RuntimeDep, key: str | None = Query(d
 
 @router.get("/key/list")
 async def list_keys(_: AdminDep, runtime: RuntimeDep, page: int = Query(1, ge=1), size: int = Query(100, ge=1, le=1000),
-                    user_id: str | None = None, key_alias: str | None = None,
+                    user_id: str | None = None, key_alias: str | None = None, team_id: str | None = None,
                     return_full_object: bool = False) -> dict[str, Any]:
-    records, total = await in_thread(runtime.store.list_keys, user_id=user_id, key_alias=key_alias, page=page,
-                                     size=size)
+    records, total = await in_thread(runtime.store.list_keys, user_id=user_id, key_alias=key_alias,
+                                     team_id=team_id, page=page, size=size)
     keys = [budget_view(r) for r in records] if return_full_object else [as_dict(r)["token"] for r in records]
     return {"keys": keys, "total_count": total, "current_page": page,
             "total_pages": max(1, math.ceil(total / size))}
 
 
 @router.post("/key/update")
-async def update(body: KeyUpdate, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+async def update(body: KeyUpdate, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     digest = digest_of(body.key)
     _check_guardrails(runtime, body.guardrails)
+    await _check_team(runtime, body.team_id)
+    before = await in_thread(runtime.store.get_key, digest)
     record = await in_thread(runtime.store.update_key, digest, **_fields(body, datetime.now(UTC)))
     if record is None:
         raise ModelNotFoundError("key not found")
-    runtime.authenticator.forget(digest)
+    runtime.authenticator.forget_all()  # a grace-period secret is cached under another digest
+    await audited(runtime, caller, "updated", "verification_tokens", record.key_id, before=before, after=record)
     return {"key": digest, **budget_view(record)}
 
 
 @router.post("/key/delete")
-async def delete(body: KeyDelete, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+async def delete(body: KeyDelete, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     digests = [digest_of(k) for k in body.keys or []]
     for alias in body.key_aliases or []:
         record = await in_thread(runtime.store.get_key_by_alias, alias)
@@ -99,26 +113,31 @@ async def delete(body: KeyDelete, _: AdminDep, runtime: RuntimeDep) -> dict[str,
             digests.append(as_dict(record)["token"])
     if not digests:
         raise InvalidRequestError("pass 'keys' or 'key_aliases' to delete")
+    existing = [r for r in [await in_thread(runtime.store.get_key, d) for d in digests] if r is not None]
     await in_thread(runtime.store.delete_keys, digests)
-    for digest in digests:
-        runtime.authenticator.forget(digest)
+    runtime.authenticator.forget_all()
+    for record in existing:
+        await audited(runtime, caller, "deleted", "verification_tokens", record.key_id, before=record)
     return {"deleted_keys": [*(body.keys or []), *(body.key_aliases or [])]}
 
 
-async def _set_blocked(body: KeyRef, runtime: Any, blocked: bool) -> dict[str, Any]:
+async def _set_blocked(body: KeyRef, caller: Caller, runtime: Any, blocked: bool) -> dict[str, Any]:
     digest = digest_of(body.key)
+    before = await in_thread(runtime.store.get_key, digest)
     record = await in_thread(runtime.store.set_blocked, digest, blocked)
     if record is None:
         raise ModelNotFoundError("key not found")
-    runtime.authenticator.forget(digest)
+    runtime.authenticator.forget_all()
+    await audited(runtime, caller, "blocked" if blocked else "unblocked", "verification_tokens", record.key_id,
+                  before=before, after=record)
     return {"key": digest, **budget_view(record)}
 
 
 @router.post("/key/block")
-async def block(body: KeyRef, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
-    return await _set_blocked(body, runtime, True)
+async def block(body: KeyRef, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+    return await _set_blocked(body, caller, runtime, True)
 
 
 @router.post("/key/unblock")
-async def unblock(body: KeyRef, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
-    return await _set_blocked(body, runtime, False)
+async def unblock(body: KeyRef, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+    return await _set_blocked(body, caller, runtime, False)

@@ -26,9 +26,28 @@ class Caller:
     record: Any = None
     """The stored key record (budgets, limits, guardrails, fallbacks), None for the master key."""
     metadata: dict[str, Any] = field(default_factory=dict)
+    team: Any = None
+    """The key's team record (its models, budget and limits apply too), if it has one."""
+    user: Any = None
+    """The key owner's internal-user record, if `user_id` names one."""
+    team_models: tuple[str, ...] = ()
+    user_models: tuple[str, ...] = ()
 
     def may_use(self, alias: str) -> bool:
-        return self.is_admin or not self.models or alias in self.models
+        """The key, its team and its user must each allow `alias` (an empty list allows every model)."""
+        return self.refused_by(alias) is None
+
+    def refused_by(self, alias: str) -> str | None:
+        """Who does not allow `alias`: "this key", "team 'x'" or "user 'y'"; None when all allow it."""
+        if self.is_admin:
+            return None
+        if self.models and alias not in self.models:
+            return "this key"
+        if self.team_models and alias not in self.team_models:
+            return f"team '{self.team.team_id}'"
+        if self.user_models and alias not in self.user_models:
+            return f"user '{self.user_id}'"
+        return None
 
 
 ANONYMOUS_ADMIN = Caller(is_admin=True, key_alias="open-access")
@@ -53,6 +72,10 @@ class Authenticator:
     def forget(self, key_hash: str) -> None:
         self._cache.pop(key_hash, None)
 
+    def forget_all(self) -> None:
+        """Drop every cached key (a team or user changed: the keys that carry it must reload)."""
+        self._cache.clear()
+
     async def authenticate(self, authorization: str | None) -> Caller:
         if self._master_key is None:
             return ANONYMOUS_ADMIN
@@ -65,6 +88,8 @@ class Authenticator:
         record = caller.record
         if record.blocked:
             raise PermissionDeniedError("this key is blocked")
+        if caller.team is not None and caller.team.blocked:
+            raise PermissionDeniedError(f"this key's team '{caller.team.team_id}' is blocked")
         if record.expires is not None and _aware(record.expires) <= datetime.now(UTC):
             raise PermissionDeniedError("this key has expired")
         return caller
@@ -75,7 +100,7 @@ class Authenticator:
         if cached is not None and cached[0] > now:
             return cached[1]
         try:
-            record = await asyncio.to_thread(self._store.get_key, digest)
+            found = await asyncio.to_thread(self._store.key_with_owners, digest)
         except Exception as exc:  # the DB is down: a key we knew keeps working
             if cached is not None:
                 log.warning("key lookup failed (%s); serving the cached key", type(exc).__name__)
@@ -83,11 +108,18 @@ class Authenticator:
             raise StoreUnavailableError() from None
         if len(self._cache) >= self._max_entries:  # bounded: unknown keys must not grow it forever
             self._cache.pop(next(iter(self._cache)))
-        caller = None if record is None else Caller(
-            key_hash=digest, key_alias=record.key_alias, user_id=record.user_id, models=tuple(record.models or ()),
-            record=record, metadata=record.metadata or {})
+        caller = None if found is None else _caller(*found)
         self._cache[digest] = (now + self._ttl, caller)
         return caller
+
+
+def _caller(record: Any, team: Any, user: Any) -> Caller:
+    """The Caller of a key record; `key_hash` is the key's current digest even when the caller presented the
+    secret it replaced (within its grace period), so spend and limits land on the one key."""
+    return Caller(key_hash=record.token, key_alias=record.key_alias, user_id=record.user_id,
+                  models=tuple(record.models or ()), record=record, metadata=record.metadata or {}, team=team,
+                  user=user, team_models=tuple(team.models or ()) if team is not None else (),
+                  user_models=tuple(user.models or ()) if user is not None else ())
 
 
 def _aware(moment: datetime) -> datetime:

@@ -70,7 +70,7 @@ def call_limits(*, key_hash: str | None, key: Any, alias: str, end_user_id: str 
     """Every limit this call counts against (empty for most deployments: then nothing is checked)."""
     limits: list[Limit] = []
     if key is not None and key_hash is not None:
-        label, counter = key_label(key), f"key:{key_hash}"
+        label, counter = key_label(key), f"key:{getattr(key, 'key_id', None) or key_hash}"
         if key.rpm_limit is not None:
             limits.append(Limit("rpm", counter, key.rpm_limit, label, "rpm_limit"))
         if key.tpm_limit is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -18,8 +18,8 @@ from sqlalchemy.exc import IntegrityError
 
 from .durations import parse_duration
 from .records import AlreadyExistsError, CustomerRecord, KeyRecord
-from .tables import end_users, proxy_spend, verification_tokens
-from .transactions import Transactions, check_aware, chunks, start_budget_period, utc_now
+from .tables import end_users, internal_users, proxy_spend, tags, teams, verification_tokens
+from .transactions import Transactions, check_aware, checked_fields, chunks, start_budget_period, utc_now
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _KEY_FIELDS = frozenset(verification_tokens.c.keys()) - {"token", "created_at", "updated_at"}
@@ -36,7 +36,7 @@ class Accounts(Transactions):
         starts its first period now. Raises AlreadyExistsError on a duplicate digest or alias."""
         _check_digest(token_hash)
         now = now or utc_now()
-        values = {**_KEY_DEFAULTS, "key_id": uuid.uuid4().hex, **_checked(fields, _KEY_FIELDS)}
+        values = {**_KEY_DEFAULTS, "key_id": uuid.uuid4().hex, **checked_fields(fields, _KEY_FIELDS)}
         start_budget_period(values, now)
         row = {**values, "token": token_hash, "created_at": now, "updated_at": now}
         try:
@@ -66,7 +66,7 @@ class Accounts(Transactions):
         """Change `fields` of a key; None when it does not exist. Setting `budget_duration` without
         `budget_reset_at` restarts the budget period now. AlreadyExistsError when the alias is taken."""
         now = now or utc_now()
-        values = _checked(fields, _KEY_FIELDS)
+        values = checked_fields(fields, _KEY_FIELDS)
         start_budget_period(values, now, restart=True)
         statement = (
             update(verification_tokens)
@@ -89,10 +89,11 @@ class Accounts(Transactions):
         return self._delete(verification_tokens.c.token, token_hashes)
 
     def list_keys(
-        self, *, user_id: str | None = None, key_alias: str | None = None, page: int = 1, size: int = 100
+        self, *, user_id: str | None = None, key_alias: str | None = None, team_id: str | None = None,
+        page: int = 1, size: int = 100
     ) -> tuple[list[KeyRecord], int]:
         """One page (1-based) of keys, oldest first, and the total matching the filters."""
-        conditions = []
+        conditions = [] if team_id is None else [verification_tokens.c.team_id == team_id]
         if user_id is not None:
             conditions.append(verification_tokens.c.user_id == user_id)
         if key_alias is not None:
@@ -113,7 +114,7 @@ class Accounts(Transactions):
     def create_customer(self, user_id: str, *, now: datetime | None = None, **fields: Any) -> CustomerRecord:
         """Insert an end user; AlreadyExistsError when `user_id` exists (e.g. was seen in traffic)."""
         now = now or utc_now()
-        values = {**_CUSTOMER_DEFAULTS, **_checked(fields, _CUSTOMER_FIELDS)}
+        values = {**_CUSTOMER_DEFAULTS, **checked_fields(fields, _CUSTOMER_FIELDS)}
         start_budget_period(values, now)
         try:
             with self._write() as connection:
@@ -135,7 +136,7 @@ class Accounts(Transactions):
         self, user_id: str, *, now: datetime | None = None, **fields: Any
     ) -> CustomerRecord | None:
         """Change `fields` of an end user; None when it does not exist."""
-        values = _checked(fields, _CUSTOMER_FIELDS)
+        values = checked_fields(fields, _CUSTOMER_FIELDS)
         start_budget_period(values, now or utc_now(), restart=True)
         if not values:
             return self.get_customer(user_id)
@@ -178,7 +179,7 @@ class Accounts(Transactions):
         """Zero the spend of every key, end user and proxy total whose `budget_reset_at` has passed, and
         move `budget_reset_at` forward by whole `budget_duration`s to the first moment after `now` (cleared
         when there is no duration). Safe to run from several workers: a row is reset once per period.
-        Returns how many rows were reset per table: {"keys": n, "end_users": n, "proxy": n}."""
+        Returns how many rows were reset per table: {"keys": n, "end_users": n, "proxy": n, "teams": n, ...}."""
         now = now or utc_now()
         check_aware(now)
         counts = {}
@@ -187,6 +188,9 @@ class Accounts(Transactions):
                 ("keys", verification_tokens, verification_tokens.c.token),
                 ("end_users", end_users, end_users.c.user_id),
                 ("proxy", proxy_spend, proxy_spend.c.name),
+                ("teams", teams, teams.c.team_id),
+                ("users", internal_users, internal_users.c.user_id),
+                ("tags", tags, tags.c.tag_name),
             ):
                 due = connection.execute(
                     select(pk, table.c.budget_reset_at, table.c.budget_duration)
@@ -215,14 +219,3 @@ class Accounts(Transactions):
 def _check_digest(token_hash: str) -> None:
     if not isinstance(token_hash, str) or not _DIGEST.match(token_hash):
         raise ValueError("token_hash must be a key's SHA-256 hex digest (64 lowercase hex characters)")
-
-
-def _checked(fields: Mapping[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
-    unknown = set(fields) - allowed
-    if unknown:
-        raise TypeError(f"unknown field(s): {', '.join(sorted(unknown))}")
-    for value in fields.values():
-        check_aware(value)
-    if fields.get("budget_duration") is not None:
-        parse_duration(fields["budget_duration"])  # fail now, not at the next reset
-    return dict(fields)

@@ -103,3 +103,86 @@ class ProxySpendRecord:
     budget_duration: str | None
     budget_reset_at: datetime | None
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TeamRecord:
+    """A team: its keys may only use `models` (empty: all), and count against its budget and limits."""
+
+    team_id: str
+    team_alias: str | None
+    models: list[str]
+    tags: list[str] | None
+    blocked: bool
+    spend: Decimal
+    max_budget: Decimal | None
+    budget_duration: str | None
+    budget_reset_at: datetime | None
+    rpm_limit: int | None
+    tpm_limit: int | None
+    max_parallel_requests: int | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """An internal user (LiteLLM's): owns keys (`user_id` on a key), belongs to teams, has a budget."""
+
+    user_id: str
+    user_alias: str | None
+    user_email: str | None
+    user_role: str | None
+    models: list[str]
+    spend: Decimal
+    max_budget: Decimal | None
+    budget_duration: str | None
+    budget_reset_at: datetime | None
+    rpm_limit: int | None
+    tpm_limit: int | None
+    max_parallel_requests: int | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TagRecord:
+    """A request tag with an optional budget and limits."""
+
+    tag_name: str
+    description: str | None
+    models: list[str] | None
+    spend: Decimal
+    max_budget: Decimal | None
+    budget_duration: str | None
+    budget_reset_at: datetime | None
+    rpm_limit: int | None
+    tpm_limit: int | None
+    max_parallel_requests: int | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipRecord:
+    team_id: str
+    user_id: str
+    role: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One admin change: who, what, the object before and the values after (never a secret)."""
+
+    id: int
+    updated_at: datetime
+    changed_by: str
+    action: str
+    table_name: str
+    object_id: str
+    before_value: dict[str, Any] | None
+    updated_values: dict[str, Any] | None

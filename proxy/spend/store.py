@@ -1,7 +1,8 @@
 """`Store`: every read and write of keys, end users and spend, each method one short transaction.
 
 Sync on purpose: callers on the event loop run methods with `asyncio.to_thread`. The methods live with
-their tables — `Accounts` (keys, end users, budget resets) and `Ledger` (spend rows and totals) — over the
+their tables — `Accounts` (keys, end users, budget resets), `Holders` (teams, internal users, tags), `Audit` (admin
+changes) and `Ledger` (spend rows and totals) — over the
 shared `Transactions`; this class adds connecting and closing. Records come back as frozen dataclasses
 (`KeyRecord`, `CustomerRecord`, `SpendLogRecord`, `ProxySpendRecord`).
 """
@@ -14,14 +15,16 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from .accounts import Accounts
+from .audit import Audit
 from .db import make_engine, migrate
+from .holders import Holders
 from .ledger import Ledger
 from .records import AlreadyExistsError, CustomerRecord, KeyRecord, ProxySpendRecord, SpendLogRecord
 
 __all__ = ["AlreadyExistsError", "CustomerRecord", "KeyRecord", "ProxySpendRecord", "SpendLogRecord", "Store"]
 
 
-class Store(Accounts, Ledger):
+class Store(Accounts, Holders, Audit, Ledger):
     """Persistence for keys, end users and spend on one sync SQLAlchemy engine (SQLite or PostgreSQL)."""
 
     @classmethod

@@ -80,3 +80,15 @@ def start_budget_period(values: dict[str, Any], now: datetime, *, restart: bool 
 def chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), CHUNK):
         yield items[start : start + CHUNK]
+
+
+def checked_fields(fields: Mapping[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
+    """`fields` when every name is a column in `allowed`, datetimes are aware and a duration parses."""
+    unknown = set(fields) - allowed
+    if unknown:
+        raise TypeError(f"unknown field(s): {', '.join(sorted(unknown))}")
+    for value in fields.values():
+        check_aware(value)
+    if fields.get("budget_duration") is not None:
+        parse_duration(fields["budget_duration"])  # fail now, not at the next reset
+    return dict(fields)

@@ -1,0 +1,100 @@
+"""Internal users, with LiteLLM's routes and shapes: `/user/new`, `/user/info`, `/user/list`, `/user/update`,
+`/user/delete`. A user owns keys (`user_id` on a key) and belongs to teams."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from ..auth.keys import display_name, generate_key, hash_key
+from ..errors import ModelNotFoundError
+from ..spend.durations import parse_duration
+from ..spend.holders import TEAM, USER
+from .admin_models import UserFields, UserIds, UserNew, UserUpdate
+from .audit import audited
+from .deps import AdminDep, RuntimeDep
+from .store_calls import budget_view, in_thread
+from .teams import changed
+
+router = APIRouter(tags=["users"])
+
+
+def _fields(body: UserFields) -> dict[str, Any]:
+    return body.model_dump(exclude_none=True, exclude={"user_id", "teams", "auto_create_key", "key_alias",
+                                                       "duration"})
+
+
+async def _teams_of(runtime: Any, user_id: str) -> list[str]:
+    return [m.team_id for m in await in_thread(runtime.store.memberships, user_id=user_id)]
+
+
+@router.post("/user/new")
+async def new(body: UserNew, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+    user_id = body.user_id or str(uuid.uuid4())
+    for team_id in body.teams or []:
+        if await in_thread(runtime.store.get_holder, TEAM, team_id) is None:
+            raise ModelNotFoundError(f"team '{team_id}' not found")
+    record = await in_thread(runtime.store.create_holder, USER, user_id, **_fields(body))
+    for team_id in body.teams or []:
+        await in_thread(runtime.store.add_members, team_id, [(user_id, "user")])
+    await audited(runtime, caller, "created", "internal_users", user_id, after=record)
+    answer: dict[str, Any] = {**budget_view(record), "teams": body.teams or [], "key": None}
+    if body.auto_create_key:
+        key = generate_key()
+        expires = parse_duration(body.duration).after(datetime.now(UTC)) if body.duration else None
+        created = await in_thread(runtime.store.create_key, hash_key(key), key_name=display_name(key),
+                                  key_alias=body.key_alias, user_id=user_id, expires=expires,
+                                  models=body.models or [])
+        await audited(runtime, caller, "created", "verification_tokens", created.key_id, after=created)
+        answer.update(key=key, token=created.token, key_id=created.key_id, key_alias=created.key_alias,
+                      key_name=created.key_name, expires=created.expires)
+    return answer
+
+
+@router.get("/user/info")
+async def info(_: AdminDep, runtime: RuntimeDep, user_id: str = Query(...)) -> dict[str, Any]:
+    record = await in_thread(runtime.store.get_holder, USER, user_id)
+    if record is None:
+        raise ModelNotFoundError(f"user '{user_id}' not found")
+    view = budget_view(record)
+    if (governance := runtime.extras.get("governance")) is not None:
+        await governance.describe_holder(view, "user", record)
+    keys, _total = await in_thread(runtime.store.list_keys, user_id=user_id, size=1000)
+    teams = await in_thread(runtime.store.get_holders, TEAM, await _teams_of(runtime, user_id))
+    return {"user_id": user_id, "user_info": view, "keys": [budget_view(k) for k in keys],
+            "teams": [budget_view(t) for t in teams]}
+
+
+@router.get("/user/list")
+async def list_users(_: AdminDep, runtime: RuntimeDep, user_ids: str | None = None, page: int = Query(1, ge=1),
+                     page_size: int = Query(25, ge=1, le=1000)) -> dict[str, Any]:
+    idents = [u for u in user_ids.split(",") if u] if user_ids else None
+    records, total = await in_thread(runtime.store.list_holders, USER, idents=idents, page=page, size=page_size)
+    users = [{**budget_view(r), "teams": await _teams_of(runtime, r.user_id)} for r in records]
+    return {"users": users, "total": total, "page": page, "page_size": page_size,
+            "total_pages": max(1, math.ceil(total / page_size))}
+
+
+@router.post("/user/update")
+async def update(body: UserUpdate, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+    before = await in_thread(runtime.store.get_holder, USER, body.user_id)
+    record = await in_thread(runtime.store.update_holder, USER, body.user_id, **_fields(body))
+    if before is None or record is None:
+        raise ModelNotFoundError(f"user '{body.user_id}' not found")
+    changed(runtime)
+    await audited(runtime, caller, "updated", "internal_users", body.user_id, before=before, after=record)
+    return {"user_id": body.user_id, "data": budget_view(record)}
+
+
+@router.post("/user/delete")
+async def delete(body: UserIds, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+    existing = await in_thread(runtime.store.get_holders, USER, body.user_ids)
+    await in_thread(runtime.store.delete_holders, USER, body.user_ids)
+    changed(runtime)
+    for record in existing:
+        await audited(runtime, caller, "deleted", "internal_users", record.user_id, before=record)
+    return {"deleted_users": [r.user_id for r in existing]}
