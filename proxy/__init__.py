@@ -1,5 +1,6 @@
 """rerank-proxy: a Cohere-compatible rerank gateway, and the SDK it is built on."""
 
+from .cache import Cache, ResultCache
 from .errors import (
     AllDeploymentsFailedError,
     AuthenticationError,
@@ -26,9 +27,13 @@ from .wire import RerankResponse, RerankResult
 
 __version__ = "0.1.0"
 
+cache: ResultCache | None = None
+"""Set to a `proxy.Cache(...)` to cache every SDK call (LiteLLM's `litellm.cache`); `cache=` per call wins."""
+
 __all__ = [
     "AllDeploymentsFailedError",
     "AuthenticationError",
+    "Cache",
     "ClientError",
     "ConfigurationError",
     "GuardrailBlockedError",
@@ -49,5 +54,6 @@ __all__ = [
     "UpstreamTimeoutError",
     "UpstreamUnavailableError",
     "arerank",
+    "cache",
     "rerank",
 ]

@@ -18,6 +18,7 @@ from .api import audit, customers, health, keys, metrics, rerank, spend, teams, 
 from .api.rendering import install_error_handlers
 from .api.runtime import Runtime
 from .auth.caller import Authenticator
+from .cache import ResultCache
 from .engine import Engine
 from .governance import Governance
 from .observability import RequestLogMiddleware, Telemetry, configure_logging
@@ -101,8 +102,11 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
         router = build_router(settings, upstream)
         governance = Governance(settings, store, router)
         await governance.start()
+        cache_params = settings.cache
+        cache = None if cache_params is None else ResultCache.from_params(
+            cache_params, link=governance.link, key_prefix=general.redis_key_prefix)
         engine = Engine(router, None if general.disable_spend_logs else writer, governance,
-                        max_documents=general.max_documents, observers=[telemetry])
+                        max_documents=general.max_documents, observers=[telemetry], cache=cache)
         await telemetry.start(writer=writer, router=router)
         health_checks = BackgroundHealthChecks(router, general.health_check_interval)
         if general.background_health_checks:
@@ -118,6 +122,8 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
         finally:
             # In-flight requests are done: deliver queued callback events and spend rows side by side.
             await health_checks.stop()
+            if cache is not None:
+                await cache.aclose()
             await governance.stop()
             await asyncio.gather(telemetry.stop(), writer.stop())
             await router.aclose()

@@ -14,7 +14,7 @@ from .providers import Deployment, split_model
 
 # Keys of `litellm_params` that the deployment itself understands; everything else is a provider param.
 _OWN_KEYS = {"model", "api_key", "api_base", "timeout", "headers", "extra_headers", "input_cost_per_query",
-             "input_cost_per_token"}
+             "input_cost_per_token", "cache_scores"}
 
 
 def _first(environ: Mapping[str, str], names: tuple[str, ...]) -> str | None:
@@ -59,4 +59,5 @@ def resolve_deployment(model: str, params: Mapping[str, Any] | None = None, *,
         input_cost_per_token=_decimal(params.get("input_cost_per_token")),
         missing_env=missing,
         id=deployment_id or model,
+        cache_scores=params.get("cache_scores") is not False,
     )

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from .auth.caller import Caller
+from .cache import CacheUse, ResultCache
 from .errors import (
     AllDeploymentsFailedError,
     InternalError,
@@ -96,6 +97,10 @@ class Call:
     """Scratch space for checks (e.g. a rate-limit slot to release)."""
     cost: Decimal = Decimal(0)
     """USD of the answer, read once from the response (headers, spend, budgets and metrics all need it)."""
+    cache_control: str | None = None
+    """The request's `Cache-Control` header."""
+    cache: CacheUse | None = None
+    """How this call used the result cache (None: it did not)."""
 
     @property
     def elapsed_ms(self) -> float:
@@ -112,8 +117,10 @@ class Call:
 
 class Engine:
     def __init__(self, router: Router, spend: SpendSink | None = None, checks: Checks | None = None, *,
-                 observers: list[Observer] | None = None, max_documents: int = 10_000):
+                 observers: list[Observer] | None = None, max_documents: int = 10_000,
+                 cache: ResultCache | None = None):
         self.router = router
+        self.cache = cache
         self.spend = spend
         self.checks = checks or NoChecks()
         self.observers = observers or []
@@ -140,12 +147,20 @@ class Engine:
                 max_tokens_per_doc=body.max_tokens_per_doc, api_version=call.api_version,
                 max_documents=self.max_documents,
             )
+            if self.cache is not None:
+                record = call.caller.record
+                call.cache = self.cache.use_for(call.caller.key_hash, getattr(record, "metadata", None),
+                                                body.cache, call.cache_control)
             await self.checks.before(call)
-            # The request's fallbacks are limited to aliases the key may use; the key's are the admin's choice.
-            fallbacks = [f for f in body.fallbacks if call.caller.may_use(f)] if body.fallbacks else []
-            fallbacks += _key_fallbacks(call.caller, call.alias)
-            await self.router.route(call.alias, call.request, fallbacks=fallbacks, outcome=call.outcome)
-            call.cost = call.outcome.response.cost
+            if call.cache is None or not await self._cached(call, call.cache):
+                # The request's fallbacks are limited to aliases the key may use; the key's are the admin's.
+                fallbacks = [f for f in body.fallbacks if call.caller.may_use(f)] if body.fallbacks else []
+                fallbacks += _key_fallbacks(call.caller, call.alias)
+                await self.router.route(call.alias, call.request, fallbacks=fallbacks, outcome=call.outcome)
+                call.cost = call.outcome.response.cost
+                if call.cache is not None:
+                    # Stored under the alias that served it: a fallback's answer is never the primary's.
+                    self.cache.keep(call.outcome.alias, call.request, call.outcome.response, call.cache)
         except ProxyError as exc:
             call.error = exc
             raise
@@ -162,6 +177,17 @@ class Engine:
                 except Exception:  # an observer never fails a request
                     log.exception("observer %s failed", type(observer).__name__)
         return call
+
+    async def _cached(self, call: Call, use: CacheUse) -> bool:
+        """Serve `call` from a stored whole answer when there is one; else let its attempts use the scores."""
+        assert self.cache is not None
+        call.request.cache = use
+        alias = self.router.canonical(call.alias)
+        response = await self.cache.answer(alias, call.request, use)
+        if response is None:
+            return False
+        call.outcome.response, call.outcome.alias = response, alias
+        return True
 
     def _record(self, call: Call) -> None:
         """Queue one spend row for any call that reached a provider or a guardrail; never awaits the DB."""
@@ -183,7 +209,7 @@ class Engine:
             key_alias=caller.key_alias,
             user_id=caller.user_id,
             end_user=call.end_user,
-            deployment=deployment.id if deployment else None,
+            deployment=deployment.id if deployment else response.deployment if response is not None else None,
             provider=deployment.provider.name if deployment else None,
             provider_model=deployment.model if deployment else None,
             search_units=response.search_units if response is not None else 0.0,
@@ -193,6 +219,8 @@ class Engine:
             error_class=_error_class(error),
             fallback_used=call.outcome.fallback_used,
             guardrails=call.guardrails or None,
+            cache=call.cache.status if call.cache is not None and error is None else None,
+            cost_saved=call.cache.saved if call.cache is not None else Decimal(0),
         ))
 
 

@@ -93,19 +93,27 @@ async def _send_split(request: RerankRequest, deployment: Deployment, transport:
     return ProviderResult(scores, usage, None)
 
 
+async def _fetch(request: RerankRequest, deployment: Deployment, transport: Transport) -> ProviderResult:
+    """The provider's scores for `request`: in process, in one call, or split into concurrent calls."""
+    provider = deployment.provider
+    size = provider.max_documents_per_call
+    if provider.in_process:
+        return provider.rank(request, deployment)
+    if size and len(request.documents) > size:
+        return await _send_split(request, deployment, transport, size)
+    return await _send_one(request, deployment, transport)
+
+
 async def invoke(request: RerankRequest, deployment: Deployment, transport: Transport) -> Ranked:
     provider = deployment.provider
     if deployment.missing_env:
         raise ConfigurationError(
             f"deployment '{deployment.id}' cannot be called: environment variable {deployment.missing_env} is not set"
         )
-    size = provider.max_documents_per_call
-    if provider.in_process:
-        result = provider.rank(request, deployment)
-    elif size and len(request.documents) > size:
-        result = await _send_split(request, deployment, transport, size)
-    else:
-        result = await _send_one(request, deployment, transport)
+    use = request.cache
+    if use is not None and use.cache.scores and deployment.cache_scores:
+        return await use.cache.scored(request, deployment, transport, use, _fetch)
+    result = await _fetch(request, deployment, transport)
     check_scores(result, request, provider.name)
     price = cost(result.usage, request, price_for(deployment))
     return normalise(request, result, price, deployment.id)

@@ -14,6 +14,8 @@ from itertools import islice
 from operator import eq, itemgetter
 from typing import Any
 
+import orjson
+
 from .errors import UpstreamMalformedError
 from .pricing import search_units
 from .providers import ProviderResult, Usage
@@ -62,16 +64,31 @@ class Ranked:
     search_units: float
     cost: Decimal = Decimal(0)
     deployment: str | None = None
+    raw: bytes | None = None
+    """The payload already serialised (a cached answer carries only this; `payload` is then empty)."""
+    from_cache: int = 0
+    """Documents whose score came from the result cache."""
+    saved: Decimal = Decimal(0)
+    """USD the result cache saved on this answer."""
+    cache: str | None = None
+    """hit | partial | miss when the result cache was asked; None when it was not."""
+
+    def json_bytes(self) -> bytes:
+        return self.raw if self.raw is not None else orjson.dumps(self.payload)
 
     def to_response(self) -> RerankResponse:
-        response = RerankResponse.model_validate(self.payload)
+        payload = orjson.loads(self.raw) if self.raw is not None and not self.payload else self.payload
+        response = RerankResponse.model_validate(payload)
         response._cost = self.cost
         response._deployment = self.deployment
+        response._cache = self.cache
         return response
 
 
 def normalise(request: RerankRequest, result: ProviderResult, cost: Decimal = Decimal(0),
-              deployment: str | None = None) -> Ranked:
+              deployment: str | None = None, *, units: float | None = None) -> Ranked:
+    """`units`: the billed search units when not those of `result.usage` over `request` (a cache-assisted
+    call billed only for the documents it sent)."""
     # Sorted in C, best first (an O(n) sort for upstreams that answer best first). Ties go by index: when two
     # neighbours tie, sorted again after a first sort by index, which the stable sort by score keeps.
     scores = result.scores
@@ -89,7 +106,8 @@ def normalise(request: RerankRequest, result: ProviderResult, cost: Decimal = De
             if request.return_documents:
                 entry["document"] = _document(request, item.index)
     usage = result.usage
-    units = search_units(usage, request)
+    if units is None:
+        units = search_units(usage, request)
     billed: dict[str, Any] = {"search_units": units}
     if usage.total_tokens is not None:
         billed["total_tokens"] = usage.total_tokens

@@ -29,6 +29,8 @@ class RerankRequest:
     """Which Cohere API the caller speaks (1 or 2); decides the response shape."""
     params: dict[str, Any] = field(default_factory=dict)
     """Provider-specific pass-through parameters (e.g. `instruction`, `truncate`)."""
+    cache: Any = None
+    """How this request uses the result cache (`cache.config.CacheUse`); None: it does not."""
 
     @property
     def uses_v1_fields(self) -> bool:
@@ -44,6 +46,15 @@ class RerankRequest:
     def subset(self, start: int, stop: int) -> RerankRequest:
         """The same request over documents[start:stop] (indices restart at 0), without `top_n`."""
         return replace(self, documents=self.documents[start:stop], texts=self.texts[start:stop], top_n=None)
+
+    def pick(self, indices: list[int] | None) -> RerankRequest:
+        """The same request over the documents at `indices` (all when None), renumbered from 0, without
+        `top_n` (every score is wanted) and without the cache."""
+        if indices is None:
+            return replace(self, top_n=None, cache=None)
+        documents, texts = self.documents, self.texts
+        return replace(self, documents=tuple(documents[i] for i in indices), texts=tuple(texts[i] for i in indices),
+                       top_n=None, cache=None)
 
 
 def _document_text(doc: str | dict[str, Any], rank_fields: tuple[str, ...] | None, position: int) -> str:

@@ -11,14 +11,16 @@ import asyncio
 import os
 import threading
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import httpx
 
+from .cache import ResultCache
 from .deployments import resolve_deployment
 from .invoke import invoke
-from .request import make_request
+from .normalise import Ranked
+from .request import RerankRequest, make_request
 from .transport import HttpxTransport, Transport
 from .wire import RerankResponse
 
@@ -50,9 +52,14 @@ async def arerank(
     timeout: float | None = None,
     headers: dict[str, str] | None = None,
     client: httpx.AsyncClient | None = None,
+    cache: ResultCache | dict[str, Any] | bool | None = None,
     **params: Any,
 ) -> RerankResponse:
-    """Rerank `documents` for `query` with `model` (`"provider/model"`); returns a Cohere response with `.cost`."""
+    """Rerank `documents` for `query` with `model` (`"provider/model"`); returns a Cohere response with `.cost`.
+
+    `cache`: a `proxy.Cache(...)` to use, LiteLLM's controls for `proxy.cache` (`{"no-cache": True}`...),
+    or False to leave the cache out of this call; by default `proxy.cache` when it is set.
+    """
     request = make_request(
         query, documents, top_n=top_n, return_documents=return_documents, rank_fields=rank_fields,
         max_chunks_per_doc=max_chunks_per_doc, max_tokens_per_doc=max_tokens_per_doc,
@@ -62,7 +69,41 @@ async def arerank(
     deployment = resolve_deployment(model, {k: v for k, v in settings.items() if v is not None},
                                     environ=os.environ)
     transport = HttpxTransport(client) if client is not None else _loop_transport()
-    return (await invoke(request, deployment, transport)).to_response()
+
+    async def compute() -> tuple[Ranked, str]:
+        return await invoke(request, deployment, transport), model
+
+    return (await through_cache(cache, model, request, compute)).to_response()
+
+
+async def through_cache(cache: ResultCache | dict[str, Any] | bool | None, alias: str, request: RerankRequest,
+                        compute: Callable[[], Awaitable[tuple[Ranked, str]]]) -> Ranked:
+    """`compute()`'s answer, or the cached one: the SDK's (and `Router`'s) way through the result cache.
+    `compute` returns the answer and the alias that served it (the key it is stored under); its attempts
+    read the request's cache use, so they reuse per-document scores too."""
+    chosen, controls = (cache, None) if isinstance(cache, ResultCache) else (_module_cache(), cache)
+    use = None
+    if chosen is not None and cache is not False:
+        use = chosen.use_for(None, None, controls if isinstance(controls, dict) else None, None)
+    if chosen is None or use is None:
+        return (await compute())[0]
+    request.cache = use
+    answer = await chosen.answer(alias, request, use)
+    if answer is not None:
+        return answer
+    answer, served_by = await compute()
+    chosen.keep(served_by, request, answer, use)
+    return answer
+
+
+def _module_cache() -> ResultCache | None:
+    """`proxy.cache`, LiteLLM's `litellm.cache`: read at call time, never at import."""
+    import proxy
+
+    chosen = getattr(proxy, "cache", None)
+    if chosen is not None and not isinstance(chosen, ResultCache):
+        raise TypeError("proxy.cache must be a proxy.Cache(...) or None")
+    return chosen
 
 
 def rerank(model: str, query: str, documents: list[str | dict[str, Any]], **kwargs: Any) -> RerankResponse:

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .cache.config import CacheParams
 from .deployments import resolve_deployment
 from .errors import ModelNotFoundError
 from .providers import Deployment, split_model
@@ -35,7 +36,7 @@ COMMON_PARAMS = {
     "aws_session_name", "aws_profile_name", "aws_web_identity_token", "aws_sts_endpoint",
     "aws_bedrock_runtime_endpoint", "vertex_project", "vertex_location", "vertex_credentials",
     "instruction", "truncate", "raw_scores", "truncation", "max_tokens_per_query", "truncate_prompt_tokens",
-    "truncation_side", "service_tier",
+    "truncation_side", "service_tier", "cache_scores",
 }
 
 
@@ -75,6 +76,8 @@ class ModelEntry(_Strict):
             raise ValueError(f"unknown litellm_params key(s) for provider '{provider.name}': "
                              + ", ".join(sorted(unknown)))
         routing_fields(params)
+        if "cache_scores" in params and not isinstance(params["cache_scores"], bool):
+            raise ValueError("litellm_params.cache_scores must be true or false")
         return params
 
 
@@ -214,9 +217,10 @@ class LitellmSettings(_Strict):
     max_end_user_budget: float | None = None
     """Default end-user budget, when `general_settings.max_end_user_budget` is unset."""
     cache: bool | None = None
-    """Accepted for LiteLLM compatibility; no effect."""
-    cache_params: dict[str, Any] | None = None
-    """Accepted for LiteLLM compatibility; no effect."""
+    """Turn the result cache on (whole answers and per-document scores; see `cache_params`)."""
+    cache_params: CacheParams | None = None
+    """The result cache: `type` (local | redis), Redis connection, `ttl`, `namespace`, bounds and scope (below and
+    [Result cache](cache.md))."""
     require_auth_for_metrics_endpoint: bool | None = None
     """LiteLLM's name for `general_settings.metrics_require_auth`."""
     disable_end_user_cost_tracking_prometheus_only: bool | None = None
@@ -300,6 +304,26 @@ class Settings:
             return f"redis://{auth}{router.redis_host}:{router.redis_port or 6379}"
         return self.environ.get("REDIS_URL")
 
+    @property
+    def cache(self) -> CacheParams | None:
+        """The result cache's settings with its type resolved, or None when caching is off."""
+        lite = self.config.litellm_settings
+        if not lite.cache:
+            return None
+        params = lite.cache_params or CacheParams()
+        if not params.caches_rerank:
+            return None
+        if params.type is None:
+            redis = params.redis_url() or self.redis_url
+            params = params.model_copy(update={"type": "redis" if redis else "local"})
+        return params
+
+    @property
+    def cache_redis_url(self) -> str | None:
+        """The Redis the cache uses when it has its own (None: the server's, shared with limits)."""
+        params = self.cache
+        return params.redis_url() if params is not None and params.type == "redis" else None
+
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "model_list": [{"model_name": "local-bm25", "litellm_params": {"model": "local/bm25"}}],
@@ -362,13 +386,27 @@ def parse_config(raw: Any, environ: Mapping[str, str], source: str | None = None
     aliases = _deployments(config, environ, missing)
     _check_group_aliases(config.router_settings, aliases.keys())
     _inherit_num_retries(config)
-    return Settings(
+    settings = Settings(
         config=config,
         aliases={alias: tuple(deps) for alias, deps in aliases.items()},
         missing_env=tuple(sorted(set(n for p, n in missing.items()))),
         environ=environ,
         source=source,
     )
+    _check_cache(settings)
+    return settings
+
+
+def _check_cache(settings: Settings) -> None:
+    lite = settings.config.litellm_settings
+    params = lite.cache_params
+    if lite.cache and params is not None and not params.caches_rerank:
+        log.warning("litellm_settings.cache_params.supported_call_types names no rerank call type: "
+                    "rerank answers are not cached")
+    cache = settings.cache
+    if cache is not None and cache.type == "redis" and not cache.redis_url() and not settings.redis_url:
+        raise ConfigError(["litellm_settings.cache_params.type: 'redis' needs a Redis: set cache_params.url "
+                           "(or host/port/password), router_settings.redis_url or REDIS_URL"])
 
 
 def _deployments(config: ConfigFile, environ: Mapping[str, str], missing: dict[str, str]

@@ -33,6 +33,8 @@ class RerankBody(BaseModel):
     fallbacks: list[StrictStr] | None = None
     guardrails: list[StrictStr] | None = None
     metadata: dict[str, Any] | None = None
+    cache: dict[str, Any] | None = None
+    """LiteLLM's dynamic cache controls: `{"no-cache": true, "no-store": true, "ttl": 300, "namespace": "x"}`."""
 
 
 class ApiVersion(BaseModel):
@@ -95,6 +97,7 @@ class RerankResponse(BaseModel):
 
     _cost: Decimal = PrivateAttr(default_factory=Decimal)
     _deployment: str | None = PrivateAttr(default=None)
+    _cache: str | None = PrivateAttr(default=None)
 
     @property
     def cost(self) -> float:
@@ -108,6 +111,11 @@ class RerankResponse(BaseModel):
     def deployment(self) -> str | None:
         """Which deployment answered (`provider/model`, or the configured deployment id)."""
         return self._deployment
+
+    @property
+    def cache(self) -> str | None:
+        """hit | partial | miss when a result cache was used for this call, else None."""
+        return self._cache
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)

@@ -144,6 +144,12 @@ def test_db_url(store_url: str, db_backend: str, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def sqlite_db_url(tmp_path: Path) -> str:
+    """A SQLite file of the test's own, for server tests whose subject is not the database (one backend)."""
+    return f"sqlite:///{tmp_path / 'spend.db'}"
+
+
+@pytest.fixture
 def store(test_db_url: str) -> Iterator[Store]:
     """A `Store` on the test's database with every table emptied; SQLite waits at most 100 ms on locks."""
     store = Store.connect(test_db_url, busy_timeout_ms=100)

@@ -20,11 +20,12 @@ from tests.conftest import CAPITAL_QUERY, CAPITALS
 
 def test_public_names_are_pinned():
     assert set(proxy.__all__) == {
-        "AllDeploymentsFailedError", "AuthenticationError", "ClientError", "ConfigurationError",
+        "AllDeploymentsFailedError", "AuthenticationError", "Cache", "ClientError", "ConfigurationError",
         "GuardrailBlockedError", "InvalidRequestError", "MissingExtraError", "ModelNotFoundError",
         "PermissionDeniedError", "ProxyError", "RateLimitError", "RerankResponse", "RerankResult", "Router",
         "UpstreamAuthError", "UpstreamError", "UpstreamMalformedError", "UpstreamRateLimitError",
-        "UpstreamRejectedError", "UpstreamTimeoutError", "UpstreamUnavailableError", "arerank", "rerank",
+        "UpstreamRejectedError", "UpstreamTimeoutError", "UpstreamUnavailableError", "arerank", "cache",
+        "rerank",
     } | set(getattr(proxy, "_LATER_EXPORTS", ()))
     for name in proxy.__all__:
         assert hasattr(proxy, name)

@@ -72,6 +72,7 @@ def model_table(model: type[BaseModel], prefix: str) -> list[str]:
 
 def sections() -> list[tuple[str, type[BaseModel], str]]:
     """(title, model, key prefix) for every table, in page order."""
+    from proxy.cache import CacheParams
     from proxy.settings import ConfigFile, GeneralSettings, GuardrailEntry, LitellmSettings, ModelEntry, RouterSettings
 
     return [
@@ -80,6 +81,7 @@ def sections() -> list[tuple[str, type[BaseModel], str]]:
         ("general_settings", GeneralSettings, "general_settings."),
         ("router_settings", RouterSettings, "router_settings."),
         ("litellm_settings", LitellmSettings, "litellm_settings."),
+        ("litellm_settings.cache_params", CacheParams, "litellm_settings.cache_params."),
         ("guardrails", GuardrailEntry, "guardrails[]."),
     ]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import orjson
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.responses import Response
@@ -31,7 +30,7 @@ router = APIRouter(tags=["rerank"])
 log = logging.getLogger("proxy.api")
 
 END_USER_HEADERS = (b"x-end-user-id", b"x-litellm-end-user-id", b"x-litellm-customer-id")
-_READ_HEADERS = frozenset((b"authorization", b"content-length", *END_USER_HEADERS))
+_READ_HEADERS = frozenset((b"authorization", b"content-length", b"cache-control", *END_USER_HEADERS))
 _JSON = (b"content-type", b"application/json")
 _DOC = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": RerankBody.model_json_schema()}}},
@@ -114,23 +113,29 @@ async def answer(scope: Scope, receive: Receive, api_version: int) -> Reply:
         wanted = read_headers(scope)
         caller = await runtime.authenticator.authenticate(wanted.get(b"authorization"))
         body = parse_body(await read_body(receive, wanted.get(b"content-length"), runtime.max_request_bytes))
-        call = Call(body=body, caller=caller, api_version=api_version, end_user=end_user_of(body, wanted))
+        call = Call(body=body, caller=caller, api_version=api_version, end_user=end_user_of(body, wanted),
+                    cache_control=wanted.get(b"cache-control"))
         await runtime.engine.rerank(call)
     except ProxyError as exc:
         if call is not None:
             _describe(call, headers)
         return Reply(exc.status, error_headers(exc, headers), dumps(exc.body()))
     _describe(call, headers)
-    return Reply(200, headers, orjson.dumps(call.response.payload))
+    return Reply(200, headers, call.response.json_bytes())
 
 
 def _describe(call: Call, headers: dict[str, str]) -> None:
     headers["x-request-id"] = call.request_id
     if call.outcome.deployment is not None:
         headers["x-model-deployment"] = call.outcome.deployment.id
+    elif call.response is not None and call.response.deployment:  # a cached answer: who gave it
+        headers["x-model-deployment"] = call.response.deployment
     headers["x-fallback-used"] = "true" if call.outcome.fallback_used else "false"
     headers["x-response-cost"] = format(call.cost.normalize(), "f") if call.cost else "0"
     headers["x-proxy-overhead-ms"] = f"{call.overhead_ms:.3f}"
+    if call.cache is not None and call.error is None:
+        headers["x-cache"] = call.cache.status
+        headers["x-cache-saved-cost"] = format(call.cache.saved.normalize(), "f") if call.cache.saved else "0"
 
 
 class RerankFastPath:

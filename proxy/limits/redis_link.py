@@ -20,7 +20,9 @@ REDIS_TIMEOUT_SECONDS = 0.5
 
 
 class RedisLink:
-    def __init__(self) -> None:
+    def __init__(self, role: str = "rate limits and budgets are counted in this process") -> None:
+        self.role = role
+        """What happens while Redis is away, for the warning."""
         self.counters: RedisCounters | None = None
         """Set once connected (whether or not Redis answers right now)."""
         self.errors: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError)
@@ -47,6 +49,13 @@ class RedisLink:
             retry=Retry(NoBackoff(), 0))
         self.counters = RedisCounters(self._client, prefix)
 
+    def client(self) -> Any:
+        """The Redis client for other users of this connection (the result cache), or None when not
+        configured or down."""
+        if self._client is None or time.monotonic() < self._down_until:
+            return None
+        return self._client
+
     def available(self) -> RedisCounters | None:
         """The shared counters, or None when not configured or down."""
         if self.counters is None or time.monotonic() < self._down_until:
@@ -55,14 +64,14 @@ class RedisLink:
 
     def failed(self, exc: BaseException) -> None:
         if not self._degraded:
-            log.warning("Redis unavailable (%s); counting rate limits and budgets in this process until it "
-                        "answers again (retried every %.0fs)", type(exc).__name__, REDIS_RETRY_SECONDS)
+            log.warning("Redis unavailable (%s); %s until it answers again (retried every %.0fs)",
+                        type(exc).__name__, self.role, REDIS_RETRY_SECONDS)
             self._degraded = True
         self._down_until = time.monotonic() + REDIS_RETRY_SECONDS
 
     def ok(self) -> None:
         if self._degraded:
-            log.warning("Redis is back; rate limits and budgets are shared again")
+            log.warning("Redis is back")
             self._degraded = False
 
     async def aclose(self) -> None:

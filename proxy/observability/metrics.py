@@ -74,6 +74,16 @@ class Metrics:
                                         ["requested_model", "guardrail", "api_key_alias"], registry=reg)
         self.limit_refusals = Counter("rerank_proxy_limit_refusals", "Requests refused by a budget or rate limit.",
                                       ["requested_model", "api_key_alias"], registry=reg)
+        self.cache_requests = Counter("rerank_proxy_cache_requests", "Rerank requests that consulted the result "
+                                      "cache, by result (hit, partial, miss).", ["requested_model", "result"],
+                                      registry=reg)
+        self.cache_documents = Counter("rerank_proxy_cache_documents", "Documents whose score came from the "
+                                       "result cache (not sent upstream).", ["requested_model"], registry=reg)
+        self.cache_saved = Counter("rerank_proxy_cache_saved_usd", "USD the result cache saved.",
+                                   ["requested_model"], registry=reg)
+        self.cache_unavailable = Counter("rerank_proxy_cache_unavailable", "Requests that went on without the "
+                                         "result cache because its Redis did not answer in time.",
+                                         ["requested_model"], registry=reg)
         self.in_flight = Gauge("rerank_proxy_in_flight_requests", "HTTP requests being served now.",
                                registry=reg, multiprocess_mode="livesum")
         self.deployment_state = Gauge("rerank_proxy_deployment_state", "0 healthy, 1 cooling down (partial "
@@ -141,12 +151,24 @@ class Metrics:
                 self.limit_refusals.labels(alias, key_alias).inc()
         if record["fallback_used"]:
             self.fallbacks.labels(alias, record["served_model"] or "").inc()
+        use = call.cache
+        if use is not None and call.error is None:
+            self._observe_cache(alias, use)
         if record["cost"]:
             spend.inc(record["cost"])
         if record["search_units"]:
             search_units.inc(record["search_units"])
         if record["tokens"]:
             tokens.inc(record["tokens"])
+
+    def _observe_cache(self, alias: str, use: Any) -> None:
+        self.cache_requests.labels(alias, use.status).inc()
+        if use.documents:
+            self.cache_documents.labels(alias).inc(use.documents)
+        if use.saved:
+            self.cache_saved.labels(alias).inc(float(use.saved))
+        if use.unavailable:
+            self.cache_unavailable.labels(alias).inc()
 
     def observe_refused(self, record: dict[str, Any]) -> None:
         """A /rerank request answered before the engine saw it (401, 413, unreadable body...)."""

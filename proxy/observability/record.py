@@ -44,6 +44,8 @@ def call_record(call: Call) -> dict[str, Any]:
         "attempts": len(outcome.attempts) + (1 if response is not None else 0),
         "fallback_used": outcome.fallback_used,
         "error_class": _error_class(error),
+        "cache": call.cache.status if call.cache is not None else None,
+        "cache_saved": float(call.cache.saved) if call.cache is not None else 0.0,
     }
 
 

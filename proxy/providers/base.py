@@ -40,6 +40,9 @@ class Deployment:
     missing_env: str | None = None
     """Name of an environment variable the deployment needs but did not find."""
     id: str = ""
+    cache_scores: bool = True
+    """False: the result cache never reuses this deployment's per-document scores (a listwise model whose
+    scores depend on the other documents); whole answers are still cached."""
 
     @property
     def name(self) -> str:

@@ -330,14 +330,22 @@ class Router:
     async def arerank(self, model: str, query: str, documents: list[Any], *, top_n: int | None = None,
                       return_documents: bool | None = True, rank_fields: list[str] | None = None,
                       max_chunks_per_doc: int | None = None, max_tokens_per_doc: int | None = None,
-                      fallbacks: list[str] | None = None) -> RerankResponse:
+                      fallbacks: list[str] | None = None, cache: Any = None) -> RerankResponse:
+        """`cache`: as `proxy.arerank`'s (a `proxy.Cache`, controls for `proxy.cache`, or False)."""
+        from ..sdk import through_cache
+
         request = make_request(
             query, documents, top_n=top_n, return_documents=return_documents, rank_fields=rank_fields,
             max_chunks_per_doc=max_chunks_per_doc, max_tokens_per_doc=max_tokens_per_doc,
         )
-        outcome = await self.route(model, request, fallbacks=fallbacks)
-        assert outcome.response is not None
-        return outcome.response.to_response()
+        outcome = Outcome()
+
+        async def compute() -> tuple[Ranked, str]:
+            await self.route(model, request, fallbacks=fallbacks, outcome=outcome)
+            assert outcome.response is not None
+            return outcome.response, outcome.alias  # a fallback's answer is stored under the fallback
+
+        return (await through_cache(cache, self.canonical(model), request, compute)).to_response()
 
     def rerank(self, model: str, query: str, documents: list[Any], **kwargs: Any) -> RerankResponse:
         """Blocking `arerank`, run on the SDK's background event loop (with that loop's own connections)."""

@@ -33,3 +33,7 @@ class SpendEvent:
     guardrails: list[dict[str, Any]] | None = None
     """Guardrail decisions, e.g. `[{"name": "pii", "action": "masked"}]`; never the content."""
     metadata: dict[str, Any] | None = field(default=None)
+    cache: str | None = None
+    """hit | partial | miss when the result cache was consulted."""
+    cost_saved: Decimal = Decimal(0)
+    """USD the result cache saved (`cost` is what was paid)."""

@@ -196,6 +196,8 @@ LOG_COLUMNS = {  # the spend_logs columns a SpendEvent fills, with their Postgre
     "fallback_used": "bool",
     "guardrails": "text",
     "metadata": "text",
+    "cache": "varchar",
+    "cost_saved": "numeric",
 }
 _PG_UNNEST_INSERT = (
     f"INSERT INTO spend_logs ({', '.join(LOG_COLUMNS)}) "
@@ -331,7 +333,7 @@ def _insert_rows(cursor: Any, rows: list[tuple[Any, ...]]) -> None:
     """
     start = 0
     while start < len(rows):
-        size = 1 << min((len(rows) - start).bit_length() - 1, 9)  # at most 512 rows (20 columns: 10,240 values)
+        size = 1 << min((len(rows) - start).bit_length() - 1, 9)  # at most 512 rows (22 columns: 11,264 values)
         chunk = rows[start:start + size]
         cursor.execute(_insert_statement(size), [value for row in chunk for value in row])
         start += size
@@ -367,4 +369,5 @@ def sqlite_row(e: SpendEvent) -> tuple[Any, ...]:
         float(e.cost), float(e.latency_ms), e.status, e.error_class, int(e.fallback_used),
         None if e.guardrails is None else to_json(e.guardrails),
         None if e.metadata is None else to_json(e.metadata),
+        e.cache, float(e.cost_saved),
     )

@@ -91,6 +91,10 @@ class SpendLogRecord:
     key_id: str | None = None
     team_id: str | None = None
     tags: list[str] | None = None
+    cache: str | None = None
+    """hit | partial | miss when the result cache was consulted."""
+    cost_saved: Decimal = Decimal(0)
+    """USD the result cache saved (`cost` is what was paid)."""
 
 
 @dataclass(frozen=True, slots=True)

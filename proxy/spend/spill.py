@@ -41,6 +41,8 @@ def decode(line: str) -> SpendEvent:
         raise ValueError("unknown spill format")
     data["started_at"] = datetime.fromisoformat(data["started_at"])
     data["cost"] = Decimal(data["cost"])
+    if "cost_saved" in data:
+        data["cost_saved"] = Decimal(data["cost_saved"])
     return SpendEvent(**data)
 
 

@@ -155,6 +155,8 @@ spend_logs = Table(
     Column("key_id", String, nullable=True),  # migration 0003
     Column("team_id", String, nullable=True),
     Column("tags", Json(), nullable=True),
+    Column("cache", String(8), nullable=True),  # migration 0004: hit | partial | miss (NULL: not consulted)
+    Column("cost_saved", Money(), nullable=False, server_default=ZERO),  # migration 0004
     Index(None, "started_at"),
     Index(None, "key_hash"),
     Index(None, "end_user"),
