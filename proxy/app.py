@@ -92,7 +92,8 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         general = settings.general
         warn_missing_env(settings)
-        store = await asyncio.to_thread(Store.connect, settings.database_url)
+        store = await asyncio.to_thread(Store.connect, settings.database_url,
+                                        migrate_schema=not general.disable_schema_update)
         spill = spill_path(settings)
         flush_interval = general.spend_flush_interval
         writer = SpendWriter(store, flush_interval=store.flush_interval if flush_interval is None else flush_interval,

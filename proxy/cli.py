@@ -1,4 +1,4 @@
-"""`rerank-proxy --config PATH [--host --port --num_workers --detailed_debug --check]`."""
+"""`rerank-proxy [migrate] --config PATH [--host --port --num_workers --detailed_debug --check]`."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ from .settings import ConfigError, Settings, load_settings
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="rerank-proxy", description="A Cohere-compatible rerank gateway.")
+    parser.add_argument("command", nargs="?", choices=["migrate"],
+                        help="migrate: upgrade the database schema to this version's and exit (no server)")
     parser.add_argument("--config", "-c", help="YAML config (LiteLLM-style model_list); default: offline local/bm25")
     parser.add_argument("--host", default="0.0.0.0")
-    parser.add_argument("--port", type=int, default=4000)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 4000),
+                        help="default: $PORT, else 4000")
     parser.add_argument("--num_workers", "--num-workers", type=int, default=1)
     parser.add_argument("--detailed_debug", "--detailed-debug", action="store_true", help="verbose logs")
     parser.add_argument("--check", action="store_true", help="validate the config and exit")
@@ -32,6 +35,45 @@ def check_callbacks(settings: Settings) -> None:
     build_callbacks(settings.config.litellm_settings, settings.environ, config_dir=config_dir)
 
 
+def migrate_database(settings: Settings) -> int:
+    """`rerank-proxy migrate`: what every replica otherwise does at start, once, for a deploy step or Job."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .spend.db import check_schema, database_url, make_engine, migrate
+
+    engine = make_engine(settings.database_url)
+    try:
+        migrate(engine)
+        revision = check_schema(engine)
+    except (SQLAlchemyError, OSError) as exc:
+        print(f"rerank-proxy migrate: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(f"database {database_url(settings.database_url).render_as_string(hide_password=True)} "
+          f"is at schema revision {revision}")
+    return 0
+
+
+def schema_behind(settings: Settings) -> str | None:
+    """With `disable_schema_update` the schema must already be migrated: say so before serving, not in a
+    worker's traceback. An unreachable database is left to the server's own start."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .spend.db import SchemaBehindError, check_schema, make_engine
+
+    engine = make_engine(settings.database_url)
+    try:
+        check_schema(engine)
+    except SchemaBehindError as exc:
+        return str(exc)
+    except (SQLAlchemyError, OSError):
+        return None
+    finally:
+        engine.dispose()
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     environ = dict(os.environ)
@@ -42,11 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"rerank-proxy: {exc}", file=sys.stderr)
         return 2
+    if args.command == "migrate":
+        return migrate_database(settings)
     if args.check:
         for name in settings.missing_env:
             print(f"warning: environment variable {name} is not set", file=sys.stderr)
         print(f"config OK: {len(settings.aliases)} model alias(es): {', '.join(settings.aliases)}")
         return 0
+
+    if settings.general.disable_schema_update and (problem := schema_behind(settings)):
+        print(f"rerank-proxy: {problem}", file=sys.stderr)
+        return 2
 
     import uvicorn
 

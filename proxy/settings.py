@@ -116,6 +116,8 @@ class GeneralSettings(_Strict):
     """Accepted for LiteLLM compatibility; no effect (see `spend_flush_interval`)."""
     database_connection_pool_limit: int | None = None
     """Accepted for LiteLLM compatibility; no effect."""
+    disable_schema_update: bool = False
+    """Skip migrations at start (run `rerank-proxy migrate` once, e.g. as a Job); the schema is only checked."""
     allow_requests_on_db_unavailable: bool = True
     """Accepted for LiteLLM compatibility; requests are served while the database is down."""
     metrics_require_auth: bool = False

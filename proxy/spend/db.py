@@ -15,6 +15,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 
@@ -118,6 +120,29 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK})
         command.upgrade(alembic_config(connection), revision)
+
+
+class SchemaBehindError(RuntimeError):
+    """The database has not been migrated to the revision this version needs (migrations were left to a Job)."""
+
+
+def check_schema(engine: Engine) -> str:
+    """The database's revision, when it is this version's head or one we do not know (a newer version
+    migrated it: old replicas keep serving during a rolling update). Raises `SchemaBehindError` when the
+    database is empty or behind, naming the command that fixes it."""
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    with engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    if head in current:
+        return head
+    known = {revision.revision for revision in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
+    if current and not current & known:
+        return ", ".join(sorted(current))
+    found = ", ".join(sorted(current)) or "none (an empty database)"
+    raise SchemaBehindError(
+        f"database schema revision is {found}, this version needs {head}: run `rerank-proxy migrate` with the "
+        "same config (the Kubernetes migration Job does), or let the proxy migrate at start by removing "
+        "general_settings.disable_schema_update")
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .accounts import Accounts
 from .audit import Audit
-from .db import make_engine, migrate
+from .db import check_schema, make_engine, migrate
 from .holders import Holders
 from .ledger import Ledger
 from .records import AlreadyExistsError, CustomerRecord, KeyRecord, ProxySpendRecord, SpendLogRecord
@@ -28,11 +28,15 @@ class Store(Accounts, Holders, Audit, Ledger):
     """Persistence for keys, end users and spend on one sync SQLAlchemy engine (SQLite or PostgreSQL)."""
 
     @classmethod
-    def connect(cls, url: str | None = None, **engine_options: Any) -> Store:
-        """Engine for `url` (see `make_engine` for the default and options), migrated to head."""
+    def connect(cls, url: str | None = None, *, migrate_schema: bool = True, **engine_options: Any) -> Store:
+        """Engine for `url` (see `make_engine` for the default and options), migrated to head; with
+        `migrate_schema=False` only checked to be there (`SchemaBehindError` otherwise)."""
         engine = make_engine(url, **engine_options)
         try:
-            migrate(engine)
+            if migrate_schema:
+                migrate(engine)
+            else:
+                check_schema(engine)
         except BaseException:
             engine.dispose()
             raise
