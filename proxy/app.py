@@ -34,7 +34,7 @@ log = logging.getLogger("proxy")
 CONFIG_ENV = "RERANK_PROXY_CONFIG"
 
 # FastAPI >= 0.165 looks up OpenTelemetry providers on every request; our own tracing lives in callbacks/.
-_NO_FRAMEWORK_TELEMETRY = (
+_NO_FRAMEWORK_TELEMETRY: dict[str, Any] = (
     {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
     if "telemetry" in inspect.signature(FastAPI.__init__).parameters else {}
 )
@@ -115,7 +115,7 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
         app.state.runtime = Runtime(
             settings=settings, store=store, writer=writer,
             authenticator=Authenticator(store, settings.master_key, general.key_cache_ttl),
-            router=router, engine=engine, extras={"governance": governance, "telemetry": telemetry},
+            router=router, engine=engine, governance=governance, telemetry=telemetry,
         )
         settle_for_serving()  # everything built so far lives as long as the server
         try:

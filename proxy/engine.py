@@ -157,10 +157,10 @@ class Engine:
                 fallbacks = [f for f in body.fallbacks if call.caller.may_use(f)] if body.fallbacks else []
                 fallbacks += _key_fallbacks(call.caller, call.alias)
                 await self.router.route(call.alias, call.request, fallbacks=fallbacks, outcome=call.outcome)
-                call.cost = call.outcome.response.cost
-                if call.cache is not None:
+                call.cost = call.outcome.answer().cost
+                if call.cache is not None and self.cache is not None:
                     # Stored under the alias that served it: a fallback's answer is never the primary's.
-                    self.cache.keep(call.outcome.alias, call.request, call.outcome.response, call.cache)
+                    self.cache.keep(call.outcome.alias, call.request, call.outcome.answer(), call.cache)
         except ProxyError as exc:
             call.error = exc
             raise
@@ -234,8 +234,7 @@ def _error_class(error: ProxyError | None) -> str | None:
 
 def _key_fallbacks(caller: Caller, alias: str) -> list[str]:
     """Per-key fallbacks: `["alias-b"]` for every alias, or LiteLLM's `[{"alias": ["b"]}]` form."""
-    record = caller.record
-    configured = getattr(record, "fallbacks", None) if record is not None else None
+    configured = caller.record.fallbacks if caller.record is not None else None
     if not configured:
         return []
     targets: list[str] = []

@@ -72,6 +72,7 @@ class Governance:
         self.chain = GuardrailChain()
         self.local = LocalCounters()
         self.end_users = EndUserRecords(store, general.key_cache_ttl)
+        budget: float | None
         if general.max_budget is not None:
             budget, duration = general.max_budget, general.budget_duration
         else:
@@ -122,7 +123,7 @@ class Governance:
             end_user = await self.end_users.get(call.end_user)
             if end_user is not None and end_user.blocked:
                 raise PermissionDeniedError(f"end-user '{call.end_user}' is blocked")
-        key_guardrails = getattr(key, "guardrails", None)
+        key_guardrails = key.guardrails if key is not None else None
         if self.chain or key_guardrails or call.body.guardrails:
             await self._guard(call, key_guardrails)
         now = datetime.now(UTC)
@@ -139,7 +140,7 @@ class Governance:
         spent = call.cost
         self.local.release(admission.parallel, admission.budgets, admission.estimate, spent)
         tokens, ended = (_tokens_used(call), datetime.now(UTC)) if admission.tpm else (0, None)
-        if tokens and admission.shared is None:
+        if tokens and ended is not None and admission.shared is None:
             self.local.add_tokens(admission.tpm, tokens, ended)
         if admission.shared is not None and self.link.counters is not None:
             task = asyncio.get_running_loop().create_task(self._release_shared(admission, spent, tokens, ended))

@@ -360,7 +360,7 @@ def _problems(error: ValidationError) -> list[str]:
 
 
 def _bracket(path: str) -> str:
-    parts = []
+    parts: list[str] = []
     for part in path.split("."):
         if part.isdigit() and parts:
             parts[-1] += f"[{part}]"

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query
 
 from ..auth.caller import Caller
 from .deps import AdminDep, RuntimeDep
+from .runtime import Runtime
 from .store_calls import as_dict, in_thread
 
 router = APIRouter(tags=["audit"])
@@ -27,7 +28,7 @@ def _clean(record: Any) -> dict[str, Any] | None:
     return {k: v for k, v in values.items() if k not in SECRET_FIELDS}
 
 
-async def audited(runtime: Any, caller: Caller, action: str, table_name: str, object_id: str,
+async def audited(runtime: Runtime, caller: Caller, action: str, table_name: str, object_id: str,
                   before: Any = None, after: Any = None) -> None:
     """Record one admin change (`action`: created, updated, deleted, blocked, rotated, ...). The change has
     already happened: a failure to record it is logged, never turned into a failed admin call."""

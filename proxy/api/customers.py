@@ -11,6 +11,7 @@ from ..errors import ModelNotFoundError
 from .admin_models import CustomerFields, CustomerIds, CustomerNew, CustomerUpdate
 from .audit import audited
 from .deps import AdminDep, RuntimeDep
+from .runtime import Runtime
 from .store_calls import budget_view, in_thread
 
 router = APIRouter(tags=["customers"])
@@ -20,10 +21,9 @@ def _fields(body: CustomerFields) -> dict[str, Any]:
     return body.model_dump(exclude_none=True, exclude={"user_id"})
 
 
-def _forget(runtime: Any, user_id: str) -> None:
+def _forget(runtime: Runtime, user_id: str) -> None:
     """Drop the end-user's cached record so new limits and budgets apply at once."""
-    if (governance := runtime.extras.get("governance")) is not None:
-        governance.forget_end_user(user_id)
+    runtime.governance.forget_end_user(user_id)
 
 
 @router.post("/customer/new")
@@ -42,8 +42,7 @@ async def info(_: AdminDep, runtime: RuntimeDep, end_user_id: str = Query(...)) 
     if record is None:
         raise ModelNotFoundError(f"end-user '{end_user_id}' not found")
     info = budget_view(record)
-    if (governance := runtime.extras.get("governance")) is not None:
-        await governance.describe_end_user(info, record)  # live spend, remaining budget, current reset time
+    await runtime.governance.describe_end_user(info, record)  # live spend, remaining budget, current reset time
     return info
 
 
@@ -80,7 +79,7 @@ async def delete(body: CustomerIds, caller: AdminDep, runtime: RuntimeDep) -> di
     return {"deleted": count, "user_ids": body.user_ids}
 
 
-async def _block(body: CustomerIds, caller: Caller, runtime: Any, blocked: bool) -> dict[str, Any]:
+async def _block(body: CustomerIds, caller: Caller, runtime: Runtime, blocked: bool) -> dict[str, Any]:
     for user_id in body.user_ids:
         if await in_thread(runtime.store.update_customer, user_id, blocked=blocked) is None:
             await in_thread(runtime.store.create_customer, user_id, blocked=blocked)

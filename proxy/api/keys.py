@@ -17,6 +17,7 @@ from ..spend.holders import TEAM
 from .admin_models import KeyDelete, KeyFields, KeyGenerate, KeyRef, KeyUpdate
 from .audit import audited
 from .deps import AdminDep, CallerDep, RuntimeDep
+from .runtime import Runtime
 from .store_calls import as_dict, budget_view, in_thread
 
 router = APIRouter(tags=["keys"])
@@ -34,14 +35,13 @@ def _fields(body: KeyFields, now: datetime) -> dict[str, Any]:
     return fields  # the store starts the budget period when budget_duration is set
 
 
-async def _check_team(runtime: Any, team_id: str | None) -> None:
+async def _check_team(runtime: Runtime, team_id: str | None) -> None:
     if team_id is not None and await in_thread(runtime.store.get_holder, TEAM, team_id) is None:
         raise InvalidRequestError(f"team_id: team '{team_id}' does not exist; create it with /team/new")
 
 
-def _check_guardrails(runtime: Any, names: list[str] | None) -> None:
-    governance = runtime.extras.get("governance")
-    unknown = governance.chain.unknown(names or ()) if governance is not None else []
+def _check_guardrails(runtime: Runtime, names: list[str] | None) -> None:
+    unknown = runtime.governance.chain.unknown(names or ())
     if unknown:
         raise InvalidRequestError(f"unknown guardrail(s): {', '.join(unknown)}; configure them under 'guardrails'")
 
@@ -74,8 +74,7 @@ async def info(caller: CallerDep, runtime: RuntimeDep, key: str | None = Query(d
     if record is None:
         raise ModelNotFoundError("key not found")
     info = budget_view(record)
-    if (governance := runtime.extras.get("governance")) is not None:
-        await governance.describe_key(info, record)  # live spend, remaining budget, current reset time
+    await runtime.governance.describe_key(info, record)  # live spend, remaining budget, current reset time
     return {"key": digest, "info": info}
 
 
@@ -121,7 +120,7 @@ async def delete(body: KeyDelete, caller: AdminDep, runtime: RuntimeDep) -> dict
     return {"deleted_keys": [*(body.keys or []), *(body.key_aliases or [])]}
 
 
-async def _set_blocked(body: KeyRef, caller: Caller, runtime: Any, blocked: bool) -> dict[str, Any]:
+async def _set_blocked(body: KeyRef, caller: Caller, runtime: Runtime, blocked: bool) -> dict[str, Any]:
     digest = digest_of(body.key)
     before = await in_thread(runtime.store.get_key, digest)
     record = await in_thread(runtime.store.set_blocked, digest, blocked)

@@ -15,7 +15,7 @@ router = APIRouter(tags=["health"])
 @router.get("/metrics/", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     runtime = request.app.state.runtime
-    telemetry = runtime.extras["telemetry"]
+    telemetry = runtime.telemetry
     if telemetry.metrics_require_auth:
         caller = await runtime.authenticator.authenticate(request.headers.get("authorization"))
         if not caller.is_admin:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -61,7 +62,7 @@ def error_response(exc: ProxyError, headers: dict[str, str] | None = None) -> Re
     return json_response(exc.body(), exc.status, error_headers(exc, headers))
 
 
-def validation_message(errors: list[dict[str, Any]]) -> str:
+def validation_message(errors: Sequence[Mapping[str, Any]]) -> str:
     parts = []
     for item in errors[:5]:
         where = ".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body"

@@ -121,7 +121,7 @@ async def answer(scope: Scope, receive: Receive, api_version: int) -> Reply:
             _describe(call, headers)
         return Reply(exc.status, error_headers(exc, headers), dumps(exc.body()))
     _describe(call, headers)
-    return Reply(200, headers, call.response.json_bytes())
+    return Reply(200, headers, call.outcome.answer().json_bytes())
 
 
 def _describe(call: Call, headers: dict[str, str]) -> None:

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..auth.caller import Authenticator
 from ..engine import Engine
+from ..governance import Governance
+from ..observability import Telemetry
 from ..routing import Router
 from ..settings import Settings
+from ..spend.store import Store
+from ..spend.writer import SpendWriter
 
 
 @dataclass
 class Runtime:
     settings: Settings
-    store: Any
-    writer: Any
+    store: Store
+    writer: SpendWriter
     authenticator: Authenticator
     router: Router
     engine: Engine
-    extras: dict[str, Any]
+    governance: Governance
+    telemetry: Telemetry
     max_request_bytes: int = field(init=False)
     """`general_settings.max_request_size_mb` in bytes, computed once rather than per request."""
 

@@ -30,7 +30,8 @@ def as_dict(record: Any) -> dict[str, Any]:
     """A store record as JSON-ready fields; money becomes a float, as LiteLLM's admin API returns it."""
     if record is None:
         return {}
-    fields = dataclasses.asdict(record) if dataclasses.is_dataclass(record) else dict(record)
+    is_record = dataclasses.is_dataclass(record) and not isinstance(record, type)
+    fields = dataclasses.asdict(record) if is_record else dict(record)
     return {k: float(v) if isinstance(v, Decimal) else v for k, v in fields.items()}
 
 

@@ -14,6 +14,7 @@ from ..spend.holders import TEAM, USER
 from .admin_models import TeamFields, TeamIds, TeamMemberAdd, TeamMemberDelete, TeamNew, TeamRef, TeamUpdate
 from .audit import audited
 from .deps import AdminDep, RuntimeDep
+from .runtime import Runtime
 from .store_calls import as_dict, budget_view, in_thread
 
 router = APIRouter(tags=["teams"])
@@ -23,20 +24,20 @@ def _fields(body: TeamFields) -> dict[str, Any]:
     return body.model_dump(exclude_none=True, exclude={"team_id", "members_with_roles"})
 
 
-async def team_view(runtime: Any, record: Any) -> dict[str, Any]:
+async def team_view(runtime: Runtime, record: Any) -> dict[str, Any]:
     """LiteLLM's team object: the row, its remaining budget and `members_with_roles`."""
     members = await in_thread(runtime.store.memberships, team_id=record.team_id)
     return {**budget_view(record), "members_with_roles": [{"user_id": m.user_id, "role": m.role} for m in members]}
 
 
-async def _get(runtime: Any, team_id: str) -> Any:
+async def _get(runtime: Runtime, team_id: str) -> Any:
     record = await in_thread(runtime.store.get_holder, TEAM, team_id)
     if record is None:
         raise ModelNotFoundError(f"team '{team_id}' not found")
     return record
 
 
-def changed(runtime: Any) -> None:
+def changed(runtime: Runtime) -> None:
     """Cached keys carry their team and user: drop them so new limits and models apply at once."""
     runtime.authenticator.forget_all()
 
@@ -55,8 +56,7 @@ async def new(body: TeamNew, caller: AdminDep, runtime: RuntimeDep) -> dict[str,
 async def info(_: AdminDep, runtime: RuntimeDep, team_id: str = Query(...)) -> dict[str, Any]:
     record = await _get(runtime, team_id)
     view = await team_view(runtime, record)
-    if (governance := runtime.extras.get("governance")) is not None:
-        await governance.describe_holder(view, "team", record)
+    await runtime.governance.describe_holder(view, "team", record)
     keys, _total = await in_thread(runtime.store.list_keys, team_id=team_id, size=1000)
     members = await in_thread(runtime.store.memberships, team_id=team_id)
     return {"team_id": team_id, "team_info": view, "keys": [budget_view(k) for k in keys],
@@ -78,7 +78,8 @@ async def update(body: TeamUpdate, caller: AdminDep, runtime: RuntimeDep) -> dic
     return await _update(runtime, caller, body.team_id, "updated", _fields(body))
 
 
-async def _update(runtime: Any, caller: Caller, team_id: str, action: str, fields: dict[str, Any]) -> dict[str, Any]:
+async def _update(runtime: Runtime, caller: Caller, team_id: str, action: str,
+                  fields: dict[str, Any]) -> dict[str, Any]:
     before = await _get(runtime, team_id)
     record = await in_thread(runtime.store.update_holder, TEAM, team_id, **fields)
     if record is None:

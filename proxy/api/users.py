@@ -17,6 +17,7 @@ from ..spend.holders import TEAM, USER
 from .admin_models import UserFields, UserIds, UserNew, UserUpdate
 from .audit import audited
 from .deps import AdminDep, RuntimeDep
+from .runtime import Runtime
 from .store_calls import budget_view, in_thread
 from .teams import changed
 
@@ -28,7 +29,7 @@ def _fields(body: UserFields) -> dict[str, Any]:
                                                        "duration"})
 
 
-async def _teams_of(runtime: Any, user_id: str) -> list[str]:
+async def _teams_of(runtime: Runtime, user_id: str) -> list[str]:
     return [m.team_id for m in await in_thread(runtime.store.memberships, user_id=user_id)]
 
 
@@ -61,8 +62,7 @@ async def info(_: AdminDep, runtime: RuntimeDep, user_id: str = Query(...)) -> d
     if record is None:
         raise ModelNotFoundError(f"user '{user_id}' not found")
     view = budget_view(record)
-    if (governance := runtime.extras.get("governance")) is not None:
-        await governance.describe_holder(view, "user", record)
+    await runtime.governance.describe_holder(view, "user", record)
     keys, _total = await in_thread(runtime.store.list_keys, user_id=user_id, size=1000)
     teams = await in_thread(runtime.store.get_holders, TEAM, await _teams_of(runtime, user_id))
     return {"user_id": user_id, "user_info": view, "keys": [budget_view(k) for k in keys],

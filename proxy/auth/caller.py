@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import AuthenticationError, PermissionDeniedError, StoreUnavailableError
+from ..spend.records import KeyRecord
 from .keys import hash_key, same_key
 
 log = logging.getLogger("proxy.auth")
@@ -23,7 +24,7 @@ class Caller:
     is_admin: bool = False
     models: tuple[str, ...] = ()
     """Aliases this key may call; empty means all."""
-    record: Any = None
+    record: KeyRecord | None = None
     """The stored key record (budgets, limits, guardrails, fallbacks), None for the master key."""
     metadata: dict[str, Any] = field(default_factory=dict)
     team: Any = None
@@ -86,6 +87,7 @@ class Authenticator:
         if caller is None:
             raise AuthenticationError("invalid api key")
         record = caller.record
+        assert record is not None  # every cached Caller of a virtual key is built from its record
         if record.blocked:
             raise PermissionDeniedError("this key is blocked")
         if caller.team is not None and caller.team.blocked:

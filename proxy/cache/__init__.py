@@ -16,7 +16,7 @@ def Cache(type: str = "local", **params: Any) -> ResultCache:  # noqa: N802 - Li
 
     Pass it as `rerank(..., cache=...)` or set it as `proxy.cache` for every call.
     """
-    settings = CacheParams(type=type, **params)  # type: ignore[arg-type]
+    settings = CacheParams(type=type, **params)
     if settings.type == "redis" and not settings.redis_url():
         url = os.environ.get("REDIS_URL")
         if not url:

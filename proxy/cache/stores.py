@@ -41,7 +41,8 @@ class LocalStore:
         return self.get_now(keys)
 
     def get_now(self, keys: Sequence[str]) -> list[bytes | None]:
-        items, now, found = self._items, self._clock(), []
+        items, now = self._items, self._clock()
+        found: list[bytes | None] = []
         for key in keys:
             item = items.get(key)
             if item is None:

@@ -47,12 +47,13 @@ def tracer_provider_from_settings(conf: Mapping[str, Any], environ: Mapping[str,
     try:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
     except ImportError:
         raise MissingExtraError("otel", "otel", "opentelemetry-sdk") from None
     exporter_name = str(conf.get("exporter") or environ.get("OTEL_EXPORTER") or "otlp_http").lower()
     service = str(conf.get("service_name") or environ.get("OTEL_SERVICE_NAME") or "rerank-proxy")
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    exporter: SpanExporter
     if exporter_name == "console":
         exporter = ConsoleSpanExporter()
     elif exporter_name in ("otlp_http", "otlp", "http/protobuf"):

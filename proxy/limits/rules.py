@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..errors import RateLimitError
+from ..spend.records import CustomerRecord, KeyRecord
 from .periods import current_period
 
 RPM_WINDOW_SECONDS = 60.0
@@ -54,8 +55,8 @@ class ProxyBudget:
     reset_at: datetime | None = None
 
 
-def key_label(record: Any) -> str:
-    name = getattr(record, "key_alias", None) or getattr(record, "key_name", None)
+def key_label(record: KeyRecord) -> str:
+    name = record.key_alias or record.key_name
     return f"key '{name}'" if name else "this key"
 
 
@@ -65,8 +66,9 @@ def _budget(counter: str, label: str, setting: str, max_budget: Any, reset_at: d
     return Limit("budget", counter, Decimal(max_budget), label, setting, period_end, seed)
 
 
-def call_limits(*, key_hash: str | None, key: Any, alias: str, end_user_id: str | None, end_user: Any,
-                default_end_user_budget: Decimal | None, proxy: ProxyBudget | None, now: datetime) -> list[Limit]:
+def call_limits(*, key_hash: str | None, key: KeyRecord | None, alias: str, end_user_id: str | None,
+                end_user: CustomerRecord | None, default_end_user_budget: Decimal | None, proxy: ProxyBudget | None,
+                now: datetime) -> list[Limit]:
     """Every limit this call counts against (empty for most deployments: then nothing is checked)."""
     limits: list[Limit] = []
     if key is not None and key_hash is not None:

@@ -150,8 +150,8 @@ class RedisCounters:
                       tokens: int = 0, ended: datetime | None = None) -> None:
         """Free parallel slots, settle budget reservations with `cost`, and count `tokens` against the
         `tpm_limit` counters in the minute the call `ended`."""
-        counted = admission.tpm if tokens and ended is not None else ()
-        keys = [*admission.parallel, *admission.budgets, *(self.tpm_key(c, ended) for c in counted)]
+        counted = [self.tpm_key(c, ended) for c in admission.tpm] if tokens and ended is not None else []
+        keys = [*admission.parallel, *admission.budgets, *counted]
         if not keys:
             return
         args: list[Any] = []

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
+from starlette.types import Receive, Scope, Send
 
 from .record import now, refused_record
 
@@ -73,7 +74,7 @@ class RequestLogMiddleware:
         self.app = app
         self.metrics = metrics
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -102,7 +103,7 @@ class RequestLogMiddleware:
             except Exception:  # logging never fails a request
                 logging.getLogger(__name__).exception("request log failed")
 
-    def _finish(self, scope: dict[str, Any], slot: Slot, status: int, started: float) -> None:
+    def _finish(self, scope: Scope, slot: Slot, status: int, started: float) -> None:
         if slot.record is not None:
             write_record(slot.record)
             return
@@ -120,7 +121,7 @@ class RequestLogMiddleware:
                           "latency_ms": round(latency_ms, 3)}, level)
 
 
-def _request_id(scope: dict[str, Any]) -> str | None:
+def _request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
             return value.decode("latin-1")[:128]

@@ -139,9 +139,9 @@ class Metrics:
             upstream.observe(record["upstream_ms"] / 1000)
             if record["attempts"] > 1:
                 self.retries.labels(alias).inc(record["attempts"] - 1)
-        for deployment_id, error in call.outcome.attempts:
+        for deployment_id, failure in call.outcome.attempts:
             failed_provider = self._providers.get(deployment_id, provider)
-            self.deployment_failures.labels(alias, deployment_id, failed_provider, error.kind).inc()
+            self.deployment_failures.labels(alias, deployment_id, failed_provider, failure.kind).inc()
         error = call.error
         if error is not None:
             self.failed_requests.labels(alias, key_alias, status, record["error_class"] or "").inc()

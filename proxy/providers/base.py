@@ -107,7 +107,7 @@ class Scored(NamedTuple):
     """One document's score. A named tuple, not a dataclass: a 1,000-document answer builds 1,000 of them,
     and a frozen dataclass costs several times as much to construct."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, which nothing here calls
     score: float
     extra: dict[str, Any] | None = None
     """Provider-specific fields kept on the result (e.g. NIM's raw `logit`)."""

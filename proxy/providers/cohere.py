@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 from ..request import RerankRequest
 from .base import Deployment
@@ -24,9 +24,9 @@ def _endpoint(base: str) -> tuple[int | None, str]:
 
 class Cohere(ResultsFamily):
     name = "cohere"
-    api_key_env = ("COHERE_API_KEY", "CO_API_KEY")
+    api_key_env: ClassVar[tuple[str, ...]] = ("COHERE_API_KEY", "CO_API_KEY")  # Azure AI overrides these
     api_base_env = ("COHERE_API_BASE",)
-    default_api_base = "https://api.cohere.com"
+    default_api_base: ClassVar[str | None] = "https://api.cohere.com"
     max_documents_per_call = 1000
 
     def upstream_version(self, request: RerankRequest, deployment: Deployment) -> int:

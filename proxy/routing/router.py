@@ -342,8 +342,7 @@ class Router:
 
         async def compute() -> tuple[Ranked, str]:
             await self.route(model, request, fallbacks=fallbacks, outcome=outcome)
-            assert outcome.response is not None
-            return outcome.response, outcome.alias  # a fallback's answer is stored under the fallback
+            return outcome.answer(), outcome.alias  # a fallback's answer is stored under the fallback
 
         return (await through_cache(cache, self.canonical(model), request, compute)).to_response()
 

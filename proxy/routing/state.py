@@ -44,8 +44,10 @@ class Stats:
         return self.tokens if self.minute == minute else 0
 
     def blend_latency(self, sample: float, now: float, ttl: float) -> float:
-        fresh = self.latency is not None and now - self.latency_at <= ttl
-        self.latency = self.latency * (1 - LATENCY_WEIGHT) + sample * LATENCY_WEIGHT if fresh else sample
+        latency = self.latency
+        if latency is not None and now - self.latency_at <= ttl:
+            sample = latency * (1 - LATENCY_WEIGHT) + sample * LATENCY_WEIGHT
+        self.latency = sample
         self.latency_at = now
         return self.latency
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..errors import DeploymentAtCapacityError, ProxyError
+from ..errors import DeploymentAtCapacityError, InternalError, ProxyError
 from ..normalise import Ranked
 from ..providers import Deployment
 from .state import Stats
@@ -23,6 +23,12 @@ class Outcome:
     attempts: list[tuple[str, ProxyError]] = field(default_factory=list)
     timeline: list[tuple[Deployment, float, float, ProxyError | None]] = field(default_factory=list)
     """(deployment, perf_counter start, end, error) of every attempt: trace spans are built from it."""
+
+    def answer(self) -> Ranked:
+        """The response of a route that returned (a route that fails raises instead, so None here is a bug)."""
+        if self.response is None:
+            raise InternalError()
+        return self.response
 
 
 class Trip:

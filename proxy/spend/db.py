@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
@@ -83,7 +84,7 @@ def _bind_none_directly() -> None:
     cost (a row has up to seven NULLs). A registered adapter is found at once; `{}.get` is a C callable that
     returns None, so the stored value is the same NULL. Process-wide, as every sqlite3 adapter is.
     """
-    sqlite3.register_adapter(type(None), {}.get)
+    sqlite3.register_adapter(type(None), cast(Callable[[None], None], {}.get))
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int, *, file_backed: bool) -> None:

@@ -53,7 +53,7 @@ class Transactions:
             rows = connection.execute(
                 select(table).where(*conditions).order_by(*order).limit(size).offset((page - 1) * size)
             ).all()
-        return [row._mapping for row in rows], total
+        return [dict(row._mapping) for row in rows], total
 
 
 def utc_now() -> datetime:
