@@ -154,5 +154,7 @@ def app_from_environment() -> FastAPI:
     """Factory for uvicorn workers: the CLI passes the config path through the environment."""
     environ = dict(os.environ)
     settings = load_settings(environ.get(CONFIG_ENV) or None, environ)
-    configure_logging(debug=environ.get(DEBUG_ENV) == "1", json_logs=bool(settings.config.litellm_settings.json_logs))
+    litellm = settings.config.litellm_settings
+    configure_logging(debug=environ.get(DEBUG_ENV) == "1" or bool(litellm.set_verbose),
+                      json_logs=bool(litellm.json_logs))
     return create_app(settings)

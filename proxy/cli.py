@@ -102,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     from .observability import configure_logging
     from .observability.metrics import MULTIPROC_ENV
 
-    configure_logging(debug=args.detailed_debug, json_logs=bool(settings.config.litellm_settings.json_logs))
-    os.environ[DEBUG_ENV] = "1" if args.detailed_debug else "0"
+    debug = args.detailed_debug or bool(settings.config.litellm_settings.set_verbose)
+    configure_logging(debug=debug, json_logs=bool(settings.config.litellm_settings.json_logs))
+    os.environ[DEBUG_ENV] = "1" if debug else "0"
 
     if args.config:
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             host=args.host,
             port=args.port,
             workers=args.num_workers if args.num_workers > 1 else None,
-            log_level="debug" if args.detailed_debug else "warning",
+            log_level="debug" if debug else "warning",
             log_config=None,  # uvicorn's loggers go through ours (configure_logging): same format, json_logs
             access_log=False,  # our own request log never carries query strings or keys
             timeout_graceful_shutdown=30,

@@ -30,7 +30,8 @@ def _decimal(value: Any) -> Decimal | None:
 
 
 def resolve_deployment(model: str, params: Mapping[str, Any] | None = None, *,
-                       environ: Mapping[str, str], deployment_id: str = "") -> Deployment:
+                       environ: Mapping[str, str], deployment_id: str = "", default_timeout: float = 60.0
+                       ) -> Deployment:
     params = dict(params or {})
     provider, upstream_model = split_model(model)
     api_key = params.get("api_key") or _first(environ, provider.api_key_env)
@@ -52,7 +53,7 @@ def resolve_deployment(model: str, params: Mapping[str, Any] | None = None, *,
         model=upstream_model,
         api_base=api_base,
         api_key=api_key,
-        timeout=float(params.get("timeout") or 60.0),
+        timeout=float(params.get("timeout") or default_timeout),
         headers={str(k): str(v) for k, v in headers.items()},
         params=extras,
         input_cost_per_query=_decimal(params.get("input_cost_per_query")),

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .cache.config import CacheParams
 from .deployments import resolve_deployment
 from .errors import ModelNotFoundError
-from .providers import Deployment, split_model
+from .providers import REGISTRY, Deployment, split_model
+from .refusals import PARAMS, refusals
 from .routing.picker import make_strategy
 from .routing.table import group_alias_target, routing_fields
 
@@ -27,17 +28,24 @@ log = logging.getLogger("proxy.settings")
 
 ENV_PREFIX = "os.environ/"
 
-# litellm_params keys every deployment understands, and provider options LiteLLM users write.
-COMMON_PARAMS = {
-    "model", "api_key", "api_base", "timeout", "stream_timeout", "rpm", "tpm", "weight", "order", "headers",
-    "extra_headers", "input_cost_per_query", "input_cost_per_token", "max_retries", "custom_llm_provider",
-    "api_version", "organization", "region_name", "drop_params", "max_parallel_requests", "tags",
-    "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region_name", "aws_role_name",
-    "aws_session_name", "aws_profile_name", "aws_web_identity_token", "aws_sts_endpoint",
-    "aws_bedrock_runtime_endpoint", "vertex_project", "vertex_location", "vertex_credentials",
-    "instruction", "truncate", "raw_scores", "truncation", "max_tokens_per_query", "truncate_prompt_tokens",
-    "truncation_side", "service_tier", "cache_scores",
+# litellm_params keys every deployment understands; a provider adds its own (`Provider.options`, `param_env`).
+DEPLOYMENT_PARAMS = {
+    "model", "api_key", "api_base", "timeout", "rpm", "tpm", "weight", "order", "headers", "extra_headers",
+    "input_cost_per_query", "input_cost_per_token", "max_retries", "custom_llm_provider", "max_parallel_requests",
+    "cache_scores",
 }
+
+
+def _provider_params() -> dict[str, list[str]]:
+    """Each provider-specific `litellm_params` key → the providers that read it (for a helpful refusal)."""
+    owners: dict[str, list[str]] = {}
+    for provider in {id(p): p for p in REGISTRY.values()}.values():
+        for key in (*provider.options, *provider.param_env):
+            owners.setdefault(key, []).append(provider.name)
+    return owners
+
+
+_OWNERS = _provider_params()
 
 
 class ConfigError(ValueError):
@@ -67,14 +75,24 @@ class ModelEntry(_Strict):
         model = params.get("model")
         if not isinstance(model, str) or not model:
             raise ValueError("litellm_params.model is required, as 'provider/model'")
+        named = params.get("custom_llm_provider")
+        if named is not None:  # LiteLLM's other spelling of the provider: `model: rerank-v3.5` + this
+            if named not in REGISTRY:
+                known = ", ".join(sorted(REGISTRY))
+                raise ValueError(f"custom_llm_provider '{named}' is not a provider; known: {known}")
+            if not model.startswith(f"{named}/"):
+                params = {**params, "model": f"{named}/{model}"}
         try:
-            provider, _ = split_model(model)
+            provider, _ = split_model(params["model"])
         except ModelNotFoundError as exc:
             raise ValueError(exc.message) from None
-        unknown = set(params) - COMMON_PARAMS - set(provider.param_env)
+        unknown = set(params) - DEPLOYMENT_PARAMS - set(provider.options) - set(provider.param_env) - set(PARAMS)
         if unknown:
-            raise ValueError(f"unknown litellm_params key(s) for provider '{provider.name}': "
-                             + ", ".join(sorted(unknown)))
+            raise ValueError("; ".join(
+                f"'{key}' is an option of {', '.join(_OWNERS[key])}, not of provider '{provider.name}'"
+                if key in _OWNERS else f"unknown litellm_params key '{key}' for provider '{provider.name}'"
+                for key in sorted(unknown)))
+        provider.check_options(params)
         routing_fields(params)
         if "cache_scores" in params and not isinstance(params["cache_scores"], bool):
             raise ValueError("litellm_params.cache_scores must be true or false")
@@ -91,7 +109,7 @@ class GeneralSettings(_Strict):
     max_documents: int = 10_000
     """More documents in one request are refused with 400."""
     store_prompts_in_spend_logs: bool = False
-    """Accepted for LiteLLM compatibility; the query is never stored."""
+    """Only `false`: the query and documents are never stored (`true` is refused)."""
     max_budget: float | None = None
     """Proxy-wide budget in USD (see [Budgets](budgets.md))."""
     budget_duration: str | None = None
@@ -111,7 +129,7 @@ class GeneralSettings(_Strict):
     health_check_interval: float = 300.0
     """Seconds between background health checks."""
     alerting: list[str] | None = None
-    """Accepted for LiteLLM compatibility; no effect."""
+    """Refused unless empty: no alerts are sent (alert on `/metrics`, or use a `webhook` callback)."""
     proxy_batch_write_at: float | None = None
     """Accepted for LiteLLM compatibility; no effect (see `spend_flush_interval`)."""
     database_connection_pool_limit: int | None = None
@@ -198,20 +216,20 @@ class LitellmSettings(_Strict):
     """Options per callback, e.g. `webhook: {url, headers, batch_size, ...}` (see [Operations](operations.md))."""
     num_retries: int | None = Field(None, ge=0)
     """Used when `router_settings.num_retries` is unset."""
-    request_timeout: float | None = None
-    """Accepted for LiteLLM compatibility; no effect (see `router_settings.timeout`)."""
+    request_timeout: float | None = Field(None, gt=0)
+    """The default `timeout` (seconds) of every deployment that sets none (LiteLLM's meaning); else 60."""
     fallbacks: list[dict[str, list[str]]] | None = None
     """Used when `router_settings.fallbacks` is empty."""
     default_fallbacks: list[str] | None = None
     """Used when `router_settings.default_fallbacks` is empty."""
     drop_params: bool | None = None
-    """Accepted for LiteLLM compatibility; no effect."""
+    """Only `true`: an option the provider lacks is always dropped and named in `meta.warnings`."""
     set_verbose: bool | None = None
-    """Accepted for LiteLLM compatibility; no effect (see `--detailed_debug`)."""
+    """Debug logs, as `--detailed_debug`."""
     json_logs: bool | None = None
     """Every log line as JSON, not only the access lines."""
     telemetry: bool | None = None
-    """Accepted for LiteLLM compatibility; nothing is ever sent anywhere."""
+    """Only `false`: no usage telemetry is ever sent anywhere."""
     max_budget: float | None = None
     """Proxy-wide budget, when `general_settings.max_budget` is unset."""
     budget_duration: str | None = None
@@ -236,7 +254,7 @@ class GuardrailEntry(_Strict):
     litellm_params: dict[str, Any]
     """`guardrail` (the type), `mode: pre_call`, `default_on`, `on_error` and the type's options."""
     guardrail_info: dict[str, Any] = Field(default_factory=dict)
-    """Free-form information, kept with the entry."""
+    """Refused unless empty: LiteLLM's admin-UI metadata, which rerank-proxy has no use for."""
 
     @field_validator("litellm_params")
     @classmethod
@@ -378,10 +396,13 @@ def parse_config(raw: Any, environ: Mapping[str, str], source: str | None = None
         raw.get("environment_variables"), dict) else dict(environ)
     missing: dict[str, str] = {}
     resolved = _resolve_env(raw, environ, "", missing)
+    refused = refusals(resolved)
     try:
         config = ConfigFile.model_validate(resolved)
     except ValidationError as exc:
-        raise ConfigError(_problems(exc)) from None
+        raise ConfigError(refused + _problems(exc)) from None
+    if refused:
+        raise ConfigError(refused)
     outside_models = {p: n for p, n in missing.items() if not p.startswith("model_list")}
     if outside_models:
         raise ConfigError([f"{p}: environment variable {n} is not set" for p, n in outside_models.items()])
@@ -428,7 +449,8 @@ def _deployments(config: ConfigFile, environ: Mapping[str, str], missing: dict[s
             problems.append(f"{where}: deployment id '{deployment_id}' is already used by {owners[deployment_id]}"
                             f"{generated}; deployment ids must be unique")
         owners.setdefault(deployment_id, where)
-        deployment = resolve_deployment(params["model"], params, environ=environ, deployment_id=deployment_id)
+        deployment = resolve_deployment(params["model"], params, environ=environ, deployment_id=deployment_id,
+                                        default_timeout=config.litellm_settings.request_timeout or 60.0)
         if absent:
             deployment = _with_missing(deployment, absent[0])
         aliases.setdefault(entry.model_name, []).append(deployment)

@@ -154,9 +154,15 @@ class Provider:
     max_documents_per_call: ClassVar[int | None] = None
     param_env: ClassVar[dict[str, tuple[str, ...]]] = {}
     """Provider params read from the environment when not given (e.g. region, project)."""
+    options: ClassVar[tuple[str, ...]] = ()
+    """The `litellm_params` keys this provider reads besides the deployment's own (`model`, `api_key`, ...);
+    with `param_env`'s keys these are all a deployment of it accepts (config validation reads them)."""
     extra: ClassVar[str | None] = None
     """The pip extra this provider needs, if any."""
     in_process: ClassVar[bool] = False
+
+    def check_options(self, params: dict[str, Any]) -> None:
+        """Raise ValueError for `litellm_params` this provider cannot use together (config time)."""
 
     # -- build -------------------------------------------------------------------------------------
     def build(self, request: RerankRequest, deployment: Deployment) -> UpstreamRequest:

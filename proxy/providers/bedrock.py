@@ -1,7 +1,8 @@
 """AWS Bedrock's Rerank API (bedrock-agent-runtime `POST /rerank`), SigV4-signed with botocore.
 
 The model is a foundation-model ARN or a bare id (`amazon.rerank-v1:0`), which we expand to the ARN of the
-deployment's region. Credentials: keys, a named profile, or botocore's default chain (see `signing`).
+deployment's region. Credentials: keys, a named profile, or botocore's default chain (see `signing`); with
+`aws_role_name` those credentials (or `aws_web_identity_token`) assume that role through STS first.
 Documents always go as TEXT sources of the ranked text (Cohere's semantics: objects rank
 on `text` or `rank_fields`), so keys such as ids never sway the score. Bedrock reports no usage: billing falls
 back to search units of 100 documents.
@@ -13,7 +14,7 @@ from typing import Any, ClassVar
 
 from ..request import RerankRequest
 from .base import Deployment, Provider, ProviderResult, malformed, scores_from
-from .signing import SigV4Auth, sigv4_auth
+from .signing import AssumedRole, SigV4Auth, sigv4_auth
 
 _ARN_PREFIX = "arn:"
 
@@ -31,6 +32,13 @@ class Bedrock(Provider):
         "aws_session_token": ("AWS_SESSION_TOKEN",),
         "aws_profile_name": ("AWS_PROFILE",),
     }
+    options = ("aws_role_name", "aws_session_name", "aws_web_identity_token", "aws_sts_endpoint",
+               "aws_bedrock_runtime_endpoint")
+
+    def check_options(self, params: dict[str, Any]) -> None:
+        needs_role = [k for k in ("aws_session_name", "aws_web_identity_token", "aws_sts_endpoint") if params.get(k)]
+        if needs_role and not params.get("aws_role_name"):
+            raise ValueError(f"{', '.join(needs_role)} need(s) aws_role_name (the ARN of the role to assume)")
 
     def region(self, deployment: Deployment) -> str:
         """The ARN's own region when the model is an ARN (the endpoint must match it), else the parameter."""
@@ -46,10 +54,11 @@ class Bedrock(Provider):
         return f"arn:aws:bedrock:{self.region(deployment)}::foundation-model/{deployment.model}"
 
     def url(self, request: RerankRequest, deployment: Deployment) -> str:
-        if not deployment.api_base:
+        base = deployment.api_base or deployment.params.get("aws_bedrock_runtime_endpoint")
+        if not base:
             return f"https://bedrock-agent-runtime.{self.region(deployment)}.amazonaws.com/rerank"
         # A LiteLLM-style bedrock-runtime endpoint names the same host family: use its agent-runtime twin.
-        base = deployment.api_base.rstrip("/").replace("://bedrock-runtime.", "://bedrock-agent-runtime.")
+        base = base.rstrip("/").replace("://bedrock-runtime.", "://bedrock-agent-runtime.")
         return base if base.endswith("/rerank") else base + "/rerank"
 
     def body(self, request: RerankRequest, deployment: Deployment) -> dict[str, Any]:
@@ -72,7 +81,8 @@ class Bedrock(Provider):
         return {}
 
     def auth(self, deployment: Deployment) -> SigV4Auth:
-        """Keys when given (both, or the missing one is named), else `aws_profile_name`, else the default chain."""
+        """Keys when given (both, or the missing one is named), else `aws_profile_name`, else the default chain;
+        then the role `aws_role_name` assumed with them (or with `aws_web_identity_token`)."""
         params = deployment.params
         access_key, secret_key = params.get("aws_access_key_id"), params.get("aws_secret_access_key")
         if access_key and not secret_key:
@@ -83,6 +93,7 @@ class Bedrock(Provider):
             provider=self.name, service="bedrock", region=self.region(deployment), timeout=deployment.timeout,
             access_key=access_key, secret_key=secret_key, session_token=params.get("aws_session_token") or None,
             profile=params.get("aws_profile_name") or None,
+            role=AssumedRole.of(params) if params.get("aws_role_name") else None,
         )
 
     def parse(self, data: Any, request: RerankRequest) -> ProviderResult:

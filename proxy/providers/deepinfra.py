@@ -18,6 +18,7 @@ class DeepInfra(Provider):
     api_key_env = ("DEEPINFRA_API_KEY",)
     api_base_env = ("DEEPINFRA_API_BASE",)
     default_api_base = "https://api.deepinfra.com"
+    options = ("instruction", "service_tier")
 
     def url(self, request: RerankRequest, deployment: Deployment) -> str:
         base = deployment.require_base().removesuffix("/openai")
@@ -27,7 +28,7 @@ class DeepInfra(Provider):
 
     def body(self, request: RerankRequest, deployment: Deployment) -> dict[str, Any]:
         return {"queries": [request.query] * len(request.texts), "documents": list(request.texts),
-                **passthrough_options(request, deployment, "instruction", "service_tier")}
+                **passthrough_options(request, deployment, *self.options)}
 
     def parse(self, data: Any, request: RerankRequest) -> ProviderResult:
         if not isinstance(data, dict) or not isinstance(data.get("scores"), list):

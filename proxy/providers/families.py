@@ -33,7 +33,7 @@ class ResultsFamily(Provider):
     The body is `model, query, documents` (the ranked texts) plus `top_n` when the caller set one. Switches:
     `top_n_field` renames `top_n`; `sends_return_documents` adds `return_documents: false` (we echo documents
     from the request, so the upstream need not send them back); `accepts_objects` sends object documents with
-    `rank_fields` as given; `passthrough` names the provider options copied from the request's params (or the
+    `rank_fields` as given; `options` names the provider options copied from the request's params (or the
     deployment's) into the body.
     """
 
@@ -43,7 +43,6 @@ class ResultsFamily(Provider):
     top_n_field: ClassVar[str] = "top_n"
     sends_return_documents: ClassVar[bool] = False
     accepts_objects: ClassVar[bool] = False
-    passthrough: ClassVar[tuple[str, ...]] = ()
 
     def url(self, request: RerankRequest, deployment: Deployment) -> str:
         base = deployment.require_base()
@@ -60,7 +59,7 @@ class ResultsFamily(Provider):
             body[self.top_n_field] = request.top_n
         if self.sends_return_documents:
             body["return_documents"] = False
-        body.update(passthrough_options(request, deployment, *self.passthrough))
+        body.update(passthrough_options(request, deployment, *self.options))
         return body
 
     def parse(self, data: Any, request: RerankRequest) -> ProviderResult:

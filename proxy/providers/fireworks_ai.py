@@ -25,7 +25,7 @@ class FireworksAI(DataFamily):
     api_base_env = ("FIREWORKS_API_BASE",)
     default_api_base = "https://api.fireworks.ai/inference/v1"
     sends_return_documents = True
-    passthrough = ("task",)
+    options = ("task",)
 
     def url(self, request: RerankRequest, deployment: Deployment) -> str:
         base = deployment.require_base()

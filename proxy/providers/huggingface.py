@@ -22,9 +22,10 @@ class HuggingFace(ResultsFamily):
     requires_api_base = True
     max_documents_per_call = 32
     score_key = "score"
+    options = ("truncate", "truncation_direction")
 
     def body(self, request: RerankRequest, deployment: Deployment) -> dict[str, Any]:
-        options = passthrough_options(request, deployment, "truncate", "truncation_direction")
+        options = passthrough_options(request, deployment, *self.options)
         return {"query": request.query, "texts": list(request.texts), "raw_scores": False,
                 "return_text": False, **options}
 

@@ -15,4 +15,4 @@ class Infinity(ResultsFamily):
     requires_api_key = False
     requires_api_base = True
     sends_return_documents = True
-    passthrough = ("raw_scores",)
+    options = ("raw_scores",)

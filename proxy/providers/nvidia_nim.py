@@ -32,6 +32,7 @@ class NvidiaNim(Provider):
     default_api_base = "https://ai.api.nvidia.com"
     requires_api_key = False  # a self-hosted NIM may need none; the hosted route checks in `build`
     max_documents_per_call = 512
+    options = ("truncate",)
 
     def self_hosted(self, deployment: Deployment) -> bool:
         return deployment.model.startswith(_SELF_HOSTED) or deployment.require_base().endswith("/ranking")
@@ -54,7 +55,7 @@ class NvidiaNim(Provider):
             "model": model,
             "query": {"text": request.query},
             "passages": [{"text": text} for text in request.texts],
-            **passthrough_options(request, deployment, "truncate"),
+            **passthrough_options(request, deployment, *self.options),
         }
         if hosted and request.top_n is not None:
             body["top_k"] = request.top_n

@@ -24,6 +24,7 @@ from ..errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from .aws_roles import AssumedRole, assume_role_loader
 
 _SIGNED_BY_AWS = ("authorization", "x-amz-date", "x-amz-security-token")
 T = TypeVar("T")
@@ -83,7 +84,13 @@ class AwsCredentialSource:
         return credentials.get_frozen_credentials()
 
     def fetch(self) -> Any:
-        from botocore.exceptions import BotoCoreError, NoCredentialsError, PartialCredentialsError, ProfileNotFound
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            NoCredentialsError,
+            PartialCredentialsError,
+            ProfileNotFound,
+        )
 
         with self._lock:
             frozen = self.cached()
@@ -98,6 +105,8 @@ class AwsCredentialSource:
                 return self._credentials.get_frozen_credentials()
             except (NoCredentialsError, PartialCredentialsError, ProfileNotFound) as exc:
                 raise ConfigurationError(f"AWS credentials could not be loaded: {exc}") from None
+            except ClientError as exc:  # STS refused AssumeRole: our credentials, not the caller's
+                raise UpstreamAuthError(f"AWS STS refused to assume the role: {exc}") from None
             except BotoCoreError as exc:
                 raise UpstreamUnavailableError(f"could not load or refresh AWS credentials: {exc}") from None
 
@@ -152,9 +161,10 @@ _aws_auths = _Cache()
 
 def sigv4_auth(*, provider: str, service: str, region: str, timeout: float,
                access_key: str | None = None, secret_key: str | None = None, session_token: str | None = None,
-               profile: str | None = None) -> SigV4Auth:
+               profile: str | None = None, role: AssumedRole | None = None) -> SigV4Auth:
     """The process-wide signer for these credentials: the keys when given, else the named profile, else
-    botocore's default chain (environment, shared files, SSO, container and instance metadata)."""
+    botocore's default chain (environment, shared files, SSO, container and instance metadata); with `role`,
+    the credentials of that role, assumed with them (see `aws_roles`)."""
     try:
         import botocore.auth  # noqa: F401
     except ImportError:
@@ -166,6 +176,8 @@ def sigv4_auth(*, provider: str, service: str, region: str, timeout: float,
         key = ("profile", profile)
     else:
         key = ("default chain",)
+    if role is not None:  # the STS client lives in the region signed for, with the deployment's timeout
+        key = ("role", role, None if role.web_identity_token else key, region, timeout)
     source = _aws_sources.get(key, lambda: _aws_source(key, provider))
     return _aws_auths.get((key, service, region, timeout),
                           lambda: SigV4Auth(source, service=service, region=region, timeout=timeout))
@@ -175,18 +187,31 @@ def _aws_source(key: tuple[Any, ...], provider: str) -> AwsCredentialSource:
     missing = (f"Provider '{provider}' found no AWS credentials: give 'aws_access_key_id' and "
                "'aws_secret_access_key' (parameters or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), "
                "'aws_profile_name' (or AWS_PROFILE), or credentials botocore's default chain can find")
+    if key[0] == "role":
+        _, role, base, region, timeout = key
+        load = assume_role_loader(role, _base_loader(base) if base else None, region=region, timeout=timeout)
+        return AwsCredentialSource(load, missing=missing)
     if key[0] == "keys":
         from botocore.credentials import Credentials
 
         return AwsCredentialSource(lambda: None, missing=missing, credentials=Credentials(*key[1:]))
+    return AwsCredentialSource(_base_loader(key), missing=missing)
+
+
+def _base_loader(key: tuple[Any, ...]) -> Callable[[], Any]:
+    """Blocking (run in a worker thread): botocore reads files and may call IMDS or STS."""
+    if key[0] == "keys":
+        from botocore.credentials import Credentials
+
+        return lambda: Credentials(*key[1:])
     profile = key[1] if key[0] == "profile" else None
 
-    def load() -> Any:  # runs in a worker thread: botocore reads files and may call IMDS or STS
+    def load() -> Any:
         from botocore.session import Session
 
         return Session(profile=profile).get_credentials()
 
-    return AwsCredentialSource(load, missing=missing)
+    return load
 
 
 GOOGLE_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)

@@ -21,7 +21,7 @@ class Voyage(DataFamily):
     max_documents_per_call = 1000
     top_n_field = "top_k"
     sends_return_documents = True
-    passthrough = ("truncation",)
+    options = ("truncation",)
 
     def url(self, request: RerankRequest, deployment: Deployment) -> str:
         if not deployment.api_base and (deployment.api_key or "").startswith("al-"):

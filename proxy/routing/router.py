@@ -20,7 +20,13 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..errors import AllDeploymentsFailedError, ModelNotFoundError, ProxyError, UpstreamTimeoutError
+from ..errors import (
+    AllDeploymentsFailedError,
+    ConfigurationError,
+    ModelNotFoundError,
+    ProxyError,
+    UpstreamTimeoutError,
+)
 from ..invoke import invoke
 from ..normalise import Ranked
 from ..providers import Deployment
@@ -202,6 +208,7 @@ class Router:
                     trip.timed_out = True
                     return False
                 trip.retries += 1
+                trip.repeats[member.id] = trip.repeats.get(member.id, 0) + 1
                 await asyncio.sleep(wait)
                 now = self._clock()
             elif trip.deadline is not None and time.monotonic() >= trip.deadline:
@@ -237,7 +244,10 @@ class Router:
             again: list[int] = []
             for i in tier:
                 if self._available(members[i], stats[i], trip, now, minute, last_resort):
-                    (again if members[i].id in trip.tried else fresh).append(i)
+                    if members[i].id not in trip.tried:
+                        fresh.append(i)
+                    elif _may_repeat(members[i], trip):
+                        again.append(i)
             if fresh:
                 return self.strategy.pick(fresh, members, stats, self._rng, now)
             if again and retry is None:
@@ -279,6 +289,8 @@ class Router:
             self.state.end(member, self._clock(), elapsed if isinstance(exc, UpstreamTimeoutError) else None, None)
             if not exc.retryable:
                 raise
+            if isinstance(exc, ConfigurationError):  # the same call would fail the same way: move on at once
+                trip.unusable.add(member.id)
             trip.last_error[member.id] = exc
             if not trip.timed_out and await self.cooldowns.failed(member.id, exc, self._clock()):
                 trip.cooled.add(member.id)
@@ -373,6 +385,13 @@ class Router:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _may_repeat(member: Member, trip: Trip) -> bool:
+    """A deployment already tried may be tried again: it can be called, and its `max_retries` allows it."""
+    if member.id in trip.unusable:
+        return False
+    return member.max_retries is None or trip.repeats.get(member.id, 0) < member.max_retries
 
 
 def _tokens(response: Ranked) -> int | None:

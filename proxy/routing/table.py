@@ -1,5 +1,5 @@
 """The routing table: each alias's deployments with their routing fields (`weight`, `rpm`, `tpm`, `order`,
-`max_parallel_requests`), and the names (`model_group_alias`) that stand for an alias.
+`max_parallel_requests`, `max_retries`), and the names (`model_group_alias`) that stand for an alias.
 
 Built once when the router is made, so the request path reads plain attributes instead of parsing
 `litellm_params` per call.
@@ -15,7 +15,7 @@ from typing import Any
 
 from ..providers import Deployment
 
-ROUTING_FIELDS = ("weight", "rpm", "tpm", "order", "max_parallel_requests")
+ROUTING_FIELDS = ("weight", "rpm", "tpm", "order", "max_parallel_requests", "max_retries")
 _COUNTS = ("rpm", "tpm", "order", "max_parallel_requests")
 
 
@@ -34,6 +34,8 @@ class Member:
     """Priority tier (1 first); deployments without `order` come after every ordered one."""
     max_parallel: int | None = None
     """`max_parallel_requests`: calls in flight to it at most (from this process, plus other replicas')."""
+    max_retries: int | None = None
+    """`max_retries`: times it may be tried again within one request after failing (None: the alias's budget)."""
 
     @property
     def id(self) -> str:
@@ -53,7 +55,7 @@ def routing_fields(params: Mapping[str, Any]) -> dict[str, Any]:
     """Validated routing fields of one deployment's `litellm_params`; raises ValueError naming the field."""
     fields: dict[str, Any] = {}
     for name, kind in (("rpm", int), ("tpm", int), ("order", int), ("max_parallel_requests", int),
-                       ("weight", float)):
+                       ("weight", float), ("max_retries", int)):
         value = params.get(name)
         if value is None:
             continue
@@ -72,7 +74,7 @@ def member_of(deployment: Deployment, index: int) -> Member:
     rpm, tpm = fields.get("rpm"), fields.get("tpm")
     weight = fields.get("weight", float(rpm) if rpm else 1.0)
     return Member(deployment, index, weight=weight, rpm=rpm, tpm=tpm, order=fields.get("order", math.inf),
-                  max_parallel=fields.get("max_parallel_requests"))
+                  max_parallel=fields.get("max_parallel_requests"), max_retries=fields.get("max_retries"))
 
 
 def build_group(alias: str, deployments: Sequence[Deployment]) -> Group:

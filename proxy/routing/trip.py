@@ -34,7 +34,8 @@ class Outcome:
 class Trip:
     """One request's bookkeeping across aliases: what was tried, cooled, full, and the time left."""
 
-    __slots__ = ("deadline", "tried", "cooled", "full", "spent", "retries", "last_error", "views", "timed_out")
+    __slots__ = ("deadline", "tried", "cooled", "full", "spent", "retries", "last_error", "views", "timed_out",
+                 "repeats", "unusable")
 
     def __init__(self, deadline: float | None):
         self.deadline = deadline
@@ -47,3 +48,7 @@ class Trip:
         self.last_error: dict[str, ProxyError] = {}
         self.views: dict[str, Sequence[Stats]] = {}
         self.timed_out = False
+        self.repeats: dict[str, int] = {}
+        """Deployment id → times it was tried again in this request (checked against its `max_retries`)."""
+        self.unusable: set[str] = set()
+        """Deployments that cannot be called as configured (ConfigurationError): never tried again."""

@@ -35,6 +35,8 @@ _ERROR_TYPES = {400: "ValidationException", 401: "UnrecognizedClientException", 
 class FakeBedrock(FakeUpstream):
     provider = "bedrock"
     region = REGION
+    access_key = ACCESS_KEY
+    secret_key = SECRET_KEY
     session_token: str | None = None
 
     def route_paths(self) -> list[str]:
@@ -63,7 +65,7 @@ class FakeBedrock(FakeUpstream):
         amz_date = request.headers.get("x-amz-date", "")
         if not re.fullmatch(r"\d{8}T\d{6}Z", amz_date) or amz_date[:8] != match["date"]:
             raise Reject(403, "X-Amz-Date is missing or does not match the credential scope date.")
-        if match["akid"] != ACCESS_KEY:
+        if match["akid"] != self.access_key:
             raise Reject(403, "The security token included in the request is invalid.")
         if (match["region"], match["service"]) != (self.region, "bedrock"):
             raise Reject(403, f"Credential should be scoped to a valid region and service 'bedrock', "
@@ -85,7 +87,7 @@ class FakeBedrock(FakeUpstream):
         aws = AWSRequest(method=request.method, url=url, data=request.state.raw,
                          headers={name: request.headers.get(name, "") for name in signed})
         aws.context["timestamp"] = amz_date
-        signer = SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY, self.session_token), "bedrock", self.region)
+        signer = SigV4Auth(Credentials(self.access_key, self.secret_key, self.session_token), "bedrock", self.region)
         return signer.signature(signer.string_to_sign(aws, signer.canonical_request(aws)), aws)
 
     def answer(self, path: str, body: Any, request: Request) -> Response:
