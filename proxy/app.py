@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from .api import audit, customers, health, keys, metrics, rerank, spend, teams, users
+from .api import audit, customers, health, keys, metrics, models, rerank, spend, teams, users
 from .api.rendering import install_error_handlers
 from .api.runtime import Runtime
 from .auth.caller import Authenticator
@@ -136,7 +136,7 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
                   description="A Cohere-compatible rerank gateway.", **_NO_FRAMEWORK_TELEMETRY)
     app.state.metrics = telemetry.metrics
     install_error_handlers(app)
-    for module in (rerank, keys, customers, teams, users, audit, spend, health, metrics):
+    for module in (rerank, keys, customers, teams, users, audit, spend, health, models, metrics):
         app.include_router(module.router)
     return app
 

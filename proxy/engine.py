@@ -145,7 +145,7 @@ class Engine:
                 body.query, body.documents, top_n=body.top_n, return_documents=body.return_documents,
                 rank_fields=body.rank_fields, max_chunks_per_doc=body.max_chunks_per_doc,
                 max_tokens_per_doc=body.max_tokens_per_doc, api_version=call.api_version,
-                max_documents=self.max_documents,
+                max_documents=self.max_documents, priority=body.priority, relevant_spans=body.relevant_spans,
             )
             if self.cache is not None:
                 record = call.caller.record

@@ -110,10 +110,15 @@ async def invoke(request: RerankRequest, deployment: Deployment, transport: Tran
         raise ConfigurationError(
             f"deployment '{deployment.id}' cannot be called: environment variable {deployment.missing_env} is not set"
         )
+    dropped = provider.unsupported(request, deployment) if request.options else ()
     use = request.cache
     if use is not None and use.cache.scores and deployment.cache_scores:
-        return await use.cache.scored(request, deployment, transport, use, _fetch)
-    result = await _fetch(request, deployment, transport)
-    check_scores(result, request, provider.name)
-    price = cost(result.usage, request, price_for(deployment))
-    return normalise(request, result, price, deployment.id)
+        ranked = await use.cache.scored(request, deployment, transport, use, _fetch)
+    else:
+        result = await _fetch(request, deployment, transport)
+        check_scores(result, request, provider.name)
+        ranked = normalise(request, result, cost(result.usage, request, price_for(deployment)), deployment.id)
+    if dropped:
+        ranked.payload["meta"]["warnings"] = [f"'{name}' is not supported by provider '{provider.name}' and was "
+                                              "ignored" for name in dropped]
+    return ranked

@@ -12,6 +12,8 @@ from .errors import InvalidRequestError
 
 MAX_DOCUMENTS = 10_000
 MAX_TOTAL_CHUNKS = 10_000
+OPTIONS = ("max_chunks_per_doc", "max_tokens_per_doc", "priority", "relevant_spans")
+"""Cohere request options some providers cannot honour (`rank_fields` and `return_documents` work everywhere)."""
 
 
 @dataclass(slots=True)
@@ -31,6 +33,10 @@ class RerankRequest:
     """Provider-specific pass-through parameters (e.g. `instruction`, `truncate`)."""
     cache: Any = None
     """How this request uses the result cache (`cache.config.CacheUse`); None: it does not."""
+    priority: int | None = None
+    relevant_spans: dict[str, Any] | None = None
+    options: tuple[str, ...] = ()
+    """The names of the Cohere options set (`OPTIONS`): a provider that takes one not drops it with a warning."""
 
     @property
     def uses_v1_fields(self) -> bool:
@@ -96,6 +102,8 @@ def make_request(
     api_version: int | None = None,
     max_documents: int = MAX_DOCUMENTS,
     params: dict[str, Any] | None = None,
+    priority: int | None = None,
+    relevant_spans: dict[str, Any] | None = None,
 ) -> RerankRequest:
     """Check a rerank call the way Cohere does and return its provider-neutral form.
 
@@ -129,6 +137,11 @@ def make_request(
     if max_tokens_per_doc is not None and max_tokens_per_doc < 1:
         raise InvalidRequestError("invalid request: max_tokens_per_doc must be a positive integer")
     fields = tuple(rank_fields) if rank_fields is not None else None
+    options: tuple[str, ...] = ()
+    if max_chunks_per_doc is not None or max_tokens_per_doc is not None or priority is not None \
+            or relevant_spans is not None:
+        values = (max_chunks_per_doc, max_tokens_per_doc, priority, relevant_spans)
+        options = tuple(name for name, value in zip(OPTIONS, values, strict=True) if value is not None)
     docs = tuple(documents)
     if fields is None and set(map(type, docs)) == {str}:
         texts = docs  # the common case: plain strings are their own text
@@ -145,4 +158,7 @@ def make_request(
         max_tokens_per_doc=max_tokens_per_doc,
         api_version=api_version or (1 if fields or any(isinstance(d, dict) for d in docs) else 2),
         params=dict(params or {}),
+        priority=priority,
+        relevant_spans=relevant_spans,
+        options=options,
     )

@@ -47,6 +47,8 @@ async def arerank(
     rank_fields: list[str] | None = None,
     max_chunks_per_doc: int | None = None,
     max_tokens_per_doc: int | None = None,
+    priority: int | None = None,
+    relevant_spans: dict[str, Any] | None = None,
     api_key: str | None = None,
     api_base: str | None = None,
     timeout: float | None = None,
@@ -63,7 +65,7 @@ async def arerank(
     request = make_request(
         query, documents, top_n=top_n, return_documents=return_documents, rank_fields=rank_fields,
         max_chunks_per_doc=max_chunks_per_doc, max_tokens_per_doc=max_tokens_per_doc,
-        params=params.pop("provider_params", None),
+        params=params.pop("provider_params", None), priority=priority, relevant_spans=relevant_spans,
     )
     settings = {"api_key": api_key, "api_base": api_base, "timeout": timeout, "headers": headers, **params}
     deployment = resolve_deployment(model, {k: v for k, v in settings.items() if v is not None},

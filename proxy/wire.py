@@ -28,6 +28,8 @@ class RerankBody(BaseModel):
     max_chunks_per_doc: StrictInt | None = None
     max_tokens_per_doc: StrictInt | None = None
     priority: StrictInt | None = None
+    relevant_spans: dict[str, Any] | None = None
+    """Cohere v2's `{mode, threshold, max_spans}`, forwarded as sent to providers that take it."""
     # Gateway fields (LiteLLM-compatible), not sent upstream.
     user: StrictStr | None = None
     fallbacks: list[StrictStr] | None = None

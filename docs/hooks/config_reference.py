@@ -1,12 +1,13 @@
 """mkdocs hook: the configuration reference, rendered from the settings models at build time.
 
 Keys, types, defaults and limits come from the pydantic models in `proxy/settings.py`, descriptions from their
-field docstrings, deployment keys from `COMMON_PARAMS` and the provider registry: the page cannot drift from
+field docstrings, deployment keys from `DEPLOYMENT_PARAMS`, the provider registry and `proxy/refusals.py`: the page cannot drift from
 what the config loader accepts. `docs/configuration.md` holds the marker this replaces.
 """
 
 from __future__ import annotations
 
+import json
 import types
 import typing
 from typing import Any
@@ -89,13 +90,13 @@ def sections() -> list[tuple[str, type[BaseModel], str]]:
 def deployment_params() -> tuple[list[str], dict[str, list[str]]]:
     """The litellm_params keys every deployment takes, and the extra ones per provider."""
     from proxy.providers import REGISTRY
-    from proxy.settings import COMMON_PARAMS
+    from proxy.settings import DEPLOYMENT_PARAMS
 
     own: dict[str, list[str]] = {}
     for provider in {p.name: p for p in REGISTRY.values()}.values():
-        for key in sorted(set(provider.param_env) - COMMON_PARAMS):
+        for key in sorted({*provider.options, *provider.param_env} - DEPLOYMENT_PARAMS):
             own.setdefault(key, []).append(provider.name)
-    return sorted(COMMON_PARAMS), own
+    return sorted(DEPLOYMENT_PARAMS), own
 
 
 def render() -> str:
@@ -111,7 +112,24 @@ def render() -> str:
         lines += ["| Key | Providers |", "|---|---|"]
         lines += [f"| `{k}` | {', '.join(v)} |" for k, v in sorted(own.items())]
         lines.append("")
+    lines += refused()
     return "\n".join(lines)
+
+
+def refused() -> list[str]:
+    """The LiteLLM keys refused at start, with the reason the error gives."""
+    from proxy.refusals import GUARDRAIL_KEYS, PARAMS, SETTINGS
+
+    rows = [*(("model_list[].litellm_params." + k, r) for k, r in PARAMS.items()), *SETTINGS.items(),
+            *(("guardrails[]." + k, r) for k, r in GUARDRAIL_KEYS.items())]
+    lines = ["## Refused keys", "",
+             "LiteLLM keys that would do nothing here are refused at start and by `--check`, with their YAML path "
+             "and this reason; where a value is listed, that value (which states what the proxy does anyway) is "
+             "accepted.", "", "| Key | Accepted value | Reason |", "|---|---|---|"]
+    for key, rule in sorted(rows):
+        allowed = ", ".join(f"`{json.dumps(v)}`" for v in rule.allowed if v not in (None, [], {})) or "—"
+        lines.append(f"| `{key}` | {allowed} | {_cell(rule.reason)} |")
+    return [*lines, ""]
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:

@@ -1,13 +1,12 @@
-"""Liveness, readiness and the model list."""
+"""Liveness, readiness and deployment health."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter
 
-from .deps import AdminDep, CallerDep, RuntimeDep
+from .deps import AdminDep, RuntimeDep
 from .rendering import json_response
 from .store_calls import in_thread
 
@@ -39,12 +38,3 @@ async def health(_: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     unhealthy = [r.describe() for r in results if not r.ok]
     return {"healthy_endpoints": healthy, "unhealthy_endpoints": unhealthy,
             "healthy_count": len(healthy), "unhealthy_count": len(unhealthy)}
-
-
-@router.get("/models")
-@router.get("/v1/models")
-async def models(caller: CallerDep, runtime: RuntimeDep) -> dict[str, Any]:
-    created, hidden = int(time.time()), runtime.router.hidden_aliases
-    data = [{"id": alias, "object": "model", "created": created, "owned_by": "rerank-proxy"}
-            for alias in runtime.router.aliases if alias not in hidden and caller.may_use(alias)]
-    return {"object": "list", "data": data}

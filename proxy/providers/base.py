@@ -154,6 +154,9 @@ class Provider:
     max_documents_per_call: ClassVar[int | None] = None
     param_env: ClassVar[dict[str, tuple[str, ...]]] = {}
     """Provider params read from the environment when not given (e.g. region, project)."""
+    request_options: ClassVar[frozenset[str]] = frozenset()
+    """The Cohere request options (`request.OPTIONS`) this provider honours; the others are dropped, each named
+    in the answer's `meta.warnings` (one rule for every provider)."""
     options: ClassVar[tuple[str, ...]] = ()
     """The `litellm_params` keys this provider reads besides the deployment's own (`model`, `api_key`, ...);
     with `param_env`'s keys these are all a deployment of it accepts (config validation reads them)."""
@@ -163,6 +166,10 @@ class Provider:
 
     def check_options(self, params: dict[str, Any]) -> None:
         """Raise ValueError for `litellm_params` this provider cannot use together (config time)."""
+
+    def unsupported(self, request: RerankRequest, deployment: Deployment) -> tuple[str, ...]:
+        """The options set on `request` that this provider drops."""
+        return tuple(name for name in request.options if name not in self.request_options)
 
     # -- build -------------------------------------------------------------------------------------
     def build(self, request: RerankRequest, deployment: Deployment) -> UpstreamRequest:

@@ -21,6 +21,7 @@ class HostedVLLM(ResultsFamily):
     api_base_env = ("HOSTED_VLLM_API_BASE",)
     requires_api_key = False
     requires_api_base = True
+    request_options = frozenset(("max_tokens_per_doc",))
     options = ("truncate_prompt_tokens", "truncation_side", "max_tokens_per_query", "priority")
 
     def url(self, request: RerankRequest, deployment: Deployment) -> str:

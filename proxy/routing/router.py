@@ -342,13 +342,15 @@ class Router:
     async def arerank(self, model: str, query: str, documents: list[Any], *, top_n: int | None = None,
                       return_documents: bool | None = True, rank_fields: list[str] | None = None,
                       max_chunks_per_doc: int | None = None, max_tokens_per_doc: int | None = None,
+                      priority: int | None = None, relevant_spans: dict[str, Any] | None = None,
                       fallbacks: list[str] | None = None, cache: Any = None) -> RerankResponse:
         """`cache`: as `proxy.arerank`'s (a `proxy.Cache`, controls for `proxy.cache`, or False)."""
         from ..sdk import through_cache
 
         request = make_request(
             query, documents, top_n=top_n, return_documents=return_documents, rank_fields=rank_fields,
-            max_chunks_per_doc=max_chunks_per_doc, max_tokens_per_doc=max_tokens_per_doc,
+            max_chunks_per_doc=max_chunks_per_doc, max_tokens_per_doc=max_tokens_per_doc, priority=priority,
+            relevant_spans=relevant_spans,
         )
         outcome = Outcome()
 
