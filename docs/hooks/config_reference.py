@@ -1,8 +1,8 @@
 """mkdocs hook: the configuration reference, rendered from the settings models at build time.
 
 Keys, types, defaults and limits come from the pydantic models in `proxy/settings.py`, descriptions from their
-field docstrings, deployment keys from `DEPLOYMENT_PARAMS`, the provider registry and `proxy/refusals.py`: the page cannot drift from
-what the config loader accepts. `docs/configuration.md` holds the marker this replaces.
+field docstrings, deployment keys from `DEPLOYMENT_PARAMS`, the provider registry and `proxy/refusals.py`: the
+page cannot drift from what the config loader accepts. `docs/configuration.md` holds the marker this replaces.
 """
 
 from __future__ import annotations
