@@ -9,6 +9,7 @@ upstream request the provider builds (URL, body, headers or signer).
 from __future__ import annotations
 
 import ast
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,25 @@ PROVEN: dict[str, str] = {
         "test_litellm_metrics_auth_setting_is_accepted",
     "litellm_settings.disable_end_user_cost_tracking_prometheus_only": "test_metrics.py::"
         "test_end_user_labels_can_be_left_empty_as_litellm_allows",
+    "litellm_settings.cache": "test_result_cache.py::test_an_identical_request_is_answered_without_an_upstream_call",
+    "litellm_settings.cache_params": "test_result_cache.py::"
+        "test_an_identical_request_is_answered_without_an_upstream_call",
+    "litellm_settings.cache_params.type": "test_result_cache_parts.py::"
+        "test_the_cache_type_follows_the_servers_redis_when_not_given",
+    "litellm_settings.cache_params.url": "test_result_cache_redis.py::test_two_replicas_share_answers_and_scores",
+    "litellm_settings.cache_params.ttl": "test_result_cache_redis.py::"
+        "test_entries_expire_after_the_configured_or_requested_ttl",
+    "litellm_settings.cache_params.namespace": "test_result_cache_parts.py::test_scope_and_namespace_separate_entries",
+    "litellm_settings.cache_params.scope": "test_result_cache.py::test_per_key_scope_keeps_each_keys_entries_apart",
+    "litellm_settings.cache_params.max_size_mb": "test_result_cache_parts.py::"
+        "test_the_local_store_is_bounded_in_bytes_and_evicts_the_least_recently_used",
+    "litellm_settings.cache_params.timeout": "test_result_cache_redis.py::"
+        "test_redis_killed_mid_traffic_fails_no_request",
+    "litellm_settings.cache_params.answers": "test_result_cache.py::"
+        "test_an_identical_request_is_answered_without_an_upstream_call",
+    "litellm_settings.cache_params.scores": "test_result_cache.py::"
+        "test_an_overlapping_request_sends_only_the_unseen_documents",
+    "litellm_params.cache_scores": "test_result_cache.py::test_a_deployment_can_opt_out_of_score_reuse",
     # deployment keys every provider takes (`model_list[].litellm_params.<key>`)
     "litellm_params.model": "test_contract.py::test_happy_path_sends_the_exact_upstream_request",
     "litellm_params.api_key": "test_server.py::test_cohere_v1_client_with_a_virtual_key",
@@ -140,6 +160,10 @@ OWNED_ELSEWHERE: dict[str, str] = {
     "general_settings.database_connection_pool_limit": "issue 16 (reliability): SQLAlchemy pool size per process",
     "general_settings.allow_requests_on_db_unavailable": "issue 16 (reliability)",
     "general_settings.proxy_batch_write_at": "issue 16 (reliability): spend flush interval",
+    "litellm_settings.cache_params.host": "issue 20 (result cache): Redis as host/port/password, no test of its own",
+    "litellm_settings.cache_params.port": "issue 20 (result cache)",
+    "litellm_settings.cache_params.password": "issue 20 (result cache)",
+    "litellm_settings.cache_params.supported_call_types": "issue 20 (result cache): only `rerank` is cached",
 }
 
 
@@ -150,10 +174,10 @@ def _paths(model: type[BaseModel], prefix: str) -> list[str]:
         path = f"{prefix}{name}"
         paths.append(path)
         annotation = info.annotation
-        inner = getattr(annotation, "__args__", (annotation,))
-        for kind in inner:
+        listed = typing.get_origin(annotation) is list
+        for kind in typing.get_args(annotation) or (annotation,):
             if isinstance(kind, type) and issubclass(kind, BaseModel):
-                paths += _paths(kind, f"{path}{'[]' if annotation is not kind else ''}.")
+                paths += _paths(kind, f"{path}{'[]' if listed else ''}.")
     return paths
 
 
@@ -188,8 +212,8 @@ def test_every_proving_test_exists():
     assert sorted({t for t in PROVEN.values() if t not in names}) == []
 
 
-REFUSED_SAMPLES: dict[str, Any] = {"alerting": ["slack"], "store_prompts_in_spend_logs": True, "cache": True,
-                                   "cache_params": {"type": "redis"}, "drop_params": False, "telemetry": True,
+REFUSED_SAMPLES: dict[str, Any] = {"alerting": ["slack"], "store_prompts_in_spend_logs": True,
+                                   "drop_params": False, "telemetry": True,
                                    "tags": ["team-a"], "vertex_location": "us-central1"}
 
 
@@ -223,7 +247,7 @@ def test_guardrail_info_is_refused_with_its_path():
 
 
 def test_features_not_yet_served_are_refused_in_one_place():
-    assert set(NOT_YET) == {"litellm_settings.cache", "litellm_settings.cache_params", "litellm_params.tags"}
+    assert set(NOT_YET) == {"litellm_params.tags"}
 
 
 def test_a_key_of_another_provider_is_refused_naming_its_provider():
