@@ -19,11 +19,11 @@ from typing import Any, Protocol
 from .auth.caller import Caller
 from .cache import CacheUse, ResultCache
 from .errors import (
-    AllDeploymentsFailedError,
     InternalError,
     InvalidRequestError,
     PermissionDeniedError,
     ProxyError,
+    error_class,
 )
 from .normalise import Ranked
 from .request import make_request
@@ -216,20 +216,12 @@ class Engine:
             input_tokens=usage.input_tokens if usage is not None else None,
             total_tokens=usage.total_tokens if usage is not None else None,
             cost=call.cost,
-            error_class=_error_class(error),
+            error_class=error_class(error),
             fallback_used=call.outcome.fallback_used,
             guardrails=call.guardrails or None,
             cache=call.cache.status if call.cache is not None and error is None else None,
             cost_saved=call.cache.saved if call.cache is not None else Decimal(0),
         ))
-
-
-def _error_class(error: ProxyError | None) -> str | None:
-    if error is None:
-        return None
-    if isinstance(error, AllDeploymentsFailedError) and error.causes:
-        return f"{error.kind}:{error.causes[-1][1].kind}"
-    return error.kind
 
 
 def _key_fallbacks(caller: Caller, alias: str) -> list[str]:

@@ -6,7 +6,8 @@
     │   ├── GuardrailBlockedError   400, names the guardrail, never the content
     │   ├── AuthenticationError     401
     │   ├── PermissionDeniedError   403
-    │   ├── ModelNotFoundError      404 (unknown alias or provider)
+    │   ├── NotFoundError           404, an admin object (key, end-user, team, user) that does not exist
+    │   │   └── ModelNotFoundError  404 (unknown alias or provider)
     │   └── RateLimitError          429 (our own budgets and rate limits; carries retry_after)
     ├── UpstreamError               the provider's answer (or silence); retryable unless it blamed the request
     │   ├── UpstreamRejectedError   400, the provider refused the request itself
@@ -84,7 +85,11 @@ class PermissionDeniedError(ClientError):
     status = 403
 
 
-class ModelNotFoundError(ClientError):
+class NotFoundError(ClientError):
+    status = 404
+
+
+class ModelNotFoundError(NotFoundError):
     status = 404
 
 
@@ -205,3 +210,12 @@ def upstream_error_for_status(status: int, message: str, *, provider: str,
         return UpstreamUnavailableError(text, provider=provider, upstream_status=status)
     # 404 (wrong model id or path), 409, 424 and the rest: a deployment problem, not the caller's.
     return UpstreamMalformedError(text, provider=provider, upstream_status=status)
+
+
+def error_class(error: ProxyError | None) -> str | None:
+    """The error's name for logs, metrics and spend rows; all-failed adds its last cause's (`A:B`)."""
+    if error is None:
+        return None
+    if isinstance(error, AllDeploymentsFailedError) and error.causes:
+        return f"{error.kind}:{error.causes[-1][1].kind}"
+    return error.kind

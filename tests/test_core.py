@@ -21,7 +21,7 @@ from tests.conftest import CAPITAL_QUERY, CAPITALS
 def test_public_names_are_pinned():
     assert set(proxy.__all__) == {
         "AllDeploymentsFailedError", "AuthenticationError", "Cache", "ClientError", "ConfigurationError",
-        "GuardrailBlockedError", "InvalidRequestError", "MissingExtraError", "ModelNotFoundError",
+        "GuardrailBlockedError", "InvalidRequestError", "MissingExtraError", "ModelNotFoundError", "NotFoundError",
         "PermissionDeniedError", "ProxyError", "RateLimitError", "RerankResponse", "RerankResult", "Router",
         "UpstreamAuthError", "UpstreamError", "UpstreamMalformedError", "UpstreamRateLimitError",
         "UpstreamRejectedError", "UpstreamTimeoutError", "UpstreamUnavailableError", "arerank", "cache",

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from ..auth.caller import Caller
-from ..errors import ModelNotFoundError
+from ..errors import NotFoundError
 from .admin_models import CustomerFields, CustomerIds, CustomerNew, CustomerUpdate
 from .audit import audited
 from .deps import AdminDep, RuntimeDep
@@ -40,7 +40,7 @@ async def new(body: CustomerNew, caller: AdminDep, runtime: RuntimeDep) -> dict[
 async def info(_: AdminDep, runtime: RuntimeDep, end_user_id: str = Query(...)) -> dict[str, Any]:
     record = await in_thread(runtime.store.get_customer, end_user_id)
     if record is None:
-        raise ModelNotFoundError(f"end-user '{end_user_id}' not found")
+        raise NotFoundError(f"end-user '{end_user_id}' not found")
     info = budget_view(record)
     await runtime.governance.describe_end_user(info, record)  # live spend, remaining budget, current reset time
     return info
@@ -60,7 +60,7 @@ async def update(body: CustomerUpdate, caller: AdminDep, runtime: RuntimeDep) ->
     before = await in_thread(runtime.store.get_customer, body.user_id)
     record = await in_thread(runtime.store.update_customer, body.user_id, **_fields(body))
     if record is None:
-        raise ModelNotFoundError(f"end-user '{body.user_id}' not found")
+        raise NotFoundError(f"end-user '{body.user_id}' not found")
     _forget(runtime, body.user_id)
     await audited(runtime, caller, "updated", "end_users", body.user_id, before=before, after=record)
     return budget_view(record)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 
 from ..auth.caller import Caller
 from ..auth.keys import display_name, generate_key, hash_key, looks_like_hash
-from ..errors import InvalidRequestError, ModelNotFoundError, PermissionDeniedError
+from ..errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from ..spend.durations import parse_duration
 from ..spend.holders import TEAM
 from .admin_models import KeyDelete, KeyFields, KeyGenerate, KeyRef, KeyUpdate
@@ -72,7 +72,7 @@ async def info(caller: CallerDep, runtime: RuntimeDep, key: str | None = Query(d
         raise PermissionDeniedError("a virtual key may only read its own info")
     record = await in_thread(runtime.store.get_key, digest)
     if record is None:
-        raise ModelNotFoundError("key not found")
+        raise NotFoundError("key not found")
     info = budget_view(record)
     await runtime.governance.describe_key(info, record)  # live spend, remaining budget, current reset time
     return {"key": digest, "info": info}
@@ -97,7 +97,7 @@ async def update(body: KeyUpdate, caller: AdminDep, runtime: RuntimeDep) -> dict
     before = await in_thread(runtime.store.get_key, digest)
     record = await in_thread(runtime.store.update_key, digest, **_fields(body, datetime.now(UTC)))
     if record is None:
-        raise ModelNotFoundError("key not found")
+        raise NotFoundError("key not found")
     runtime.authenticator.forget_all()  # a grace-period secret is cached under another digest
     await audited(runtime, caller, "updated", "verification_tokens", record.key_id, before=before, after=record)
     return {"key": digest, **budget_view(record)}
@@ -125,7 +125,7 @@ async def _set_blocked(body: KeyRef, caller: Caller, runtime: Runtime, blocked: 
     before = await in_thread(runtime.store.get_key, digest)
     record = await in_thread(runtime.store.set_blocked, digest, blocked)
     if record is None:
-        raise ModelNotFoundError("key not found")
+        raise NotFoundError("key not found")
     runtime.authenticator.forget_all()
     await audited(runtime, caller, "blocked" if blocked else "unblocked", "verification_tokens", record.key_id,
                   before=before, after=record)

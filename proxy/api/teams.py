@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from ..auth.caller import Caller
-from ..errors import InvalidRequestError, ModelNotFoundError
+from ..errors import InvalidRequestError, NotFoundError
 from ..spend.holders import TEAM, USER
 from .admin_models import TeamFields, TeamIds, TeamMemberAdd, TeamMemberDelete, TeamNew, TeamRef, TeamUpdate
 from .audit import audited
@@ -33,7 +33,7 @@ async def team_view(runtime: Runtime, record: Any) -> dict[str, Any]:
 async def _get(runtime: Runtime, team_id: str) -> Any:
     record = await in_thread(runtime.store.get_holder, TEAM, team_id)
     if record is None:
-        raise ModelNotFoundError(f"team '{team_id}' not found")
+        raise NotFoundError(f"team '{team_id}' not found")
     return record
 
 
@@ -83,7 +83,7 @@ async def _update(runtime: Runtime, caller: Caller, team_id: str, action: str,
     before = await _get(runtime, team_id)
     record = await in_thread(runtime.store.update_holder, TEAM, team_id, **fields)
     if record is None:
-        raise ModelNotFoundError(f"team '{team_id}' not found")
+        raise NotFoundError(f"team '{team_id}' not found")
     changed(runtime)
     await audited(runtime, caller, action, "teams", team_id, before=before, after=record)
     return {"team_id": team_id, "data": await team_view(runtime, record)}
@@ -94,7 +94,7 @@ async def delete(body: TeamIds, caller: AdminDep, runtime: RuntimeDep) -> dict[s
     existing = await in_thread(runtime.store.get_holders, TEAM, body.team_ids)
     missing = sorted(set(body.team_ids) - {t.team_id for t in existing})
     if missing:
-        raise ModelNotFoundError(f"team(s) not found: {', '.join(missing)}")
+        raise NotFoundError(f"team(s) not found: {', '.join(missing)}")
     await in_thread(runtime.store.delete_holders, TEAM, body.team_ids)
     changed(runtime)
     for record in existing:
@@ -111,7 +111,7 @@ async def member_add(body: TeamMemberAdd, caller: AdminDep, runtime: RuntimeDep)
     try:
         added = await in_thread(runtime.store.add_members, body.team_id, [(m.user_id, m.role) for m in members])
     except LookupError as exc:
-        raise ModelNotFoundError(str(exc)) from None
+        raise NotFoundError(str(exc)) from None
     users = await in_thread(runtime.store.get_holders, USER, [m.user_id for m in members])
     changed(runtime)
     view = await team_view(runtime, before)
@@ -125,7 +125,7 @@ async def member_add(body: TeamMemberAdd, caller: AdminDep, runtime: RuntimeDep)
 async def member_delete(body: TeamMemberDelete, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     record = await _get(runtime, body.team_id)
     if not await in_thread(runtime.store.remove_members, body.team_id, [body.user_id]):
-        raise ModelNotFoundError(f"user '{body.user_id}' is not a member of team '{body.team_id}'")
+        raise NotFoundError(f"user '{body.user_id}' is not a member of team '{body.team_id}'")
     changed(runtime)
     await audited(runtime, caller, "member_deleted", "teams", body.team_id, before={"user_id": body.user_id})
     return await team_view(runtime, record)

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from ..auth.keys import display_name, generate_key, hash_key
-from ..errors import ModelNotFoundError
+from ..errors import NotFoundError
 from ..spend.durations import parse_duration
 from ..spend.holders import TEAM, USER
 from .admin_models import UserFields, UserIds, UserNew, UserUpdate
@@ -38,7 +38,7 @@ async def new(body: UserNew, caller: AdminDep, runtime: RuntimeDep) -> dict[str,
     user_id = body.user_id or str(uuid.uuid4())
     for team_id in body.teams or []:
         if await in_thread(runtime.store.get_holder, TEAM, team_id) is None:
-            raise ModelNotFoundError(f"team '{team_id}' not found")
+            raise NotFoundError(f"team '{team_id}' not found")
     record = await in_thread(runtime.store.create_holder, USER, user_id, **_fields(body))
     for team_id in body.teams or []:
         await in_thread(runtime.store.add_members, team_id, [(user_id, "user")])
@@ -60,7 +60,7 @@ async def new(body: UserNew, caller: AdminDep, runtime: RuntimeDep) -> dict[str,
 async def info(_: AdminDep, runtime: RuntimeDep, user_id: str = Query(...)) -> dict[str, Any]:
     record = await in_thread(runtime.store.get_holder, USER, user_id)
     if record is None:
-        raise ModelNotFoundError(f"user '{user_id}' not found")
+        raise NotFoundError(f"user '{user_id}' not found")
     view = budget_view(record)
     await runtime.governance.describe_holder(view, "user", record)
     keys, _total = await in_thread(runtime.store.list_keys, user_id=user_id, size=1000)
@@ -84,7 +84,7 @@ async def update(body: UserUpdate, caller: AdminDep, runtime: RuntimeDep) -> dic
     before = await in_thread(runtime.store.get_holder, USER, body.user_id)
     record = await in_thread(runtime.store.update_holder, USER, body.user_id, **_fields(body))
     if before is None or record is None:
-        raise ModelNotFoundError(f"user '{body.user_id}' not found")
+        raise NotFoundError(f"user '{body.user_id}' not found")
     changed(runtime)
     await audited(runtime, caller, "updated", "internal_users", body.user_id, before=before, after=record)
     return {"user_id": body.user_id, "data": budget_view(record)}

@@ -8,7 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from ..engine import Call, _error_class
+from ..engine import Call
+from ..errors import error_class
 
 # Statuses a /rerank request can get before it reaches the engine, named like the errors the engine raises.
 REFUSED_CLASSES = {400: "InvalidRequestError", 401: "AuthenticationError", 403: "PermissionDeniedError",
@@ -43,7 +44,7 @@ def call_record(call: Call) -> dict[str, Any]:
         "tokens": int(tokens) if tokens is not None else None,
         "attempts": len(outcome.attempts) + (1 if response is not None else 0),
         "fallback_used": outcome.fallback_used,
-        "error_class": _error_class(error),
+        "error_class": error_class(error),
         "cache": call.cache.status if call.cache is not None else None,
         "cache_saved": float(call.cache.saved) if call.cache is not None else 0.0,
     }
