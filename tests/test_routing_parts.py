@@ -20,7 +20,7 @@ from proxy.errors import (
     UpstreamUnavailableError,
 )
 from proxy.routing import Router
-from proxy.routing.health import CooldownPolicy, Cooldowns
+from proxy.routing.cooldowns import CooldownPolicy, Cooldowns
 from proxy.routing.picker import LeastBusy, LeastUsed, LowestLatency, SimpleShuffle, make_strategy
 from proxy.routing.policy import RetryPolicy
 from proxy.routing.state import LocalState, Stats

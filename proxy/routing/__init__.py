@@ -1,7 +1,7 @@
 """Routing: which deployment serves a call, and what happens when it fails."""
 
+from .health_checks import BackgroundHealthChecks, ProbeResult
 from .picker import STRATEGIES
-from .probe import BackgroundHealthChecks, ProbeResult
 from .router import Router
 from .trip import Outcome
 

@@ -34,11 +34,11 @@ from ..request import RerankRequest, make_request
 from ..transport import HttpxTransport, Transport
 from ..wire import RerankResponse
 from .capacity import at_capacity, parallel_full, rpm_full
+from .cooldowns import CooldownPolicy, Cooldowns
 from .failures import all_failed
-from .health import CooldownPolicy, Cooldowns
+from .health_checks import ProbeResult, probe
 from .picker import make_strategy
 from .policy import RetryPolicy
-from .probe import ProbeResult, probe
 from .state import LocalState, State, Stats
 from .table import Group, Member, build_table, parse_fallbacks
 from .trip import Outcome, Trip
