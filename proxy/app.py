@@ -22,8 +22,8 @@ from .cache import ResultCache
 from .engine import Engine
 from .governance import Governance
 from .observability import RequestLogMiddleware, Telemetry, configure_logging
+from .process_tuning import settle_for_serving
 from .routing import BackgroundHealthChecks, Router
-from .serving import settle_for_serving
 from .settings import Settings, load_settings
 from .spend.store import Store
 from .spend.writer import SpendWriter

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from proxy.serving import GC_YOUNG_THRESHOLD, MALLOC_ENV
+from proxy.process_tuning import GC_YOUNG_THRESHOLD, MALLOC_ENV
 
 glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt thresholds are glibc's")
 
@@ -20,7 +20,7 @@ glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallo
 # requests do to the allocator. Prints the minor page faults of the waves after the first.
 WAVES = """
 import resource, sys
-from proxy.serving import keep_freed_memory
+from proxy.process_tuning import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "tuned" else None
 def wave(size):
     held = [b"x" * size for _ in range(32)]
@@ -41,7 +41,7 @@ def run(code: str, *args: str, **env: str) -> str:
 
 
 def test_settling_freezes_what_lives_now_and_collects_young_objects_less_often() -> None:
-    out = run("import gc\nfrom proxy.serving import settle_for_serving\nkept = [[] for _ in range(1000)]\n"
+    out = run("import gc\nfrom proxy.process_tuning import settle_for_serving\nkept = [[] for _ in range(1000)]\n"
               "settle_for_serving()\nprint(gc.get_freeze_count() >= 1000, gc.get_threshold()[0])")
     assert out == f"True {GC_YOUNG_THRESHOLD}"
 
