@@ -6,9 +6,9 @@ from __future__ import annotations
 from .end_users import EndUserRecords
 from .local import LocalCounters, Refused
 from .periods import current_period
+from .redis_counters import RedisCounters, SharedAdmission
 from .redis_link import RedisLink
 from .rules import Limit, ProxyBudget, call_limits, refusal
-from .shared import RedisCounters, SharedAdmission
 
 __all__ = [
     "EndUserRecords", "Limit", "LocalCounters", "ProxyBudget", "RedisCounters", "RedisLink", "Refused",

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from .shared import RedisCounters
+from .redis_counters import RedisCounters
 
 log = logging.getLogger("proxy.governance")
 
