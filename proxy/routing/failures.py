@@ -9,9 +9,9 @@ import logging
 from collections.abc import Iterable
 
 from ..errors import AllDeploymentsFailedError, ProxyError
+from .outcome import Outcome, Trip
 from .state import State
 from .table import Member
-from .trip import Outcome, Trip
 
 log = logging.getLogger("proxy.routing")
 

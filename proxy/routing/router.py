@@ -37,11 +37,11 @@ from .capacity import at_capacity, parallel_full, rpm_full
 from .cooldowns import CooldownPolicy, Cooldowns
 from .failures import all_failed
 from .health_checks import ProbeResult, probe
+from .outcome import Outcome, Trip
 from .picker import make_strategy
 from .policy import RetryPolicy
 from .state import LocalState, State, Stats
 from .table import Group, Member, build_table, parse_fallbacks
-from .trip import Outcome, Trip
 
 log = logging.getLogger("proxy.routing")
 
