@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 from ..auth.caller import Caller
 from .deps import AdminDep, RuntimeDep
 from .runtime import Runtime
-from .store_calls import as_dict, in_thread
+from .store_access import as_dict, in_thread
 
 router = APIRouter(tags=["audit"])
 log = logging.getLogger("proxy.audit")

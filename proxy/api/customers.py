@@ -12,7 +12,7 @@ from .admin_models import CustomerFields, CustomerIds, CustomerNew, CustomerUpda
 from .audit import audited
 from .deps import AdminDep, RuntimeDep
 from .runtime import Runtime
-from .store_calls import budget_view, in_thread
+from .store_access import budget_view, in_thread
 
 router = APIRouter(tags=["customers"])
 

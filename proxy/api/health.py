@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from .deps import AdminDep, RuntimeDep
 from .rendering import json_response
-from .store_calls import in_thread
+from .store_access import in_thread
 
 router = APIRouter(tags=["health"])
 

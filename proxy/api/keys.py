@@ -18,7 +18,7 @@ from .admin_models import KeyDelete, KeyFields, KeyGenerate, KeyRef, KeyUpdate
 from .audit import audited
 from .deps import AdminDep, CallerDep, RuntimeDep
 from .runtime import Runtime
-from .store_calls import as_dict, budget_view, in_thread
+from .store_access import as_dict, budget_view, in_thread
 
 router = APIRouter(tags=["keys"])
 

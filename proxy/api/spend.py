@@ -11,7 +11,7 @@ from starlette.responses import Response
 from .deps import AdminDep, RuntimeDep
 from .keys import digest_of
 from .rendering import json_response
-from .store_calls import as_dict, in_thread
+from .store_access import as_dict, in_thread
 
 router = APIRouter(tags=["spend"])
 

@@ -15,7 +15,7 @@ from .admin_models import TeamFields, TeamIds, TeamMemberAdd, TeamMemberDelete, 
 from .audit import audited
 from .deps import AdminDep, RuntimeDep
 from .runtime import Runtime
-from .store_calls import as_dict, budget_view, in_thread
+from .store_access import as_dict, budget_view, in_thread
 
 router = APIRouter(tags=["teams"])
 

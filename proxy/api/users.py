@@ -18,7 +18,7 @@ from .admin_models import UserFields, UserIds, UserNew, UserUpdate
 from .audit import audited
 from .deps import AdminDep, RuntimeDep
 from .runtime import Runtime
-from .store_calls import budget_view, in_thread
+from .store_access import budget_view, in_thread
 from .teams import changed
 
 router = APIRouter(tags=["users"])
