@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 
 from .chain import Configured, GuardrailChain, GuardrailUnavailableError
+from .contract import ALLOW, Decision, GuardContext, Guardrail
 from .custom import build_custom
-from .decision import ALLOW, Decision, GuardContext, Guardrail
 from .keywords import BannedKeywords
 from .length import MaxLength
 from .patterns import RegexGuardrail

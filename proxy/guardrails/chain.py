@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import GuardrailBlockedError, InvalidRequestError, ProxyError
+from .contract import GuardContext, Guardrail
 from .custom import as_decision
-from .decision import GuardContext, Guardrail
 from .webhook import WebhookError
 
 log = logging.getLogger("proxy.guardrails")

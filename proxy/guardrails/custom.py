@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .decision import Decision
+from .contract import Decision
 
 
 def load_class(path: Any) -> type:

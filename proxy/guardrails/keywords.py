@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .decision import ALLOW, Decision, GuardContext
+from .contract import ALLOW, Decision, GuardContext
 
 
 def keyword_pattern(keywords: list[str]) -> re.Pattern[str]:

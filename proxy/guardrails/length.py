@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .decision import ALLOW, Decision, GuardContext
+from .contract import ALLOW, Decision, GuardContext
 
 
 def estimated_tokens(text: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .decision import ALLOW, Decision, GuardContext
+from .contract import ALLOW, Decision, GuardContext
 
 
 def compile_patterns(patterns: Any) -> tuple[tuple[str, re.Pattern[str]], ...]:

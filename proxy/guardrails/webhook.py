@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from .decision import ALLOW, Decision, GuardContext
+from .contract import ALLOW, Decision, GuardContext
 
 MAX_REASON = 200
 
