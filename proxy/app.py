@@ -92,8 +92,10 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         general = settings.general
         warn_missing_env(settings)
+        limit = general.database_connection_pool_limit
+        pool = {} if limit is None else {"pool_size": limit, "max_overflow": 0}
         store = await asyncio.to_thread(Store.connect, settings.database_url,
-                                        migrate_schema=not general.disable_schema_update)
+                                        migrate_schema=not general.disable_schema_update, **pool)
         spill = spill_path(settings)
         flush_interval = general.spend_flush_interval
         writer = SpendWriter(store, flush_interval=store.flush_interval if flush_interval is None else flush_interval,

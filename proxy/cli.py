@@ -12,6 +12,9 @@ from pathlib import Path
 
 from .settings import ConfigError, Settings, load_settings
 
+REQUEST_DRAIN_SECONDS = 30
+"""On SIGTERM, in-flight requests get this long; then spend rows and callback events are drained (lifespan)."""
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="rerank-proxy", description="A Cohere-compatible rerank gateway.")
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             log_level="debug" if debug else "warning",
             log_config=None,  # uvicorn's loggers go through ours (configure_logging): same format, json_logs
             access_log=False,  # our own request log never carries query strings or keys
-            timeout_graceful_shutdown=30,
+            timeout_graceful_shutdown=REQUEST_DRAIN_SECONDS,
         )
     finally:
         if metrics_dir is not None:

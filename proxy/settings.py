@@ -132,8 +132,8 @@ class GeneralSettings(_Strict):
     """Refused unless empty: no alerts are sent (alert on `/metrics`, or use a `webhook` callback)."""
     proxy_batch_write_at: float | None = None
     """Accepted for LiteLLM compatibility; no effect (see `spend_flush_interval`)."""
-    database_connection_pool_limit: int | None = None
-    """Accepted for LiteLLM compatibility; no effect."""
+    database_connection_pool_limit: int | None = Field(None, ge=1)
+    """Most database connections one process holds (pool size, no overflow); default 5 plus 10 overflow."""
     disable_schema_update: bool = False
     """Skip migrations at start (run `rerank-proxy migrate` once, e.g. as a Job); the schema is only checked."""
     allow_requests_on_db_unavailable: bool = True
