@@ -22,8 +22,8 @@ from .errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
-from .routing import Router
 from .sdk import arerank, rerank
+from .sdk_router import Router
 from .wire import RerankResponse, RerankResult
 
 __version__ = "0.1.0"

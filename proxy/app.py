@@ -111,7 +111,7 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
         engine = Engine(router, None if general.disable_spend_logs else writer, governance,
                         max_documents=general.max_documents, observers=[telemetry], cache=cache)
         await telemetry.start(writer=writer, router=router)
-        health_checks = BackgroundHealthChecks(router, general.health_check_interval)
+        health_checks = BackgroundHealthChecks(router.check_health, general.health_check_interval)
         if general.background_health_checks:
             health_checks.start()
         app.state.runtime = Runtime(

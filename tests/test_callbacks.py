@@ -24,13 +24,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from proxy import Router
 from proxy.app import create_app
 from proxy.auth.caller import Caller
 from proxy.callbacks import build_callbacks
 from proxy.engine import Call, Engine
 from proxy.errors import GuardrailBlockedError
 from proxy.observability import Telemetry
-from proxy.routing import Router
 from proxy.settings import ConfigError, load_settings, parse_config
 from proxy.wire import RerankBody
 from tests.fakes.server import LiveServer, free_port

@@ -15,11 +15,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from proxy import Router
 from proxy.auth.caller import Caller
 from proxy.engine import Call, Engine
 from proxy.errors import GuardrailBlockedError, RateLimitError
 from proxy.observability import Metrics, Telemetry
-from proxy.routing import Router
 from proxy.settings import parse_config
 from proxy.spend.events import SpendEvent
 from proxy.spend.store import Store

@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ProxyError, UpstreamTimeoutError
@@ -20,9 +21,6 @@ from ..invoke import invoke
 from ..providers import Deployment
 from ..request import make_request
 from ..transport import Transport
-
-if TYPE_CHECKING:
-    from .router import Router
 
 log = logging.getLogger("proxy.routing")
 
@@ -79,8 +77,9 @@ async def probe(alias: str, deployment: Deployment, transport: Transport, timeou
 class BackgroundHealthChecks:
     """Probes every deployment now and then every `interval` seconds, until stopped."""
 
-    def __init__(self, router: Router, interval: float):
-        self.router = router
+    def __init__(self, check: Callable[[], Awaitable[list[ProbeResult]]], interval: float):
+        self.check = check
+        """`Router.check_health`: probes every deployment and feeds the results into its cooldowns."""
         self.interval = max(interval, 0.05)
         self._task: asyncio.Task | None = None
 
@@ -90,7 +89,7 @@ class BackgroundHealthChecks:
     async def _run(self) -> None:
         while True:
             try:
-                for result in await self.router.check_health():
+                for result in await self.check():
                     if result.error is not None:
                         log.warning("health check: deployment %s is unhealthy (%s)", result.deployment.id,
                                     result.error.kind)

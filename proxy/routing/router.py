@@ -1,10 +1,11 @@
-"""The one router, used by the server and the SDK's `proxy.Router`: alias → deployments → attempts.
+"""The one router, used by the server and (with LiteLLM's `model_list` and a blocking face) by the SDK's
+`proxy.Router` (sdk_router.py): alias → deployments → attempts.
 
 Per request: the alias's deployments in priority tiers (`order`), minus those cooling down or at one of
 our own limits (capacity.py: rpm/tpm, max_parallel_requests); the strategy (picker.py) picks one; a
 retryable failure moves on to a deployment not yet tried, then retries with backoff (policy.py), then to
 the fallback aliases (the request's, the key's, the config's, the defaults). Deployments in cooldown
-(health.py) are tried last, only when nothing else is left. The caller's bad request is never retried and
+(cooldowns.py) are tried last, only when nothing else is left. The caller's bad request is never retried and
 never falls back. When everything fails the caller gets one `AllDeploymentsFailedError` keeping every
 cause (failures.py), and one WARNING line lists them.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import time
 import weakref
@@ -30,9 +30,8 @@ from ..errors import (
 from ..invoke import invoke
 from ..normalise import Ranked
 from ..providers import Deployment
-from ..request import RerankRequest, make_request
+from ..request import RerankRequest
 from ..transport import HttpxTransport, Transport
-from ..wire import RerankResponse
 from .capacity import at_capacity, parallel_full, rpm_full
 from .cooldowns import CooldownPolicy, Cooldowns
 from .failures import all_failed
@@ -49,8 +48,7 @@ log = logging.getLogger("proxy.routing")
 class Router:
     """Load balancing, retries, cooldowns and fallbacks over `aliases` ({alias: deployments}).
 
-    `model_list` takes LiteLLM's entries (`model_name`, `litellm_params`, `model_info.id`), and
-    `model_group_alias` LiteLLM's other names for an alias (`{"name": "alias"}` or `{"name": {"model":
+    `model_group_alias` takes LiteLLM's other names for an alias (`{"name": "alias"}` or `{"name": {"model":
     "alias", "hidden": True}}`); deployment ids must be unique. With
     `redis_url`, cooldowns, in-flight counts, rpm usage and latency are shared by every router using the
     same Redis and `redis_prefix` (other replicas' numbers are at most `redis_refresh_interval` seconds
@@ -61,14 +59,12 @@ class Router:
         self,
         aliases: Mapping[str, Sequence[Deployment]] | None = None,
         *,
-        model_list: list[dict[str, Any]] | None = None,
         fallbacks: list[dict[str, list[str]]] | None = None,
         model_group_alias: Mapping[str, str | Mapping[str, Any]] | None = None,
         default_fallbacks: list[str] | None = None,
         num_retries: int = 2,
         routing_strategy: str = "simple-shuffle",
         transport: Transport | None = None,
-        environ: Mapping[str, str] | None = None,
         seed: int | None = None,
         timeout: float | None = None,
         retry_after: float = 0.05,
@@ -84,12 +80,6 @@ class Router:
         clock: Callable[[], float] | None = None,
     ):
         table: dict[str, list[Deployment]] = {alias: list(deps) for alias, deps in (aliases or {}).items()}
-        if model_list:
-            from ..settings import parse_config  # the config file's own model_list rules (settings imports routing)
-
-            parsed = parse_config({"model_list": model_list}, os.environ if environ is None else environ)
-            for alias, deps in parsed.aliases.items():
-                table.setdefault(alias, []).extend(deps)
         # `aliases` and `_groups` include the model_group_alias names; /models leaves out `hidden_aliases`.
         self.aliases, self._groups, self.hidden_aliases = build_table(table, model_group_alias)
         self.fallbacks = parse_fallbacks(fallbacks)
@@ -339,33 +329,6 @@ class Router:
         return list(results)
 
     # -- SDK face --------------------------------------------------------------------------------------
-    async def arerank(self, model: str, query: str, documents: list[Any], *, top_n: int | None = None,
-                      return_documents: bool | None = True, rank_fields: list[str] | None = None,
-                      max_chunks_per_doc: int | None = None, max_tokens_per_doc: int | None = None,
-                      priority: int | None = None, relevant_spans: dict[str, Any] | None = None,
-                      fallbacks: list[str] | None = None, cache: Any = None) -> RerankResponse:
-        """`cache`: as `proxy.arerank`'s (a `proxy.Cache`, controls for `proxy.cache`, or False)."""
-        from ..sdk import through_cache
-
-        request = make_request(
-            query, documents, top_n=top_n, return_documents=return_documents, rank_fields=rank_fields,
-            max_chunks_per_doc=max_chunks_per_doc, max_tokens_per_doc=max_tokens_per_doc, priority=priority,
-            relevant_spans=relevant_spans,
-        )
-        outcome = Outcome()
-
-        async def compute() -> tuple[Ranked, str]:
-            await self.route(model, request, fallbacks=fallbacks, outcome=outcome)
-            return outcome.answer(), outcome.alias  # a fallback's answer is stored under the fallback
-
-        return (await through_cache(cache, self.canonical(model), request, compute)).to_response()
-
-    def rerank(self, model: str, query: str, documents: list[Any], **kwargs: Any) -> RerankResponse:
-        """Blocking `arerank`, run on the SDK's background event loop (with that loop's own connections)."""
-        from ..sdk import run_sync
-
-        return run_sync(self.arerank(model, query, documents, **kwargs))
-
     async def aclose(self) -> None:
         """Close what this event loop's calls opened (connections, the Redis client)."""
         await self.state.aclose()
@@ -375,12 +338,6 @@ class Router:
             own = None
         if own is not None:
             await own.aclose()
-
-    def close(self) -> None:
-        """Close what the blocking `rerank` opened; `await aclose()` in each event loop that used `arerank`."""
-        from ..sdk import run_sync
-
-        run_sync(self.aclose())
 
     async def __aenter__(self) -> Router:
         return self
