@@ -6,8 +6,9 @@ import asyncio
 import inspect
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,9 @@ def warn_missing_env(settings: Settings) -> None:
                     name, ", ".join(users))
 
 
-def create_app(settings: Settings, *, transport: Transport | None = None, tracer_provider: Any = None) -> FastAPI:
+def create_app(settings: Settings, *, transport: Transport | None = None, tracer_provider: Any = None,
+               clock: Callable[[], datetime] | None = None) -> FastAPI:
+    """`clock`: wall-clock time for rate limits and budgets (tests pin it; the default is the real time)."""
     telemetry = Telemetry(settings, tracer_provider=tracer_provider)
 
     @asynccontextmanager
@@ -103,7 +106,7 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
         await writer.start()
         upstream = transport or server_transport()
         router = build_router(settings, upstream)
-        governance = Governance(settings, store, router)
+        governance = Governance(settings, store, router, clock=clock)
         await governance.start()
         cache_params = settings.cache
         cache = None if cache_params is None else ResultCache.from_params(

@@ -17,6 +17,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -64,11 +65,14 @@ class Admission:
 
 
 class Governance:
-    def __init__(self, settings: Settings, store: Any, router: Router) -> None:
+    def __init__(self, settings: Settings, store: Any, router: Router,
+                 clock: Callable[[], datetime] | None = None) -> None:
         general, lite = settings.general, settings.config.litellm_settings
         self.settings = settings
         self.store = store
         self.router = router
+        self.clock = clock or _utc_now
+        """Wall-clock time for limits and budgets (minutes, windows, periods); tests inject their own."""
         self.chain = GuardrailChain()
         self.local = LocalCounters()
         self.end_users = EndUserRecords(store, general.key_cache_ttl)
@@ -126,7 +130,7 @@ class Governance:
         key_guardrails = key.guardrails if key is not None else None
         if self.chain or key_guardrails or call.body.guardrails:
             await self._guard(call, key_guardrails)
-        now = datetime.now(UTC)
+        now = self.clock()
         limits = call_limits(key_hash=call.caller.key_hash, key=key, alias=call.alias, end_user_id=call.end_user,
                              end_user=end_user, default_end_user_budget=self.default_end_user_budget,
                              proxy=self.proxy, now=now)
@@ -139,7 +143,7 @@ class Governance:
             return
         spent = call.cost
         self.local.release(admission.parallel, admission.budgets, admission.estimate, spent)
-        tokens, ended = (_tokens_used(call), datetime.now(UTC)) if admission.tpm else (0, None)
+        tokens, ended = (_tokens_used(call), self.clock()) if admission.tpm else (0, None)
         if tokens and ended is not None and admission.shared is None:
             self.local.add_tokens(admission.tpm, tokens, ended)
         if admission.shared is not None and self.link.counters is not None:
@@ -225,7 +229,7 @@ class Governance:
     async def _describe(self, info: dict[str, Any], counter: str, record: Any, budget: Any) -> dict[str, Any]:
         """Live spend (database, this process's ledger and Redis, whichever knows more), remaining budget,
         and the end of the current budget period."""
-        now = datetime.now(UTC)
+        now = self.clock()
         period, spend = current_period(record.budget_reset_at, record.budget_duration, record.spend, now)
         known = [spend, self.local.spent(counter, period)]
         shared = self.link.available()
@@ -294,6 +298,10 @@ class Governance:
         if record is not None:
             self.proxy = ProxyBudget(self.proxy_budget, self.proxy_duration, Decimal(record.spend),
                                      record.budget_reset_at if record.budget_duration == self.proxy_duration else None)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _tokens_used(call: Call) -> int:

@@ -7,8 +7,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,11 @@ def config_for(fake_cohere_url: str | None, db_url: str, **extra: Any) -> dict[s
 
 
 @contextmanager
-def running_proxy(config: dict[str, Any], environ: dict[str, str] | None = None) -> Iterator[LiveServer]:
+def running_proxy(config: dict[str, Any], environ: dict[str, str] | None = None,
+                  clock: Callable[[], datetime] | None = None) -> Iterator[LiveServer]:
+    """`clock`: the wall-clock time the server's limits and budgets see (default: the real time)."""
     settings = parse_config(config, {"TEST_COHERE_KEY": "test-key", **(environ or {})})
-    with LiveServer(create_app(settings), lifespan="on") as server:
+    with LiveServer(create_app(settings, clock=clock), lifespan="on") as server:
         yield server
 
 

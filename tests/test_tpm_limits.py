@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -33,15 +32,9 @@ def _tpm(limit: int, counter: str = "key:k") -> Limit:
     return Limit("tpm", counter, limit, "key 'k'", "tpm_limit")
 
 
-def fresh_minute() -> None:
-    """Wait out the last seconds of a minute, so a test's calls all fall in one minute."""
-    into = time.time() % 60
-    if into > 45:
-        time.sleep(60.5 - into)
-
-
-def seconds_left() -> float:
-    return 60 - time.time() % 60
+def at_now() -> datetime:
+    """The servers' clock: every call of these tests falls in NOW's minute, 46.5 s before the next."""
+    return NOW
 
 
 # --- the pieces ------------------------------------------------------------------------------------
@@ -123,7 +116,7 @@ def _config(fake_cohere_url: str, metered_url: str, db_url: str, **extra) -> dic
 @pytest.fixture(scope="module")
 def proxy_url(fake_cohere, metered, tmp_path_factory):
     db = tmp_path_factory.mktemp("tpm-db") / "spend.db"
-    with running_proxy(_config(fake_cohere.url, metered, f"sqlite:///{db}")) as server:
+    with running_proxy(_config(fake_cohere.url, metered, f"sqlite:///{db}"), clock=at_now) as server:
         yield server.url
 
 
@@ -142,27 +135,23 @@ def new_key(url: str, **fields) -> str:
 
 def test_key_tpm_limit_counts_reported_tokens_and_refuses_until_the_next_minute(proxy_url):
     key = new_key(proxy_url, key_alias="tpm-1000", tpm_limit=1000)
-    fresh_minute()
     assert [call(proxy_url, key).status_code for _ in range(3)] == [200] * 3  # 0, 400, 800 used before each
     refused = call(proxy_url, key)
     assert refused.status_code == 429
-    wait = int(refused.headers["retry-after"])
+    assert refused.headers["retry-after"] == "47"  # NOW is 46.5 s before the next minute
     assert refused.json()["message"] == ("Token rate limit exceeded for key 'tpm-1000': tpm_limit is 1000 tokens "
-                                         f"per minute (1200 used this minute); retry in {wait}s.")
-    assert seconds_left() - 2 <= wait <= seconds_left() + 1
+                                         "per minute (1200 used this minute); retry in 47s.")
     assert call(proxy_url, MASTER_KEY).status_code == 200  # other callers are not limited
 
 
 def test_tpm_limit_counts_our_estimate_when_the_provider_reports_no_tokens(proxy_url):
     key = new_key(proxy_url, tpm_limit=ESTIMATED_TOKENS + 1)
-    fresh_minute()
     statuses = [call(proxy_url, key, model="rerank-english-v3.0").status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
 
 
 def test_calls_the_provider_refused_use_no_tokens(proxy_url, cohere_upstream):
     key = new_key(proxy_url, tpm_limit=1)
-    fresh_minute()
     cohere_upstream.fail_next("400")
     rejected = call(proxy_url, key, model="rerank-english-v3.0")
     assert rejected.status_code == 400 and cohere_upstream.requests  # it reached the provider
@@ -175,7 +164,6 @@ def test_end_user_tpm_limit_is_stored_and_enforced(proxy_url):
         created = client.post("/customer/new", json={"user_id": "tpm-tess", "tpm_limit": REPORTED_TOKENS})
         assert created.status_code == 200 and created.json()["tpm_limit"] == REPORTED_TOKENS
         assert client.get("/customer/info", params={"end_user_id": "tpm-tess"}).json()["tpm_limit"] == 400
-    fresh_minute()
     assert [call(proxy_url, user="tpm-tess").status_code for _ in range(2)] == [200, 429]
     refused = call(proxy_url, user="tpm-tess")
     assert "end-user 'tpm-tess': tpm_limit is 400 tokens per minute" in refused.json()["message"]
@@ -201,7 +189,7 @@ def replicas(fake_cohere, metered, tmp_path_factory):
         db = tmp_path_factory.mktemp("tpm-replicas-db") / "spend.db"
         config = _config(fake_cohere.url, metered, f"sqlite:///{db}", general_settings={"redis_key_prefix": prefix},
                          router_settings={"redis_url": os.environ[REDIS_ENV]})
-        with running_proxy(config) as first, running_proxy(config) as second:
+        with running_proxy(config, clock=at_now) as first, running_proxy(config, clock=at_now) as second:
             yield [first.url, second.url], client, prefix
 
 
@@ -209,7 +197,6 @@ def replicas(fake_cohere, metered, tmp_path_factory):
 def test_two_replicas_share_the_tpm_limit(replicas):
     (first, second), client, prefix = replicas
     key = new_key(first, tpm_limit=1000)
-    fresh_minute()
     assert [call(first, key).status_code for _ in range(3)] == [200] * 3
 
     def counted() -> int:  # tokens are counted off the request path, just after each answer
@@ -218,4 +205,4 @@ def test_two_replicas_share_the_tpm_limit(replicas):
     wait_until(lambda: counted() == 3 * REPORTED_TOKENS)
     refused = call(second, key)
     assert refused.status_code == 429 and "tpm_limit is 1000 tokens per minute" in refused.json()["message"]
-    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.headers["retry-after"] == "47"
