@@ -12,51 +12,15 @@ import proxy
 from proxy.request import make_request
 from proxy.settings import ConfigError, parse_config
 from tests.conftest import CAPITAL_QUERY, CAPITALS
-from tests.routing_support import Clock
-from tests.routing_support import cohere_deployment as entry
 from tests.serving import cli_process
 
 REQUEST = make_request(CAPITAL_QUERY, CAPITALS, top_n=2)
-
-
-@pytest.fixture
-async def make():
-    routers: list[proxy.Router] = []
-
-    def build(model_list: list[dict], **kwargs: Any) -> proxy.Router:
-        settings = {"seed": 1, "clock": Clock(), "retry_after": 0.001, "max_retry_after": 0.01, **kwargs}
-        router = proxy.Router(model_list=model_list, **settings)
-        routers.append(router)
-        return router
-
-    yield build
-    for router in routers:
-        await router.aclose()
 
 
 def one(config: dict[str, Any], environ: dict[str, str] | None = None) -> proxy.providers.Deployment:
     settings = parse_config(config, environ or {})
     (deployments,) = settings.aliases.values()
     return deployments[0]
-
-
-@pytest.mark.parametrize(("max_retries", "calls"), [(None, 4), (1, 2), (0, 1)])
-async def test_max_retries_caps_how_often_one_deployment_is_tried_again(make, a, max_retries, calls):
-    params = {} if max_retries is None else {"max_retries": max_retries}
-    router = make([entry("m", "a", a.url, **params)], num_retries=3)
-    a.fail_next("503", times=5)
-    with pytest.raises(proxy.AllDeploymentsFailedError):
-        await router.route("m", REQUEST)
-    assert len(a.requests) == calls
-
-
-async def test_a_deployment_that_cannot_be_called_is_not_retried_and_its_fallback_serves_at_once(make, b):
-    router = make([{"model_name": "m", "model_info": {"id": "nokey"},
-                    "litellm_params": {"model": "cohere/rerank-v3.5", "api_key": "os.environ/NOT_SET_ANYWHERE"}},
-                   entry("f", "b", b.url)], environ={}, num_retries=3, fallbacks=[{"m": ["f"]}])
-    outcome = await router.route("m", REQUEST)
-    assert outcome.deployment.id == "b" and outcome.fallback_used
-    assert [(d, type(e)) for d, e in outcome.attempts] == [("nokey", proxy.ConfigurationError)]
 
 
 def test_request_timeout_is_the_timeout_of_deployments_that_set_none():

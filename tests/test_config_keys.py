@@ -153,7 +153,7 @@ PROVEN: dict[str, str] = {
     "litellm_params.extra_headers": "test_config_effects.py::test_headers_and_extra_headers_reach_the_upstream",
     "litellm_params.input_cost_per_query": "test_core.py::test_deployment_prices_override_the_table",
     "litellm_params.input_cost_per_token": "test_core.py::test_deployment_prices_override_the_table",
-    "litellm_params.max_retries": "test_config_effects.py::"
+    "litellm_params.max_retries": "test_router.py::"
         "test_max_retries_caps_how_often_one_deployment_is_tried_again",
     "litellm_params.custom_llm_provider": "test_config_effects.py::"
         "test_custom_llm_provider_names_the_provider_of_a_model_without_prefix",

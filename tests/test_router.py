@@ -287,6 +287,25 @@ async def test_a_deployment_missing_its_key_fails_over(make, b):
     assert [(d, type(e)) for d, e in outcome.attempts] == [("nokey", proxy.ConfigurationError)]
 
 
+@pytest.mark.parametrize(("max_retries", "calls"), [(None, 4), (1, 2), (0, 1)])
+async def test_max_retries_caps_how_often_one_deployment_is_tried_again(make, a, max_retries, calls):
+    params = {} if max_retries is None else {"max_retries": max_retries}
+    router = make([entry("m", "a", a.url, **params)], num_retries=3)
+    a.fail_next("503", times=5)
+    with pytest.raises(proxy.AllDeploymentsFailedError):
+        await router.route("m", REQUEST)
+    assert len(a.requests) == calls
+
+
+async def test_a_deployment_that_cannot_be_called_is_not_retried_and_its_fallback_serves_at_once(make, b):
+    router = make([{"model_name": "m", "model_info": {"id": "nokey"},
+                    "litellm_params": {"model": "cohere/rerank-v3.5", "api_key": "os.environ/NOT_SET_ANYWHERE"}},
+                   entry("f", "b", b.url)], environ={}, num_retries=3, fallbacks=[{"m": ["f"]}])
+    outcome = await router.route("m", REQUEST)
+    assert outcome.deployment.id == "b" and outcome.fallback_used
+    assert [(d, type(e)) for d, e in outcome.attempts] == [("nokey", proxy.ConfigurationError)]
+
+
 async def test_when_everything_fails_one_error_keeps_every_cause_and_one_warning_lists_them(make, a, caplog):
     secret_query = "zebra-unicorn-quartz"
     router = make([entry("m", "a", a.url, order=1),
