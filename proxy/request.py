@@ -36,7 +36,8 @@ class RerankRequest:
     priority: int | None = None
     relevant_spans: dict[str, Any] | None = None
     options: tuple[str, ...] = ()
-    """The names of the Cohere options set (`OPTIONS`): a provider that takes one not drops it with a warning."""
+    """The names of the Cohere options (`OPTIONS`) and provider options (`params`) set: a provider that does not
+    take one drops it, with a warning."""
 
     @property
     def uses_v1_fields(self) -> bool:
@@ -142,6 +143,8 @@ def make_request(
             or relevant_spans is not None:
         values = (max_chunks_per_doc, max_tokens_per_doc, priority, relevant_spans)
         options = tuple(name for name, value in zip(OPTIONS, values, strict=True) if value is not None)
+    if params:
+        options += tuple(params)
     docs = tuple(documents)
     if fields is None and set(map(type, docs)) == {str}:
         texts = docs  # the common case: plain strings are their own text

@@ -30,11 +30,25 @@ class RerankBody(BaseModel):
     priority: StrictInt | None = None
     relevant_spans: dict[str, Any] | None = None
     """Cohere v2's `{mode, threshold, max_spans}`, forwarded as sent to providers that take it."""
+    # LiteLLM's provider options in the body: passed to providers that take them (vLLM, DeepInfra).
+    instruction: StrictStr | None = None
+    truncate_prompt_tokens: StrictInt | None = None
+    truncation_side: StrictStr | None = None
+    max_tokens_per_query: StrictInt | None = None
     # Gateway fields (LiteLLM-compatible), not sent upstream.
     user: StrictStr | None = None
     fallbacks: list[StrictStr] | None = None
     guardrails: list[StrictStr] | None = None
     metadata: dict[str, Any] | None = None
+
+    def provider_options(self) -> dict[str, Any] | None:
+        """LiteLLM's body options that were set (None when none was: the common case)."""
+        if self.instruction is None and self.truncate_prompt_tokens is None and self.truncation_side is None \
+                and self.max_tokens_per_query is None:
+            return None
+        options = {"instruction": self.instruction, "truncate_prompt_tokens": self.truncate_prompt_tokens,
+                   "truncation_side": self.truncation_side, "max_tokens_per_query": self.max_tokens_per_query}
+        return {name: value for name, value in options.items() if value is not None}
     cache: dict[str, Any] | None = None
     """LiteLLM's dynamic cache controls: `{"no-cache": true, "no-store": true, "ttl": 300, "namespace": "x"}`."""
 

@@ -132,3 +132,25 @@ def test_413_and_502_reach_the_sdk_as_its_generic_api_error_with_status_and_mess
     for caught, status in ((too_large, 413), (refused, 502)):
         assert type(caught.value) is ApiError  # no typed subclass for these in cohere 7.x
         assert caught.value.status_code == status and caught.value.body["message"]
+
+
+def test_litellms_body_options_reach_a_provider_that_takes_them_and_are_named_where_dropped(tmp_path):
+    from tests.fakes.hosted_vllm import FakeHostedVLLM
+
+    vllm = FakeHostedVLLM().start()
+    try:
+        config = config_for(None, f"sqlite:///{tmp_path / 'spend.db'}", model_list=[{"model_name": "vllm",
+                            "litellm_params": {"model": "hosted_vllm/BAAI/bge-reranker-v2-m3", "api_base": vllm.url,
+                                               "api_key": vllm.api_key}}])
+        options = {"truncate_prompt_tokens": 64, "truncation_side": "left", "instruction": "Find capitals"}
+        body = {"query": "capital", "documents": DOCS, **options}
+        with running_proxy(config) as server:
+            auth = {"authorization": "Bearer sk-master-test"}
+            served = httpx.post(f"{server.url}/v2/rerank", headers=auth, json={"model": "vllm", **body}).json()
+            local = httpx.post(f"{server.url}/v2/rerank", headers=auth, json={"model": "local-bm25", **body}).json()
+    finally:
+        vllm.stop()
+    sent = vllm.last.body
+    assert (sent["truncate_prompt_tokens"], sent["truncation_side"]) == (64, "left") and "instruction" not in sent
+    assert served["meta"]["warnings"] == ["'instruction' is not supported by provider 'hosted_vllm' and was ignored"]
+    assert len(local["meta"]["warnings"]) == 3

@@ -158,6 +158,8 @@ class Provider:
     """The Cohere request options (`request.OPTIONS`) this provider honours; the others are dropped, each named
     in the answer's `meta.warnings` (one rule for every provider)."""
     options: ClassVar[tuple[str, ...]] = ()
+    options_in_body: ClassVar[bool] = True
+    """The request's `params` may set `options` too (they go into the upstream body)."""
     """The `litellm_params` keys this provider reads besides the deployment's own (`model`, `api_key`, ...);
     with `param_env`'s keys these are all a deployment of it accepts (config validation reads them)."""
     extra: ClassVar[str | None] = None
@@ -168,8 +170,10 @@ class Provider:
         """Raise ValueError for `litellm_params` this provider cannot use together (config time)."""
 
     def unsupported(self, request: RerankRequest, deployment: Deployment) -> tuple[str, ...]:
-        """The options set on `request` that this provider drops."""
-        return tuple(name for name in request.options if name not in self.request_options)
+        """The options set on `request` that this provider drops (its `options` go in the body when it has
+        `options_in_body`)."""
+        taken = self.options if self.options_in_body else ()
+        return tuple(name for name in request.options if name not in self.request_options and name not in taken)
 
     # -- build -------------------------------------------------------------------------------------
     def build(self, request: RerankRequest, deployment: Deployment) -> UpstreamRequest:

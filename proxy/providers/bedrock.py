@@ -32,6 +32,7 @@ class Bedrock(Provider):
         "aws_session_token": ("AWS_SESSION_TOKEN",),
         "aws_profile_name": ("AWS_PROFILE",),
     }
+    options_in_body = False  # credentials and endpoints: the deployment's only
     options = ("aws_role_name", "aws_session_name", "aws_web_identity_token", "aws_sts_endpoint",
                "aws_bedrock_runtime_endpoint")
 
