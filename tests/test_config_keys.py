@@ -311,3 +311,16 @@ def test_each_provider_option_changes_the_request_it_builds(provider, key):
         base = {**base, "api_base": None}
         changed = {**changed, "api_base": None}
     assert _built(provider, base) != _built(provider, changed)
+
+
+def test_check_and_start_refuse_a_config_with_refused_keys_naming_each_path(tmp_path, capsys):
+    from proxy.cli import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text("model_list:\n  - model_name: m\n    litellm_params: {model: local/bm25, stream_timeout: 5}\n"
+                      "general_settings: {alerting: [slack]}\n")
+    for args in (["--check"], []):  # without --check the config is refused before anything starts
+        assert main(["--config", str(config), *args]) == 2
+        error = capsys.readouterr().err
+        assert "model_list[0].litellm_params.stream_timeout: rerank answers are not streamed" in error
+        assert "general_settings.alerting: alerts" in error
