@@ -65,8 +65,6 @@ PROVEN: dict[str, str] = {
     "general_settings.proxy_budget_rescheduler_max_time": "test_limits.py::"
                                                           "test_budget_resets_after_its_duration_on_each_database",
     "general_settings.redis_key_prefix": "test_limits.py::test_two_replicas_share_the_rpm_limit",
-    "general_settings.disable_schema_update": "test_migrate_command.py::"
-        "test_a_replica_that_may_not_migrate_refuses_an_empty_database_and_names_the_fix",
     "router_settings": "test_router_server.py::test_num_retries_from_router_settings_else_litellm_settings",
     "router_settings.routing_strategy": "test_router.py::"
                                         "test_least_busy_sends_each_call_to_the_deployment_with_fewest_in_flight",
