@@ -15,16 +15,18 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from .api import audit, customers, health, keys, metrics, models, rerank, spend, teams, users
+from .api import audit, customers, health, keys, metrics, model_admin, models, rerank, spend, teams, users
 from .api.rendering import install_error_handlers
 from .api.runtime import Runtime
 from .auth.caller import Authenticator
 from .cache import ResultCache
 from .engine import Engine
 from .governance import Governance
+from .live_models import LiveModels
 from .observability import RequestLogMiddleware, Telemetry, configure_logging
 from .process_tuning import settle_for_serving
 from .routing import BackgroundHealthChecks, Router
+from .routing.state import State
 from .settings import Settings, load_settings
 from .spend.store import Store
 from .spend.writer import SpendWriter
@@ -42,7 +44,8 @@ _NO_FRAMEWORK_TELEMETRY: dict[str, Any] = (
 DEBUG_ENV = "RERANK_PROXY_DEBUG"
 
 
-def build_router(settings: Settings, transport: Transport) -> Router:
+def build_router(settings: Settings, transport: Transport, *, state: State | None = None) -> Router:
+    """The router for `settings`; `state` (an earlier router's) carries cooldowns and counts over a reload."""
     r = settings.router
     return Router(
         settings.aliases,
@@ -64,6 +67,7 @@ def build_router(settings: Settings, transport: Transport) -> Router:
         redis_url=settings.redis_url,
         redis_prefix=r.redis_prefix,
         redis_refresh_interval=r.redis_refresh_interval,
+        state=state,
     )
 
 
@@ -114,13 +118,20 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
         engine = Engine(router, None if general.disable_spend_logs else writer, governance,
                         max_documents=general.max_documents, observers=[telemetry], cache=cache)
         await telemetry.start(writer=writer, router=router)
+        def adopt(new: Settings) -> None:
+            governance.adopt_config(new)
+            telemetry.metrics.track_router(router)
+
+        live = LiveModels(settings, store=store, router=router, on_change=adopt,
+                          build_router=lambda new, state: build_router(new, upstream, state=state))
+        await live.start()
         health_checks = BackgroundHealthChecks(router.check_health, general.health_check_interval)
         if general.background_health_checks:
             health_checks.start()
         app.state.runtime = Runtime(
             settings=settings, store=store, writer=writer,
             authenticator=Authenticator(store, settings.master_key, general.key_cache_ttl),
-            router=router, engine=engine, governance=governance, telemetry=telemetry,
+            router=router, engine=engine, governance=governance, telemetry=telemetry, models=live,
         )
         settle_for_serving()  # everything built so far lives as long as the server
         try:
@@ -130,6 +141,7 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
             await health_checks.stop()
             if cache is not None:
                 await cache.aclose()
+            await live.stop()
             await governance.stop()
             await asyncio.gather(telemetry.stop(), writer.stop())
             await router.aclose()
@@ -141,7 +153,7 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
                   description="A Cohere-compatible rerank gateway.", **_NO_FRAMEWORK_TELEMETRY)
     app.state.metrics = telemetry.metrics
     install_error_handlers(app)
-    for module in (rerank, keys, customers, teams, users, audit, spend, health, models, metrics):
+    for module in (rerank, keys, customers, teams, users, audit, spend, health, models, model_admin, metrics):
         app.include_router(module.router)
     return app
 

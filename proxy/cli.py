@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     from .app import CONFIG_ENV, DEBUG_ENV
     from .observability import configure_logging
     from .observability.metrics import MULTIPROC_ENV
+    from .workers import run_workers
 
     debug = args.detailed_debug or bool(settings.config.litellm_settings.set_verbose)
     configure_logging(debug=debug, json_logs=bool(settings.config.litellm_settings.json_logs))
@@ -130,18 +131,20 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[MULTIPROC_ENV] = metrics_dir
     if os.environ.get(MULTIPROC_ENV):
         print(f"metrics: {args.num_workers} worker(s) aggregated through {os.environ[MULTIPROC_ENV]}", flush=True)
+    options = dict(
+        factory=True,
+        host=args.host,
+        port=args.port,
+        log_level="debug" if debug else "warning",
+        log_config=None,  # uvicorn's loggers go through ours (configure_logging): same format, json_logs
+        access_log=False,  # our own request log never carries query strings or keys
+        timeout_graceful_shutdown=REQUEST_DRAIN_SECONDS,
+    )
     try:
-        uvicorn.run(
-            "proxy.app:app_from_environment",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.num_workers if args.num_workers > 1 else None,
-            log_level="debug" if debug else "warning",
-            log_config=None,  # uvicorn's loggers go through ours (configure_logging): same format, json_logs
-            access_log=False,  # our own request log never carries query strings or keys
-            timeout_graceful_shutdown=REQUEST_DRAIN_SECONDS,
-        )
+        if args.num_workers > 1:
+            run_workers("proxy.app:app_from_environment", args.num_workers, **options)
+        else:
+            uvicorn.run("proxy.app:app_from_environment", **options)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -98,15 +98,20 @@ class Governance:
     # lifecycle ------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        entries = self.settings.config.guardrails
-        if any(e.litellm_params.get("guardrail") == "webhook" for e in entries):
-            self._http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
-        self.chain = build_chain(entries, self._http)
+        self.adopt_config(self.settings)
         self.link.connect(self.settings.redis_url, self.settings.general.redis_key_prefix)
         await self._reset_budgets()
         if self.proxy_budget is not None:
             await self._sync_proxy_budget()
         self._maintainer = asyncio.create_task(self._maintain(), name="governance")
+
+    def adopt_config(self, settings: Settings) -> None:
+        """The guardrails of `settings` (at start, and after a config reload); prices are looked up again."""
+        entries = settings.config.guardrails
+        if self._http is None and any(e.litellm_params.get("guardrail") == "webhook" for e in entries):
+            self._http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+        self.chain = build_chain(entries, self._http)
+        self._prices.clear()
 
     async def stop(self) -> None:
         if self._maintainer is not None:

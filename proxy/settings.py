@@ -146,6 +146,10 @@ class GeneralSettings(_Strict):
     """Upper bound (s) of the random interval between budget-reset sweeps."""
     redis_key_prefix: str = "rerank-proxy:"
     """Prefix of the limit and budget keys in Redis."""
+    store_model_in_db: bool = False
+    """Models added through `/model/new` are stored (provider keys encrypted) and reach every replica."""
+    model_sync_interval: float = Field(2.0, gt=0, le=300)
+    """Seconds between checks for model changes made by other replicas or workers (the propagation bound)."""
 
     @field_validator("budget_duration")
     @classmethod
@@ -297,6 +301,8 @@ class Settings:
     missing_env: tuple[str, ...] = ()
     environ: Mapping[str, str] = field(default_factory=dict)
     source: str | None = None
+    raw: Any = None
+    """The document as read (before `os.environ/` resolution): what a reload merges stored models into."""
 
     @property
     def general(self) -> GeneralSettings:
@@ -406,6 +412,7 @@ def parse_config(raw: Any, environ: Mapping[str, str], source: str | None = None
     outside_models = {p: n for p, n in missing.items() if not p.startswith("model_list")}
     if outside_models:
         raise ConfigError([f"{p}: environment variable {n} is not set" for p, n in outside_models.items()])
+    _check_model_storage(config, environ)
     aliases = _deployments(config, environ, missing)
     _check_group_aliases(config.router_settings, aliases.keys())
     _inherit_num_retries(config)
@@ -415,6 +422,7 @@ def parse_config(raw: Any, environ: Mapping[str, str], source: str | None = None
         missing_env=tuple(sorted(set(n for p, n in missing.items()))),
         environ=environ,
         source=source,
+        raw=raw,
     )
     _check_cache(settings)
     return settings
@@ -459,6 +467,15 @@ def _deployments(config: ConfigFile, environ: Mapping[str, str], missing: dict[s
     return aliases
 
 
+def _check_model_storage(config: ConfigFile, environ: Mapping[str, str]) -> None:
+    from .secret_box import SALT_ENV, SecretBox
+
+    general = config.general_settings
+    if general.store_model_in_db and SecretBox.from_environ(environ, general.master_key) is None:
+        raise ConfigError([f"general_settings.store_model_in_db: stored provider keys are encrypted with "
+                           f"{' or '.join(SALT_ENV)} (or the master_key): set one of them"])
+
+
 def _check_group_aliases(router: RouterSettings, groups: Collection[str]) -> None:
     problems = []
     for alias, value in router.model_group_alias.items():
@@ -485,8 +502,13 @@ def _with_missing(deployment: Deployment, name: str) -> Deployment:
 
 def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> Settings:
     """Read the YAML file at `path` (the built-in offline default when None)."""
+    return parse_config(read_config(path), environ, source=None if path is None else str(path))
+
+
+def read_config(path: str | Path | None) -> Any:
+    """The YAML document at `path` as read, before validation (the built-in offline default when None)."""
     if path is None:
-        return parse_config(DEFAULT_CONFIG, environ, source=None)
+        return DEFAULT_CONFIG
     try:
         text = Path(path).read_text()
     except OSError as exc:
@@ -495,4 +517,4 @@ def load_settings(path: str | Path | None, environ: Mapping[str, str]) -> Settin
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
-    return parse_config(raw, environ, source=str(path))
+    return raw

@@ -65,6 +65,10 @@ PROVEN: dict[str, str] = {
     "general_settings.proxy_budget_rescheduler_max_time": "test_limits.py::"
                                                           "test_budget_resets_after_its_duration_on_each_database",
     "general_settings.redis_key_prefix": "test_limits.py::test_two_replicas_share_the_rpm_limit",
+    "general_settings.store_model_in_db": "test_live_models.py::"
+        "test_stored_models_survive_a_restart_and_update_and_delete_change_them",
+    "general_settings.model_sync_interval": "test_live_models.py::"
+        "test_a_change_on_one_replica_reaches_another_and_deleting_under_load_fails_nothing",
     "router_settings": "test_router_server.py::test_num_retries_from_router_settings_else_litellm_settings",
     "router_settings.routing_strategy": "test_router.py::"
                                         "test_least_busy_sends_each_call_to_the_deployment_with_fewest_in_flight",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from ..auth.caller import Authenticator
 from ..engine import Engine
 from ..governance import Governance
+from ..live_models import LiveModels
 from ..observability import Telemetry
 from ..routing import Router
 from ..settings import Settings
@@ -24,6 +25,8 @@ class Runtime:
     engine: Engine
     governance: Governance
     telemetry: Telemetry
+    models: LiveModels | None = None
+    """Run-time model changes and config reloads (None in servers built without the lifespan)."""
     max_request_bytes: int = field(init=False)
     """`general_settings.max_request_size_mb` in bytes, computed once rather than per request."""
 

@@ -181,10 +181,15 @@ class Metrics:
     # -- sampled at scrape time -----------------------------------------------------------------------
     def watch(self, *, writer: Any = None, router: Any = None, sinks: Iterable[Any] = ()) -> None:
         """Objects whose state is read at scrape time: the spend writer, the router, the callback sinks."""
-        self._writer, self._router, self._sinks = writer, router, tuple(sinks)
+        self._writer, self._sinks = writer, tuple(sinks)
         if router is not None:
-            self._providers = {d.id: d.provider.name for deps in router.aliases.values() for d in deps}
-            self._aliases = frozenset(router.aliases)
+            self.track_router(router)
+
+    def track_router(self, router: Any) -> None:
+        """The router's deployments (again after a config reload): labels for its aliases and providers."""
+        self._router = router
+        self._providers = {d.id: d.provider.name for deps in router.aliases.values() for d in deps}
+        self._aliases = frozenset(router.aliases)
 
     def refresh(self) -> None:
         self.in_flight.set(self.serving)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import DeploymentAtCapacityError, InternalError, ProxyError
 from ..normalise import Ranked
 from ..providers import Deployment
 from .state import Stats
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 
 @dataclass(slots=True)
@@ -34,10 +38,12 @@ class Outcome:
 class Trip:
     """One request's bookkeeping across aliases: what was tried, cooled, full, and the time left."""
 
-    __slots__ = ("deadline", "tried", "cooled", "full", "spent", "retries", "last_error", "views", "timed_out",
-                 "repeats", "unusable")
+    __slots__ = ("plan", "deadline", "tried", "cooled", "full", "spent", "retries", "last_error", "views",
+                 "timed_out", "repeats", "unusable")
 
-    def __init__(self, deadline: float | None):
+    def __init__(self, plan: Plan, deadline: float | None):
+        self.plan = plan
+        """The routing plan this request started with (a reload mid-request does not change it)."""
         self.deadline = deadline
         self.tried: set[str] = set()
         self.cooled: set[str] = set()

@@ -37,10 +37,9 @@ from .cooldowns import CooldownPolicy, Cooldowns
 from .failures import all_failed
 from .health_checks import ProbeResult, probe
 from .outcome import Outcome, Trip
-from .picker import make_strategy
-from .policy import RetryPolicy
+from .plan import Plan, make_plan
 from .state import LocalState, State, Stats
-from .table import Group, Member, build_table, parse_fallbacks
+from .table import Group, Member
 
 log = logging.getLogger("proxy.routing")
 
@@ -78,40 +77,23 @@ class Router:
         redis_prefix: str = "rerank-proxy",
         redis_refresh_interval: float = 0.1,
         clock: Callable[[], float] | None = None,
+        state: State | None = None,
     ):
         table: dict[str, list[Deployment]] = {alias: list(deps) for alias, deps in (aliases or {}).items()}
-        # `aliases` and `_groups` include the model_group_alias names; /models leaves out `hidden_aliases`.
-        self.aliases, self._groups, self.hidden_aliases = build_table(table, model_group_alias)
-        self.fallbacks = parse_fallbacks(fallbacks)
-        for name, group in self._groups.items():  # a model_group_alias name falls back like its alias
-            if name != group.alias and name not in self.fallbacks and group.alias in self.fallbacks:
-                self.fallbacks[name] = self.fallbacks[group.alias]
-        self.default_fallbacks = list(default_fallbacks or [])
-        unknown = {t for targets in self.fallbacks.values() for t in targets} | set(self.default_fallbacks)
-        unknown -= self.aliases.keys()
-        if unknown:
-            log.warning("fallback model(s) %s are not in the model list and will be skipped",
-                        ", ".join(sorted(unknown)))
-        self.num_retries = num_retries
-        self.routing_strategy = routing_strategy
-        self.strategy = make_strategy(routing_strategy, routing_strategy_args)
-        self.policy = RetryPolicy(num_retries, retry_after, max_retry_after, timeout)
-        self._enforce = self.strategy.enforces_limits or enable_pre_call_checks
-        members = [m for g in self._groups.values() for m in g.members]
-        parallel = any(m.max_parallel for m in members)
-        self._limits = self._enforce or parallel  # any own limit to check per candidate (else no cost at all)
-        needs = set(self.strategy.needs)
-        if self._enforce and any(m.rpm or m.tpm for m in members):
-            needs.add("usage")
-        if parallel:
-            needs.add("busy")  # other replicas' calls in flight count toward max_parallel_requests
-        local = LocalState(latency_ttl=self.strategy.latency_ttl)
-        self.state: State = local
-        if redis_url:
-            from .redis_state import RedisState
+        self.plan: Plan = make_plan(table, model_group_alias=model_group_alias, fallbacks=fallbacks,
+                                    default_fallbacks=default_fallbacks, num_retries=num_retries,
+                                    routing_strategy=routing_strategy, routing_strategy_args=routing_strategy_args,
+                                    retry_after=retry_after, max_retry_after=max_retry_after, timeout=timeout,
+                                    enable_pre_call_checks=enable_pre_call_checks)
+        if state is None:
+            local = LocalState(latency_ttl=self.plan.strategy.latency_ttl)
+            state = local
+            if redis_url:
+                from .redis_state import RedisState
 
-            self.state = RedisState(redis_url, local=local, needs=frozenset(needs), prefix=redis_prefix,
-                                    refresh_interval=redis_refresh_interval)
+                state = RedisState(redis_url, local=local, needs=self.plan.needs, prefix=redis_prefix,
+                                   refresh_interval=redis_refresh_interval)
+        self.state: State = state
         self.cooldowns = Cooldowns(self.state, CooldownPolicy(allowed_fails, cooldown_time, max_cooldown_time))
         self._rng = random.Random(seed)
         self._jitter = random.Random(None if seed is None else seed + 1)
@@ -131,13 +113,49 @@ class Router:
             own = self._own_transports[loop] = HttpxTransport()
         return own
 
+    # -- the plan: read per request, swapped whole by `adopt` ---------------------------------------------
+    @property
+    def aliases(self) -> dict[str, tuple[Deployment, ...]]:
+        return self.plan.aliases
+
+    @property
+    def hidden_aliases(self) -> frozenset[str]:
+        return self.plan.hidden_aliases
+
+    @property
+    def fallbacks(self) -> dict[str, tuple[str, ...]]:
+        return self.plan.fallbacks
+
+    @property
+    def default_fallbacks(self) -> list[str]:
+        return self.plan.default_fallbacks
+
+    @property
+    def strategy(self) -> Any:
+        return self.plan.strategy
+
+    @property
+    def routing_strategy(self) -> str:
+        return self.plan.routing_strategy
+
+    @property
+    def num_retries(self) -> int:
+        return self.plan.num_retries
+
+    def adopt(self, other: Router) -> None:
+        """Take `other`'s plan and cooldown policy (a reloaded config); this router's state stays, so
+        cooldowns, latency and rpm counts carry over for deployment ids present in both. Requests already
+        routing finish on the plan they started with."""
+        self.plan = other.plan
+        self.cooldowns.policy = other.cooldowns.policy
+
     def canonical(self, name: str) -> str:
         """The `model_name` a `model_group_alias` name stands for (any other name: itself)."""
-        group = self._groups.get(name)
+        group = self.plan.groups.get(name)
         return group.alias if group is not None else name
 
     def require(self, alias: str) -> None:
-        if alias not in self.aliases:
+        if alias not in self.plan.aliases:
             raise ModelNotFoundError(f"model '{alias}' not found; ask GET /v1/models for the models you can use")
 
     def deployment_states(self) -> dict[str, str]:
@@ -145,26 +163,21 @@ class Router:
         now = self._clock()
         return {m.id: "unavailable" if m.deployment.missing_env
                 else "cooldown" if self.state.cooled_until(m.id) > now else "healthy"
-                for group in self._groups.values() for m in group.members}
-
-    def _chain(self, alias: str, extra_fallbacks: Sequence[str] | None) -> list[str]:
-        chain = [alias]
-        for candidate in (*(extra_fallbacks or ()), *self.fallbacks.get(alias, ()), *self.default_fallbacks):
-            if candidate not in chain and candidate in self._groups:
-                chain.append(candidate)
-        return chain
+                for group in self.plan.groups.values() for m in group.members}
 
     # -- the request path ------------------------------------------------------------------------------
     async def route(self, alias: str, request: RerankRequest, *, fallbacks: Sequence[str] | None = None,
                     outcome: Outcome | None = None) -> Outcome:
         """Serve `request` from `alias` (then its fallbacks); `outcome` is filled in even on failure."""
-        self.require(alias)
+        plan = self.plan
+        if alias not in plan.aliases:
+            self.require(alias)
         outcome = outcome if outcome is not None else Outcome()
         outcome.alias = alias
-        trip = Trip(self.policy.deadline())
+        trip = Trip(plan, plan.policy.deadline())
         if await self._serve(alias, 0, request, outcome, trip, last_resort=False):
             return outcome
-        chain = self._chain(alias, fallbacks)
+        chain = plan.chain(alias, fallbacks)
         for position, target in enumerate(chain[1:], 1):
             if trip.timed_out:
                 break
@@ -180,11 +193,12 @@ class Router:
     async def _serve(self, target: str, position: int, request: RerankRequest, outcome: Outcome, trip: Trip,
                      last_resort: bool) -> bool:
         """Attempts on one alias until one succeeds (True), its attempts run out or nothing is available."""
-        group = self._groups[target]
+        plan = trip.plan
+        group = plan.groups[target]
         stats = trip.views.get(target)
         if stats is None:
             stats = trip.views[target] = await self.state.read(group, self._clock())
-        budget = self.policy.attempts_for(len(group.members))
+        budget = plan.policy.attempts_for(len(group.members))
         while trip.spent.get(target, 0) < budget:
             now = self._clock()
             index = self._choose(group, stats, trip, now, last_resort)
@@ -193,7 +207,7 @@ class Router:
             member = group.members[index]
             if member.id in trip.tried:
                 error = trip.last_error.get(member.id)
-                wait = self.policy.wait(trip.retries, error.retry_after if error else None, self._jitter)
+                wait = plan.policy.wait(trip.retries, error.retry_after if error else None, self._jitter)
                 if trip.deadline is not None and time.monotonic() + wait >= trip.deadline:
                     trip.timed_out = True
                     return False
@@ -205,8 +219,8 @@ class Router:
                 trip.timed_out = True
                 return False
             counted = False
-            if self._limits:
-                if self._enforce and member.rpm is not None:
+            if plan.limits:
+                if plan.enforce and member.rpm is not None:
                     if not await self.state.reserve(member, now):
                         trip.full[member.id] = rpm_full(member, now)
                         continue
@@ -239,19 +253,19 @@ class Router:
                     elif _may_repeat(members[i], trip):
                         again.append(i)
             if fresh:
-                return self.strategy.pick(fresh, members, stats, self._rng, now)
+                return trip.plan.strategy.pick(fresh, members, stats, self._rng, now)
             if again and retry is None:
                 retry = again
         if retry:
-            return self.strategy.pick(retry, members, stats, self._rng, now)
+            return trip.plan.strategy.pick(retry, members, stats, self._rng, now)
         return None
 
     def _available(self, member: Member, stats: Stats, trip: Trip, now: float, minute: int,
                    last_resort: bool) -> bool:
         if trip.full and member.id in trip.full:
             return False
-        if self._limits:
-            full = at_capacity(member, stats, now, minute, self._enforce)
+        if trip.plan.limits:
+            full = at_capacity(member, stats, now, minute, trip.plan.enforce)
             if full is not None:
                 trip.full[member.id] = full
                 return False
@@ -306,19 +320,20 @@ class Router:
                 return await invoke(request, deployment, transport)
         except TimeoutError:
             trip.timed_out = True
-            raise UpstreamTimeoutError(f"the request's overall timeout of {self.policy.timeout:g}s ran out",
+            raise UpstreamTimeoutError(f"the request's overall timeout of {trip.plan.policy.timeout:g}s ran out",
                                        provider=deployment.provider.name) from None
 
     def _all_failed(self, alias: str, chain: list[str], request: RerankRequest, outcome: Outcome,
                     trip: Trip) -> AllDeploymentsFailedError:
-        members = (m for target in chain for m in self._groups[target].members)
+        members = (m for target in chain for m in trip.plan.groups[target].members)
         return all_failed(alias, request.query, outcome, trip, chain_members=members, state=self.state,
                           max_cooldown_time=self.cooldowns.policy.max_cooldown_time, now=self._clock())
 
     # -- health ----------------------------------------------------------------------------------------
     async def check_health(self, *, timeout: float = 10.0) -> list[ProbeResult]:
         """Probe every deployment with a tiny rerank call; failures count toward cooldowns, successes end them."""
-        pairs = [(alias, m) for alias, group in self._groups.items() if group.alias == alias for m in group.members]
+        pairs = [(alias, m) for alias, group in self.plan.groups.items() if group.alias == alias
+                 for m in group.members]
         transport = self.transport
         results = await asyncio.gather(*(probe(alias, m.deployment, transport, timeout) for alias, m in pairs))
         for (_, member), result in zip(pairs, results, strict=True):

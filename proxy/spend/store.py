@@ -20,11 +20,13 @@ from .db import check_schema, make_engine, migrate
 from .holders import Holders
 from .ledger import Ledger
 from .records import AlreadyExistsError, CustomerRecord, KeyRecord, ProxySpendRecord, SpendLogRecord
+from .stored_models import StoredModel, StoredModels
 
-__all__ = ["AlreadyExistsError", "CustomerRecord", "KeyRecord", "ProxySpendRecord", "SpendLogRecord", "Store"]
+__all__ = ["AlreadyExistsError", "CustomerRecord", "KeyRecord", "ProxySpendRecord", "SpendLogRecord", "Store",
+           "StoredModel"]
 
 
-class Store(Accounts, Holders, Audit, Ledger):
+class Store(Accounts, Holders, Audit, Ledger, StoredModels):
     """Persistence for keys, end users and spend on one sync SQLAlchemy engine (SQLite or PostgreSQL)."""
 
     @classmethod

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
+    Text,
     UniqueConstraint,
     false,
     text,
@@ -173,6 +174,26 @@ proxy_spend = Table(
     Column("budget_reset_at", UTCDateTime(), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+proxy_models = Table(
+    "proxy_models",
+    metadata,
+    Column("model_id", String, primary_key=True),
+    Column("model_name", String, nullable=False),
+    Column("litellm_params", Text, nullable=False),  # a Fernet token of the JSON: provider keys never in clear
+    Column("model_info", Json(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+config_revisions = Table(
+    "config_revisions",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("revision", Integer, nullable=False, server_default=ZERO),
+)
+"""One counter per kind of stored config ("models"), raised in the transaction of every change: each
+process compares it with the one it last loaded, so a change made on any replica reaches all of them."""
 
 PROXY_ROW = "proxy"
 
