@@ -108,7 +108,7 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
         writer = SpendWriter(store, flush_interval=store.flush_interval if flush_interval is None else flush_interval,
                              spill_path=spill)
         await writer.start()
-        upstream = transport or server_transport()
+        upstream = transport or server_transport(settings.client_options)
         router = build_router(settings, upstream)
         governance = Governance(settings, store, router, clock=clock)
         await governance.start()

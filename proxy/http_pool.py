@@ -6,12 +6,15 @@ objects, payload registry, timer handles, tracing hooks) was a quarter of the pr
 parser is httptools (llhttp, the one uvicorn serves with) and TLS is the event loop's; this module adds only
 the pool. Environment proxies are not handled here: `transport.server_transport` picks aiohttp when any are set.
 
-Behaviour a caller can rely on: at most `max_connections` requests in flight (others wait for a slot, inside
-their timeout); idle connections are reused newest first and dropped after `keepalive_timeout`; a reused
-connection that closes before any byte of the answer is retried once on a new one (a server closing an idle
-keep-alive connection races with our reuse; rerank calls are safe to repeat);
-a timeout or a broken response closes its connection; gzip and deflate bodies are decoded; redirects are
-returned, not followed.
+Behaviour a caller can rely on: at most `max_connections` requests in flight and `max_connections_per_host`
+to one host (others wait for a slot of their own host, inside their timeout: host_limits.py); idle
+connections are reused newest first and dropped after `keepalive_timeout`; a request is never sent twice: a
+reused connection that closes without an answer after our request was written is an error (the upstream may
+have received it and would bill it twice), and only a connection already seen closed before writing is
+skipped for a new one; headers over `limits.max_header_bytes` and bodies over the request's `body_limit`
+are refused at once and their connection dropped (http_body.py); bytes after the end of a response close
+the connection instead of being read as the next answer; a timeout or a broken response closes its
+connection; gzip and deflate bodies are decoded in bounded steps; redirects are returned, not followed.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-import zlib
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,15 +30,15 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from .host_limits import HostLimits
+from .http_body import ProtocolError, ResponseLimits, ResponseTooLargeError, decoded
+
 Headers = Iterable[tuple[str, str]]
-
-
-class ProtocolError(Exception):
-    """The upstream's bytes are not an HTTP/1.1 response."""
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 
 class StaleConnectionError(ConnectionError):
-    """A reused connection closed before any byte of the response came back."""
+    """A reused connection closed before any byte of the response came back (the request may have arrived)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +67,13 @@ class Target:
 
 
 class _Connection(asyncio.Protocol):
-    """One socket; parses one response at a time into `(status, headers, body)` for the waiting request."""
+    """One socket; parses one response at a time into `(status, headers, body)` for the waiting request,
+    within the limits `start` was given."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes]] | None = None
+        self.waiter: asyncio.Future[Answer] | None = None
         self.closed = False
         self.idle_since = 0.0
         self.received = False
@@ -78,19 +81,39 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._status = 0
         self._keep_alive = True
+        self._head_size = 0  # bytes fed while the head is incomplete
+        self._header_bytes = 0  # names and values parsed so far
+        self._body_size = 0
+        self._header_limit = 0
+        self._body_limit = 0
+        self._answered = False
 
     # -- asyncio.Protocol ----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self.waiter is None or self._answered:
+            self.close()  # bytes nobody asked for: they must not be read as the next call's answer
+            return
         self.received = True
+        head_open = not self._status
+        if head_open:
+            self._head_size += len(data)
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            refused = exc.__context__
+            self._fail(refused if isinstance(refused, ProtocolError) else ProtocolError(str(exc)))
+            return
         except httptools.HttpParserUpgrade:
             self._fail(ProtocolError("the upstream switched protocols"))
+            return
         except httptools.HttpParserError as exc:
             self._fail(ProtocolError(f"unreadable HTTP response ({exc})"))
+            return
+        if not self._status and self._head_size > self._header_limit:  # all of it head, and still no end
+            self._fail(self._headers_too_large())
 
     def eof_received(self) -> bool:
         return False  # close our side too; connection_lost follows
@@ -107,29 +130,47 @@ class _Connection(asyncio.Protocol):
         else:
             waiter.set_exception(exc or ConnectionResetError("the connection closed mid-response"))
 
-    # -- httptools callbacks -------------------------------------------------------------------------
+    # -- httptools callbacks (an exception raised here stops the parser: see data_received) ---------------
+    def on_message_begin(self) -> None:
+        if self._answered:  # a second response in the bytes of the first
+            self._keep_alive = False
+            raise ProtocolError("the upstream sent bytes after the end of its response")
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self._header_limit:
+            raise self._headers_too_large()
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._status = self.parser.get_status_code()
         self._keep_alive = self.parser.should_keep_alive()
+        for name, value in self._headers:
+            if name.lower() == b"content-length" and value.strip().isdigit() and int(value) > self._body_limit:
+                raise ResponseTooLargeError(f"the upstream announced {int(value)} bytes, more than our limit of "
+                                            f"{self._body_limit} for this request")
 
     def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self._body_limit:
+            raise ResponseTooLargeError(f"the upstream's answer is larger than {self._body_limit} bytes, "
+                                        "our limit for this request")
         self._body.append(body)
 
     def on_message_complete(self) -> None:
         if not 100 <= self._status < 200:
             self._complete()
         else:  # an interim response (100 Continue): the real one follows on the same connection
-            self._headers, self._body, self._status = [], [], 0
+            self._headers, self._body, self._status, self._body_size = [], [], 0, 0
 
     # -- used by the pool ----------------------------------------------------------------------------
-    def start(self, payload: bytes) -> asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes]]:
+    def start(self, payload: bytes, header_limit: int, body_limit: int) -> asyncio.Future[Answer]:
         assert self.transport is not None
         self.waiter = asyncio.get_running_loop().create_future()
-        self.received = False
+        self.received = self._answered = False
         self._headers, self._body, self._status = [], [], 0
+        self._head_size = self._header_bytes = self._body_size = 0
+        self._header_limit, self._body_limit = header_limit, body_limit
         self.transport.write(payload)
         return self.waiter
 
@@ -147,29 +188,37 @@ class _Connection(asyncio.Protocol):
         return b"content-length" not in names and b"transfer-encoding" not in names
 
     def _complete(self) -> None:
+        self._answered = True
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+            self._body = []
             waiter.set_result((self._status, self._headers, body))
 
+    def _headers_too_large(self) -> ResponseTooLargeError:
+        return ResponseTooLargeError(f"the upstream's headers are larger than {self._header_limit} bytes")
+
     def _fail(self, exc: Exception) -> None:
+        self._body = []  # the memory goes back now, not when the connection object does
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(exc)
         self.close()
 
 
 class ConnectionPool:
-    """Keep-alive connections per (scheme, host, port), `max_connections` requests in flight at most."""
+    """Keep-alive connections per (scheme, host, port); `max_connections` requests in flight at most, and
+    `max_connections_per_host` to one host."""
 
-    def __init__(self, *, max_connections: int = 512, keepalive_timeout: float = 30.0,
-                 ssl_context: ssl.SSLContext | None = None):
+    def __init__(self, *, max_connections: int = 1000, max_connections_per_host: int = 500,
+                 keepalive_timeout: float = 30.0, ssl_context: ssl.SSLContext | None = None,
+                 limits: ResponseLimits | None = None):
         self.max_connections = max_connections
         self.keepalive_timeout = keepalive_timeout
+        self.limits = limits or ResponseLimits()
         self._ssl = ssl_context
+        self._slots = HostLimits(max_connections, max_connections_per_host)
         self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
         self._targets: dict[str, Target] = {}
-        self._in_flight = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
         self.opened = 0
         """Connections opened so far (tests and the benchmark read it)."""
 
@@ -182,60 +231,45 @@ class ConnectionPool:
         return found
 
     async def request(self, method: str, url: str, headers: Headers, body: bytes | None,
-                      timeout: float | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+                      timeout: float | None, *, documents: int = 0) -> Answer:
         """Send one request; the response's status, raw headers and (decoded) body.
 
-        `timeout` covers the whole call: waiting for a slot, connecting, sending and reading.
+        `timeout` covers the whole call: waiting for a slot, connecting, sending, reading and decoding.
+        `documents` (how many the answer ranks) sizes the body limit (`ResponseLimits.body_limit`).
         """
         target = self.target(url)
         payload = _head(method, target, headers, body) + (body or b"")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout is not None else None
-        if self._in_flight >= self.max_connections:
-            await self._wait_for_slot(deadline)
-        self._in_flight += 1
+        slots = self._slots
+        host = slots.host(target.key)
+        if host.free > 0 and slots.total.free > 0:  # the common case, without a coroutine
+            host.free -= 1
+            slots.total.free -= 1
+        else:
+            host = await slots.take(target.key, deadline)
         try:
+            body_limit = self.limits.body_limit(documents, len(body or b""))
             connection = self._reuse(target.key)
-            if connection is not None:
-                try:
-                    return await self._exchange(connection, target, payload, deadline)
-                except StaleConnectionError:
-                    pass  # closed before answering: a server's idle timeout racing our reuse
-            async with asyncio.timeout_at(deadline):
-                connection = await self._open(target)
-            return await self._exchange(connection, target, payload, deadline)
+            if connection is None:
+                async with asyncio.timeout_at(deadline):
+                    connection = await self._open(target)
+            status, raw_headers, content = await self._exchange(connection, target, payload, deadline, body_limit)
         finally:
-            self._in_flight -= 1
-            self._wake_one()
-
-    async def _wait_for_slot(self, deadline: float | None) -> None:
-        async with asyncio.timeout_at(deadline):
-            while self._in_flight >= self.max_connections:
-                waiter = asyncio.get_running_loop().create_future()
-                self._waiters.append(waiter)
-                try:
-                    await waiter
-                except BaseException:
-                    if waiter.done() and not waiter.cancelled():
-                        self._wake_one()  # woken, but leaving (timeout, cancellation): pass the wake-up on
-                    raise
-
-    def _wake_one(self) -> None:
-        waiters = self._waiters
-        while waiters and self._in_flight < self.max_connections:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+            slots.give_back(host)
+        for name, value in raw_headers:
+            if name.lower() == b"content-encoding":
+                content = await decoded(content, value.decode("latin-1"), body_limit, deadline)
+        return status, raw_headers, content
 
     async def _exchange(self, connection: _Connection, target: Target, payload: bytes,
-                        deadline: float | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+                        deadline: float | None, body_limit: int) -> Answer:
         """One request on one connection. The deadline is a timer on the response future: cheaper per call
         than `asyncio.timeout`'s task cancellation, and the connection is closed either way."""
-        waiter = connection.start(payload)
+        waiter = connection.start(payload, self.limits.max_header_bytes, body_limit)
         timer = None if deadline is None else asyncio.get_running_loop().call_at(deadline, _expire, waiter)
         try:
-            status, headers, body = await waiter
+            answer = await waiter
         except BaseException:
             connection.close()  # a timeout or cancellation leaves a response half read
             raise
@@ -253,9 +287,11 @@ class ConnectionPool:
                 connection.close()
         else:
             connection.close()
-        return status, headers, _decoded(headers, body)
+        return answer
 
     def _reuse(self, key: tuple[str, str, int]) -> _Connection | None:
+        """The newest idle connection still open. One seen closed is skipped: the request was never written
+        to it, so going to a new connection sends it once."""
         idle = self._idle.get(key)
         if not idle:
             return None
@@ -314,24 +350,4 @@ def _head(method: str, target: Target, headers: Headers, body: bytes | None) -> 
     return head.encode("latin-1")
 
 
-def _decoded(headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
-    """gzip or deflate bodies decoded (we asked for them); anything else returned as sent."""
-    if not body:
-        return body
-    for name, value in headers:
-        if name.lower() == b"content-encoding":
-            encoding = value.strip().lower()
-            try:
-                if encoding in (b"gzip", b"x-gzip"):
-                    return zlib.decompress(body, wbits=zlib.MAX_WBITS | 16)
-                if encoding == b"deflate":
-                    try:
-                        return zlib.decompress(body)
-                    except zlib.error:  # "deflate" sent raw, without the zlib wrapper, by some servers
-                        return zlib.decompress(body, wbits=-zlib.MAX_WBITS)
-            except zlib.error as exc:
-                raise ProtocolError(f"the {encoding.decode('latin-1')} body does not decode ({exc})") from None
-    return body
-
-
-__all__ = ["ConnectionPool", "ProtocolError", "StaleConnectionError", "Target"]
+__all__ = ["ConnectionPool", "ProtocolError", "ResponseTooLargeError", "StaleConnectionError", "Target"]

@@ -53,6 +53,7 @@ _UNREADABLE = object()
 async def _send_one(request: RerankRequest, deployment: Deployment, transport: Transport) -> ProviderResult:
     provider = deployment.provider
     upstream = provider.build(request, deployment)
+    upstream.documents = len(request.documents)
     try:
         response = await transport.send(upstream)
     except UpstreamError as exc:

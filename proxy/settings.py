@@ -8,6 +8,7 @@ and answers 503, so one missing key does not take the whole gateway down.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .cache.config import CacheParams
 from .deployments import resolve_deployment
 from .errors import ModelNotFoundError
+from .http_body import ResponseLimits
 from .providers import REGISTRY, Deployment, split_model
 from .refusals import PARAMS, refusals
 from .routing.picker import make_strategy
 from .routing.table import group_alias_target, routing_fields
+from .transport import ClientOptions
 
 log = logging.getLogger("proxy.settings")
 
@@ -150,6 +153,18 @@ class GeneralSettings(_Strict):
     """Models added through `/model/new` are stored (provider keys encrypted) and reach every replica."""
     model_sync_interval: float = Field(2.0, gt=0, le=300)
     """Seconds between checks for model changes made by other replicas or workers (the propagation bound)."""
+    upstream_max_connections: int = Field(1000, ge=1)
+    """Upstream calls in flight in total; more wait for a slot inside their timeout."""
+    upstream_max_connections_per_host: int = Field(500, ge=1)
+    """Upstream calls in flight to one host (scheme, host, port): a host that stops answering holds no more,
+    calls to other hosts go on (see [Upstream limits](operations.md#upstream-limits))."""
+    upstream_max_header_kb: float = Field(64.0, gt=0)
+    """Larger upstream answer headers are refused (502) and their connection dropped."""
+    upstream_max_response_mb: float = Field(1.0, gt=0)
+    """Upstream answer body limit, raw and decoded: this, plus `upstream_response_kb_per_document` per
+    document, plus the request's size. Larger answers: 502 at once, connection dropped."""
+    upstream_response_kb_per_document: float = Field(4.0, ge=0)
+    """The share of the upstream answer body limit each document of the request adds."""
 
     @field_validator("budget_duration")
     @classmethod
@@ -247,9 +262,22 @@ class LitellmSettings(_Strict):
     [Result cache](cache.md))."""
     require_auth_for_metrics_endpoint: bool | None = None
     """LiteLLM's name for `general_settings.metrics_require_auth`."""
+    ssl_verify: bool | str | None = None
+    """Upstream TLS: false skips certificate checks; a path is a PEM CA bundle trusted instead of the
+    system's (default: the environment's SSL_CERT_FILE, else the system store)."""
     disable_end_user_cost_tracking_prometheus_only: bool | None = None
     """Leave the `end_user` label of the usage metrics empty (one series per end-user otherwise); spend per
     end-user is still recorded in SQL."""
+
+    @field_validator("ssl_verify")
+    @classmethod
+    def _check_ca_bundle(cls, value: bool | str | None) -> bool | str | None:
+        if isinstance(value, str):
+            try:
+                ssl.create_default_context(cafile=value)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"cannot load the CA bundle {value!r}: {exc}") from None
+        return value
 
 
 class GuardrailEntry(_Strict):
@@ -319,6 +347,20 @@ class Settings:
     @property
     def database_url(self) -> str | None:
         return self.general.database_url or self.environ.get("DATABASE_URL")
+
+    @property
+    def client_options(self) -> ClientOptions:
+        """How the upstream client is built (general_settings.upstream_*, litellm_settings.ssl_verify)."""
+        general, verify = self.general, self.config.litellm_settings.ssl_verify
+        return ClientOptions(
+            max_connections=general.upstream_max_connections,
+            max_connections_per_host=general.upstream_max_connections_per_host,
+            limits=ResponseLimits(max_header_bytes=int(general.upstream_max_header_kb * 1024),
+                                  base_body_bytes=int(general.upstream_max_response_mb * 1024 * 1024),
+                                  body_bytes_per_document=int(general.upstream_response_kb_per_document * 1024)),
+            verify=verify is not False,
+            ca_bundle=verify if isinstance(verify, str) else self.environ.get("SSL_CERT_FILE") or None,
+        )
 
     @property
     def redis_url(self) -> str | None:

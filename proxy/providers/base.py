@@ -71,6 +71,8 @@ class UpstreamRequest:
     method: str = "POST"
     auth: httpx.Auth | None = None
     timeout: float = 60.0
+    documents: int = 0
+    """How many documents the answer ranks: sizes the limit on its body (http_body.ResponseLimits)."""
 
 
 @dataclass(slots=True)
