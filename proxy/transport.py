@@ -330,7 +330,7 @@ def _checked_connector(aiohttp: Any) -> Any:
     """aiohttp's TCPConnector, except that an idle connection which received bytes (or its end) since its last
     answer is closed instead of reused: aiohttp would read those bytes as the next call's answer."""
 
-    class CheckedConnector(aiohttp.TCPConnector):  # type: ignore[misc, name-defined]
+    class CheckedConnector(aiohttp.TCPConnector):
         async def _get(self, key: Any, traces: Any) -> Any:
             connection = await super()._get(key, traces)
             while connection is not None and connection.protocol is not None and connection.protocol.should_close:

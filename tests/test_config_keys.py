@@ -69,6 +69,16 @@ PROVEN: dict[str, str] = {
         "test_stored_models_survive_a_restart_and_update_and_delete_change_them",
     "general_settings.model_sync_interval": "test_live_models.py::"
         "test_a_change_on_one_replica_reaches_another_and_deleting_under_load_fails_nothing",
+    "general_settings.upstream_max_connections": "test_upstream_contract.py::"
+        "test_a_hung_host_only_queues_its_own_calls",
+    "general_settings.upstream_max_connections_per_host": "test_upstream_contract.py::"
+        "test_a_hung_host_only_queues_its_own_calls",
+    "general_settings.upstream_max_header_kb": "test_upstream_contract.py::"
+        "test_the_header_limit_is_the_configured_size",
+    "general_settings.upstream_max_response_mb": "test_upstream_contract.py::"
+        "test_the_body_limit_is_the_configured_base_plus_a_share_per_document",
+    "general_settings.upstream_response_kb_per_document": "test_upstream_contract.py::"
+        "test_the_body_limit_is_the_configured_base_plus_a_share_per_document",
     "router_settings": "test_router_server.py::test_num_retries_from_router_settings_else_litellm_settings",
     "router_settings.routing_strategy": "test_router.py::"
                                         "test_least_busy_sends_each_call_to_the_deployment_with_fewest_in_flight",
@@ -123,6 +133,8 @@ PROVEN: dict[str, str] = {
         "test_litellm_metrics_auth_setting_is_accepted",
     "litellm_settings.disable_end_user_cost_tracking_prometheus_only": "test_metrics.py::"
         "test_end_user_labels_can_be_left_empty_as_litellm_allows",
+    "litellm_settings.ssl_verify": "test_upstream_contract.py::"
+        "test_tls_upstreams_are_verified_against_the_configured_ca_bundle",
     "litellm_settings.cache": "test_result_cache.py::test_an_identical_request_is_answered_without_an_upstream_call",
     "litellm_settings.cache_params": "test_result_cache.py::"
         "test_an_identical_request_is_answered_without_an_upstream_call",

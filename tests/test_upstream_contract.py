@@ -27,7 +27,14 @@ DECLINED = {
                        "proxies are set (test_environment_proxies_switch_the_server_to_aiohttp)",
     ("httpx", "/leftover"): "h11 keeps bytes that come in the same packet as an answer for the next one; httpx "
                             "serves only the SDK, never the server",
+    ("httpx", "header limit"): "h11's head limit is fixed (16 KiB); httpx serves only the SDK, which reads no "
+                               "config",
 }
+
+
+def options(**general) -> ClientOptions:
+    """ClientOptions as the server builds them from general_settings."""
+    return parse_config({"general_settings": general}, {}).client_options
 MAX_GROWTH_MIB = 64
 
 
@@ -113,7 +120,7 @@ async def test_an_idle_connection_the_upstream_closed_is_replaced_without_failin
 
 async def test_a_hung_host_only_queues_its_own_calls(upstream, name):
     """Four slots per host, eight in all: ten calls stuck on one host hold four; another host is served."""
-    transport = TRANSPORTS[name](options=ClientOptions(max_connections=8, max_connections_per_host=4))
+    transport = TRANSPORTS[name](options=options(upstream_max_connections=8, upstream_max_connections_per_host=4))
     with HostileUpstream() as healthy:
         before = upstream.seen["/hang"]
         stuck = [asyncio.ensure_future(transport.send(call(upstream.url + "/hang", timeout=60))) for _ in range(10)]
@@ -128,6 +135,25 @@ async def test_a_hung_host_only_queues_its_own_calls(upstream, name):
             task.cancel()
         await asyncio.gather(*stuck, return_exceptions=True)
     await transport.aclose()
+
+
+async def test_the_body_limit_is_the_configured_base_plus_a_share_per_document(upstream, name):
+    """PAYLOAD is about 7 KB: over a 1 KiB base, within 1 KiB + 100 documents x 100 bytes."""
+    small = TRANSPORTS[name](options=options(upstream_max_response_mb=1 / 1024,
+                                             upstream_response_kb_per_document=0))
+    with pytest.raises(proxy.UpstreamMalformedError, match="larger than"):
+        await _through(small, upstream.url + "/gzip")
+    sized = TRANSPORTS[name](options=options(upstream_max_response_mb=1 / 1024,
+                                             upstream_response_kb_per_document=0.1))
+    assert (await _through(sized, upstream.url + "/gzip")).body == PAYLOAD
+
+
+async def test_the_header_limit_is_the_configured_size(upstream, name):
+    if (name, "header limit") in DECLINED:
+        pytest.skip(DECLINED[(name, "header limit")])
+    assert (await _through(TRANSPORTS[name](options=options()), upstream.url + "/wide-headers")).status == 200
+    with pytest.raises(proxy.UpstreamMalformedError):
+        await _through(TRANSPORTS[name](options=options(upstream_max_header_kb=0.05)), upstream.url + "/wide-headers")
 
 
 @pytest.mark.parametrize("path", ["/hang", "/trickle"])
@@ -203,4 +229,4 @@ async def test_environment_proxies_switch_the_server_to_aiohttp(monkeypatch):
 
 
 def test_only_the_declined_cases_are_skipped():
-    assert set(DECLINED) == {("pool", "proxy"), ("httpx", "/leftover")}
+    assert set(DECLINED) == {("pool", "proxy"), ("httpx", "/leftover"), ("httpx", "header limit")}

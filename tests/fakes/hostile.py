@@ -171,7 +171,12 @@ async def _close_after(c: Connection) -> None:  # keep-alive announced, then an 
     raise ConnectionResetError
 
 
+async def _wide_headers(c: Connection) -> None:  # 2 KiB of headers: within the default limit
+    await c.reply(headers=b"".join(b"x-wide-%d: %s\r\n" % (i, b"w" * 100) for i in range(20)))
+
+
 SCRIPTS: dict[str, Script] = {
+    "/wide-headers": _wide_headers,
     "/gzip": _encoded(b"gzip", gzip.compress), "/deflate": _encoded(b"deflate", zlib.compress),
     "/raw-deflate": _encoded(b"deflate", lambda data: zlib.compress(data, wbits=-zlib.MAX_WBITS)),
     "/chunked": _chunked, "/close-delimited": _close_delimited, "/interim": _interim, "/close-after": _close_after,
