@@ -28,6 +28,7 @@ from .process_tuning import settle_for_serving
 from .routing import BackgroundHealthChecks, Router
 from .routing.state import State
 from .settings import Settings, load_settings
+from .ui import install as install_ui
 from .spend.store import Store
 from .spend.writer import SpendWriter
 from .transport import Transport, server_transport
@@ -153,6 +154,7 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
                   description="A Cohere-compatible rerank gateway.", **_NO_FRAMEWORK_TELEMETRY)
     app.state.metrics = telemetry.metrics
     install_error_handlers(app)
+    install_ui(app)
     for module in (rerank, keys, customers, teams, users, audit, spend, health, models, model_admin, metrics):
         app.include_router(module.router)
     return app

@@ -127,11 +127,14 @@ class Ledger(Transactions):
         model: str | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
+        team_id: str | None = None,
+        failed: bool | None = None,
         page: int = 1,
         size: int = 100,
     ) -> tuple[list[SpendLogRecord], int]:
         """One page (1-based) of spend logs, newest first, and the total matching. `start` is inclusive,
-        `end` exclusive; `model` matches the model alias the caller asked for."""
+        `end` exclusive; `model` matches the model alias the caller asked for; `failed` picks status >= 400
+        (True) or below (False)."""
         check_aware(start)
         check_aware(end)
         c = spend_logs.c
@@ -142,6 +145,10 @@ class Ledger(Transactions):
             conditions.append(c.end_user == end_user)
         if model is not None:
             conditions.append(c.model_alias == model)
+        if team_id is not None:
+            conditions.append(c.team_id == team_id)
+        if failed is not None:
+            conditions.append(c.status >= 400 if failed else c.status < 400)
         if start is not None:
             conditions.append(c.started_at >= start)
         if end is not None:

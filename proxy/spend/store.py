@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from .accounts import Accounts
+from .activity import Activity
 from .audit import Audit
 from .db import check_schema, make_engine, migrate
 from .holders import Holders
@@ -26,7 +27,7 @@ __all__ = ["AlreadyExistsError", "CustomerRecord", "KeyRecord", "ProxySpendRecor
            "StoredModel"]
 
 
-class Store(Accounts, Holders, Audit, Ledger, StoredModels):
+class Store(Accounts, Holders, Audit, Ledger, StoredModels, Activity):
     """Persistence for keys, end users and spend on one sync SQLAlchemy engine (SQLite or PostgreSQL)."""
 
     @classmethod

@@ -1,0 +1,77 @@
+"""`Activity`: spend rows summed over time, for the admin UI's charts and its models page.
+
+The sums run in the database (GROUP BY a time bucket), so a page moves one row per bucket and model, not
+one per request. Latency percentiles need the values themselves: `latencies` reads at most `limit` of the
+newest rows of the window (indexed by `started_at`), so a busy window costs a bounded read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Integer, case, cast, func, select
+
+from .records import SpendLogRecord
+from .tables import spend_logs
+from .transactions import Transactions, check_aware
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    start: datetime
+    model_alias: str
+    requests: int
+    errors: int
+    spend: Decimal
+    saved: Decimal
+
+
+class Activity(Transactions):
+    def _epoch(self) -> Any:
+        column = spend_logs.c.started_at
+        if self.engine.dialect.name == "sqlite":
+            return cast(func.strftime("%s", column), Integer)
+        return cast(func.floor(func.extract("epoch", column)), Integer)
+
+    def activity(self, start: datetime, end: datetime, bucket_seconds: int) -> list[Bucket]:
+        """Requests, errors, spend and cache savings per `bucket_seconds` and model alias in [start, end)."""
+        check_aware(start)
+        check_aware(end)
+        c = spend_logs.c
+        bucket = (self._epoch() / bucket_seconds).label("bucket")
+        query = (select(bucket, c.model_alias, func.count(), func.sum(case((c.status >= 400, 1), else_=0)),
+                        func.sum(c.cost), func.sum(c.cost_saved))
+                 .where(c.started_at >= start, c.started_at < end)
+                 .group_by(bucket, c.model_alias).order_by(bucket))
+        with self._read() as connection:
+            rows = connection.execute(query).all()
+        return [Bucket(datetime.fromtimestamp(int(b) * bucket_seconds, UTC), alias, int(n), int(errors or 0),
+                       Decimal(str(spend or 0)), Decimal(str(saved or 0))) for b, alias, n, errors, spend, saved in rows]
+
+    def latencies(self, start: datetime, end: datetime, limit: int = 50_000) -> list[tuple[datetime, float]]:
+        """(started_at, latency_ms) of the newest `limit` requests in [start, end)."""
+        c = spend_logs.c
+        with self._read() as connection:
+            rows = connection.execute(select(c.started_at, c.latency_ms)
+                                      .where(c.started_at >= start, c.started_at < end)
+                                      .order_by(c.started_at.desc()).limit(limit)).all()
+        return [(row[0], float(row[1])) for row in rows]
+
+    def deployment_activity(self, since: datetime) -> dict[str, tuple[int, int, float]]:
+        """Deployment id → (requests, errors, mean latency ms) since `since`."""
+        check_aware(since)
+        c = spend_logs.c
+        with self._read() as connection:
+            rows = connection.execute(
+                select(c.deployment, func.count(), func.sum(case((c.status >= 400, 1), else_=0)),
+                       func.avg(c.latency_ms))
+                .where(c.started_at >= since, c.deployment.is_not(None)).group_by(c.deployment)).all()
+        return {d: (int(n), int(e or 0), float(lat or 0)) for d, n, e, lat in rows}
+
+    def spend_log(self, request_id: str) -> SpendLogRecord | None:
+        with self._read() as connection:
+            row = connection.execute(select(spend_logs).where(spend_logs.c.request_id == request_id)).one_or_none()
+        return None if row is None else SpendLogRecord(**row._mapping)

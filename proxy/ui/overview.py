@@ -1,0 +1,95 @@
+"""The overview's numbers: requests, errors, spend, cache savings and latency over a window, by model."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from .charts import line_chart
+
+WINDOWS = {  # name → (length, bucket seconds, label format)
+    "hour": (timedelta(hours=1), 60, "%H:%M"),
+    "day": (timedelta(days=1), 3600, "%H:%M"),
+    "month": (timedelta(days=30), 86400, "%b %d"),
+}
+TOP_MODELS = 5
+"""Models charted one by one; the rest are summed as "other"."""
+
+
+@dataclass
+class Overview:
+    totals: dict[str, str]
+    charts: list[str]
+
+
+def build_overview(store: object, window: str, now: datetime | None = None) -> Overview:
+    """Runs in a worker thread: three bounded reads, then the charts."""
+    length, step, fmt = WINDOWS[window]
+    now = now or datetime.now(UTC)
+    end = datetime.fromtimestamp((int(now.timestamp()) // step + 1) * step, UTC)
+    start = end - length
+    times = [start + timedelta(seconds=step * i) for i in range(int(length.total_seconds()) // step)]
+    index = {int(t.timestamp()): i for i, t in enumerate(times)}
+    buckets = store.activity(start, end, step)  # type: ignore[attr-defined]
+    ranked = defaultdict(int)
+    for b in buckets:
+        ranked[b.model_alias] += b.requests
+    shown = [alias for alias, _ in sorted(ranked.items(), key=lambda kv: -kv[1])[:TOP_MODELS]]
+
+    def series(measure: str) -> dict[str, list[float | None]]:
+        lines = {alias: [0.0] * len(times) for alias in shown}
+        other = [0.0] * len(times)
+        for b in buckets:
+            i = index.get(int(b.start.timestamp()))
+            if i is None:
+                continue
+            target = lines.get(b.model_alias, other)
+            target[i] += float(getattr(b, measure))
+        if any(other):
+            lines["other"] = other
+        return lines or {"(no requests)": [0.0] * len(times)}
+
+    latencies = store.latencies(start, end)  # type: ignore[attr-defined]
+    per_bucket: dict[int, list[float]] = defaultdict(list)
+    for started, ms in latencies:
+        i = index.get(int(started.timestamp()) // step * step)
+        if i is not None:
+            per_bucket[i].append(ms)
+    p50 = [_percentile(per_bucket.get(i), 0.50) for i in range(len(times))]
+    p99 = [_percentile(per_bucket.get(i), 0.99) for i in range(len(times))]
+    requests = sum(b.requests for b in buckets)
+    errors = sum(b.errors for b in buckets)
+    spend = sum((b.spend for b in buckets), Decimal(0))
+    saved = sum((b.saved for b in buckets), Decimal(0))
+    all_latencies = sorted(ms for _, ms in latencies)
+    totals = {
+        "Requests": f"{requests:,}",
+        "Errors": f"{errors:,} ({errors / requests:.1%})" if requests else "0",
+        "Spend": f"${spend:,.4f}",
+        "Saved by the cache": f"${saved:,.4f}",
+        "p50 / p99 latency": (f"{_ms(_percentile(all_latencies, 0.5))} / {_ms(_percentile(all_latencies, 0.99))}"
+                              if all_latencies else "–"),
+    }
+    charts = [
+        line_chart("Requests", times, series("requests"), time_format=fmt),
+        line_chart("Errors", times, series("errors"), time_format=fmt),
+        line_chart("Spend (USD)", times, series("spend"), unit="$", time_format=fmt),
+        line_chart("Saved by the cache (USD)", times, series("saved"), unit="$", time_format=fmt),
+        line_chart("Latency (ms)", times, {"p50": p50, "p99": p99}, unit="", time_format=fmt),
+    ]
+    return Overview(totals, charts)
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.0f} ms" if value >= 10 else f"{value:.2f} ms"
+
+
+def _percentile(values: list[float] | None, q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

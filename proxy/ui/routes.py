@@ -1,0 +1,304 @@
+"""The admin UI's pages at `/ui`: overview, keys, teams, users, end-users, models and logs.
+
+Reads go to the same store and router the admin API reads; every form calls the admin API's own route
+function (`api/keys.py`, `api/teams.py`, ...), so a change from the UI is checked, applied and audited
+exactly as the same change through curl.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import APIRouter, Depends, Query
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from ..api import customers, keys, teams, users
+from ..api.admin_models import (
+    CustomerIds,
+    CustomerNew,
+    KeyDelete,
+    KeyGenerate,
+    KeyRef,
+    KeyUpdate,
+    TeamNew,
+    TeamRef,
+    UserNew,
+)
+from ..api.store_calls import as_dict, in_thread
+from ..errors import ProxyError
+from .overview import WINDOWS, build_overview
+from .session import COOKIE, SESSION_SECONDS, Session
+from .web import (
+    UI_CALLER,
+    back,
+    form_of,
+    names,
+    number,
+    optional,
+    page,
+    runtime_of,
+    sessions_of,
+    signed_in,
+)
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+SessionDep = Annotated[Session, Depends(signed_in)]
+PAGE_SIZE = 50
+
+
+# -- sign-in -------------------------------------------------------------------------------------------
+@router.get("/login")
+async def login_form(request: Request) -> Response:
+    if sessions_of(request) is None:
+        return RedirectResponse("/ui", status_code=303)
+    return page(request, "login.html", Session("", 0, ""))
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    sessions = sessions_of(request)
+    if sessions is None:
+        return RedirectResponse("/ui", status_code=303)
+    body = (await request.body())[:4096].decode(errors="replace")
+    given = (parse_qs(body).get("master_key") or [""])[-1]
+    expected = runtime_of(request).settings.master_key or ""
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        return page(request, "login.html", Session("", 0, ""), status=401,
+                    login_error="That is not the master key.")
+    cookie, _ = sessions.issue()
+    response = RedirectResponse("/ui", status_code=303)
+    response.set_cookie(COOKIE, cookie, max_age=SESSION_SECONDS, httponly=True, samesite="strict",
+                        secure=_over_tls(request), path="/ui")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, session: SessionDep) -> Response:
+    await form_of(request, session)
+    sessions = sessions_of(request)
+    if sessions is not None:
+        sessions.revoke(session)
+    response = RedirectResponse("/ui/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict", secure=_over_tls(request))
+    return response
+
+
+def _over_tls(request: Request) -> bool:
+    return request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
+
+
+# -- overview --------------------------------------------------------------------------------------------
+@router.get("")
+@router.get("/")
+async def overview(request: Request, session: SessionDep, window: str = Query("day")) -> HTMLResponse:
+    window = window if window in WINDOWS else "day"
+    data = await in_thread(build_overview, runtime_of(request).store, window)
+    return page(request, "overview.html", session, window=window, windows=list(WINDOWS), data=data)
+
+
+# -- keys ----------------------------------------------------------------------------------------------
+@router.get("/keys")
+async def keys_page(request: Request, session: SessionDep, p: int = Query(1, ge=1, le=100_000)) -> HTMLResponse:
+    runtime = runtime_of(request)
+    listing = await keys.list_keys(UI_CALLER, runtime, page=p, size=PAGE_SIZE, user_id=None, key_alias=None,
+                                   team_id=None, return_full_object=True)
+    return page(request, "keys.html", session, keys=listing["keys"], paging=_paging(listing, p),
+                created=None)
+
+
+@router.post("/keys/new")
+async def key_new(request: Request, session: SessionDep) -> Response:
+    fields = await form_of(request, session)
+    try:
+        body = KeyGenerate(**_key_fields(fields))
+        created = await keys.generate(body, UI_CALLER, runtime_of(request))
+    except (ProxyError, ValueError) as exc:
+        return back("/ui/keys", error=_message(exc))
+    runtime = runtime_of(request)
+    listing = await keys.list_keys(UI_CALLER, runtime, page=1, size=PAGE_SIZE, user_id=None, key_alias=None,
+                                   team_id=None, return_full_object=True)
+    # The secret is shown once, in this answer only: never in a URL, a redirect or a log.
+    return page(request, "keys.html", session, keys=listing["keys"], paging=_paging(listing, 1),
+                created=created)
+
+
+@router.post("/keys/{token}/{action}")
+async def key_action(request: Request, session: SessionDep, token: str, action: str) -> Response:
+    fields = await form_of(request, session)
+    runtime = runtime_of(request)
+    try:
+        if action == "update":
+            await keys.update(KeyUpdate(key=token, **_key_fields(fields)), UI_CALLER, runtime)
+        elif action in ("block", "unblock"):
+            await (keys.block if action == "block" else keys.unblock)(KeyRef(key=token), UI_CALLER, runtime)
+        elif action == "delete":
+            await keys.delete(KeyDelete(keys=[token]), UI_CALLER, runtime)
+        else:
+            return back("/ui/keys", error=f"unknown action {action!r}")
+    except (ProxyError, ValueError) as exc:
+        return back("/ui/keys", error=_message(exc))
+    return back("/ui/keys", flash=f"key {action}d" if action != "update" else "key updated")
+
+
+def _key_fields(fields: dict[str, str]) -> dict[str, Any]:
+    values = {
+        "key_alias": optional(fields, "key_alias"), "models": names(fields, "models"),
+        "max_budget": number(fields, "max_budget"), "budget_duration": optional(fields, "budget_duration"),
+        "rpm_limit": number(fields, "rpm_limit", int), "tpm_limit": number(fields, "tpm_limit", int),
+        "duration": optional(fields, "duration"), "team_id": optional(fields, "team_id"),
+        "user_id": optional(fields, "user_id"),
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
+# -- teams, users, end-users -----------------------------------------------------------------------------
+@router.get("/teams")
+async def teams_page(request: Request, session: SessionDep) -> HTMLResponse:
+    listing = await teams.list_teams(UI_CALLER, runtime_of(request), user_id=None, page=1, size=1000)
+    return page(request, "holders.html", session, title="Teams", rows=listing, id_field="team_id",
+                name_field="team_alias", new_action="/ui/teams/new", block_base="/ui/teams")
+
+
+@router.get("/users")
+async def users_page(request: Request, session: SessionDep) -> HTMLResponse:
+    listing = await users.list_users(UI_CALLER, runtime_of(request), page=1, page_size=1000)
+    rows = listing.get("users", listing) if isinstance(listing, dict) else listing
+    return page(request, "holders.html", session, title="Users", rows=rows, id_field="user_id",
+                name_field="user_alias", new_action="/ui/users/new", block_base=None)
+
+
+@router.get("/customers")
+async def customers_page(request: Request, session: SessionDep) -> HTMLResponse:
+    rows = await customers.list_customers(UI_CALLER, runtime_of(request), page=1, size=1000)
+    return page(request, "holders.html", session, title="End-users", rows=rows, id_field="user_id",
+                name_field="alias", new_action="/ui/customers/new", block_base="/ui/customers")
+
+
+@router.post("/{kind}/new")
+async def holder_new(request: Request, session: SessionDep, kind: str) -> Response:
+    fields = await form_of(request, session)
+    runtime = runtime_of(request)
+    limits = {"max_budget": number(fields, "max_budget") if fields.get("max_budget") else None,
+              "budget_duration": optional(fields, "budget_duration"),
+              "rpm_limit": number(fields, "rpm_limit", int) if fields.get("rpm_limit") else None}
+    limits = {k: v for k, v in limits.items() if v is not None}
+    ident, alias = optional(fields, "id"), optional(fields, "alias")
+    try:
+        if kind == "teams":
+            await teams.new(TeamNew(team_id=ident, team_alias=alias, models=names(fields, "models") or [],
+                                          **limits), UI_CALLER, runtime)
+        elif kind == "users":
+            await users.new(UserNew(user_id=ident, user_alias=alias, **limits), UI_CALLER, runtime)
+        elif kind == "customers":
+            await customers.new(CustomerNew(user_id=ident or "", alias=alias, **limits), UI_CALLER, runtime)
+        else:
+            return back("/ui", error=f"unknown page {kind!r}")
+    except (ProxyError, ValueError) as exc:
+        return back(f"/ui/{kind}", error=_message(exc))
+    return back(f"/ui/{kind}", flash="created")
+
+
+@router.post("/{kind}/{ident}/{action}")
+async def holder_action(request: Request, session: SessionDep, kind: str, ident: str, action: str) -> Response:
+    await form_of(request, session)
+    runtime = runtime_of(request)
+    if action not in ("block", "unblock") or kind not in ("teams", "customers"):
+        return back("/ui", error="unknown action")
+    try:
+        if kind == "teams":
+            handler = teams.block if action == "block" else teams.unblock
+            await handler(TeamRef(team_id=ident), UI_CALLER, runtime)
+        else:
+            handler = customers.block if action == "block" else customers.unblock
+            await handler(CustomerIds(user_ids=[ident]), UI_CALLER, runtime)
+    except (ProxyError, ValueError) as exc:
+        return back(f"/ui/{kind}", error=_message(exc))
+    return back(f"/ui/{kind}", flash=f"{action}ed")
+
+
+# -- models ------------------------------------------------------------------------------------------------
+@router.get("/models")
+async def models_page(request: Request, session: SessionDep) -> HTMLResponse:
+    runtime = runtime_of(request)
+    plan, states = runtime.router.plan, runtime.router.deployment_states()
+    now = datetime.now(UTC)
+    recent = await in_thread(runtime.store.deployment_activity, now - timedelta(minutes=15))
+    cooled = {m.id: runtime.router.state.cooled_until(m.id) for g in plan.groups.values() for m in g.members}
+    groups = []
+    for alias, group in plan.groups.items():
+        if group.alias != alias:
+            continue
+        rows = []
+        for member in group.members:
+            n, errors, latency = recent.get(member.id, (0, 0, 0.0))
+            until = cooled.get(member.id, 0.0)
+            rows.append({"id": member.id, "provider": member.deployment.provider.name,
+                         "model": member.deployment.model, "state": states.get(member.id, "healthy"),
+                         "cooldown_left": max(0.0, until - now.timestamp()), "requests": n,
+                         "error_rate": errors / n if n else None, "latency": latency if n else None,
+                         "rpm": member.rpm, "tpm": member.tpm})
+        groups.append({"alias": alias, "hidden": alias in plan.hidden_aliases, "deployments": rows,
+                       "fallbacks": plan.fallbacks.get(alias, [])})
+    return page(request, "models.html", session, groups=groups)
+
+
+# -- logs --------------------------------------------------------------------------------------------------
+@router.get("/logs")
+async def logs_page(request: Request, session: SessionDep, key: str | None = None, team: str | None = None,
+                    end_user: str | None = None, model: str | None = None, status: str | None = None,
+                    since: str | None = None, until: str | None = None,
+                    p: int = Query(1, ge=1, le=100_000)) -> HTMLResponse:
+    runtime = runtime_of(request)
+    error = None
+    filters = {"key": key, "team": team, "end_user": end_user, "model": model, "status": status,
+               "since": since, "until": until}
+    try:
+        start, end = _day(since), _day(until, end=True)
+        key_hash = None
+        if key:
+            record = await in_thread(runtime.store.get_key_by_alias, key)
+            key_hash = record.token if record is not None else keys.digest_of(key)
+        rows, total = await in_thread(
+            runtime.store.spend_logs, api_key_hash=key_hash, end_user=end_user or None, model=model or None,
+            team_id=team or None, failed={"ok": False, "error": True}.get(status or ""), start=start, end=end,
+            page=p, size=PAGE_SIZE)
+    except (ProxyError, ValueError) as exc:
+        rows, total, error = [], 0, _message(exc)
+    paging = _paging({"total_count": total, "total_pages": max(1, -(-total // PAGE_SIZE))}, p)
+    shown = {k: v for k, v in filters.items() if v}
+    return page(request, "logs.html", session, rows=[as_dict(r) for r in rows], filters=filters, paging=paging,
+                filter_error=error, total=total, query_for=lambda n: urlencode({**shown, "p": n}))
+
+
+@router.get("/logs/{request_id}")
+async def log_detail(request: Request, session: SessionDep, request_id: str) -> HTMLResponse:
+    record = await in_thread(runtime_of(request).store.spend_log, request_id)
+    if record is None:
+        return page(request, "log.html", session, status=404, row=None, request_id=request_id)
+    row = {k: v for k, v in as_dict(record).items() if k != "key_hash"}
+    return page(request, "log.html", session, row=row, request_id=request_id)
+
+
+def _day(value: str | None, *, end: bool = False) -> datetime | None:
+    if not value:
+        return None
+    try:
+        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError(f"dates are YYYY-MM-DD, got {value!r}") from None
+    return day + timedelta(days=1) if end else day
+
+
+def _paging(listing: dict[str, Any], current: int) -> dict[str, Any]:
+    pages = int(listing.get("total_pages") or 1)
+    return {"page": current, "pages": pages, "total": listing.get("total_count"),
+            "previous": current - 1 if current > 1 else None, "next": current + 1 if current < pages else None}
+
+
+def _message(exc: Exception) -> str:
+    return exc.message if isinstance(exc, ProxyError) else str(exc)
+

@@ -1,0 +1,120 @@
+"""What every UI page shares: the templates, the signed-in check, form parsing and rendering.
+
+Pages are server-rendered (Jinja2, autoescaped); forms post back with a CSRF token and a redirect follows
+(post/redirect/get), so the UI works without JavaScript. Every change a form makes goes through the same
+admin API function curl reaches, so the API's checks, limits and audit trail apply unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from ..api.runtime import Runtime
+from ..auth.caller import Caller
+from ..errors import PermissionDeniedError, ProxyError
+from .session import COOKIE, Session, Sessions
+
+HERE = Path(__file__).parent
+MAX_FORM_BYTES = 64 * 1024
+UI_CALLER = Caller(is_admin=True, key_alias="master_key (ui)")
+"""Who the audit log names for a change made in the UI."""
+
+templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
+                        trim_blocks=True, lstrip_blocks=True)
+
+
+class SignInRequired(Exception):
+    """No valid session: the page answers with a redirect to the sign-in form."""
+
+
+def runtime_of(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def sessions_of(request: Request) -> Sessions | None:
+    """The session signer, or None when no master key is set (then every request is allowed anyway)."""
+    runtime = runtime_of(request)
+    sessions = getattr(request.app.state, "ui_sessions", None)
+    if sessions is None and runtime.settings.master_key:
+        sessions = request.app.state.ui_sessions = Sessions(runtime.settings.master_key)
+    return sessions
+
+
+def signed_in(request: Request) -> Session:
+    sessions = sessions_of(request)
+    if sessions is None:
+        return Session(nonce="open-access", expires=0, csrf="open-access")
+    session = sessions.read(request.cookies.get(COOKIE))
+    if session is None:
+        raise SignInRequired()
+    return session
+
+
+async def form_of(request: Request, session: Session) -> dict[str, str]:
+    """The posted form (urlencoded, at most MAX_FORM_BYTES), after its CSRF token was checked."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise PermissionDeniedError("form too large")
+    fields = {k: v[-1] for k, v in parse_qs(body.decode(errors="replace"), keep_blank_values=True).items()}
+    sessions = sessions_of(request)
+    if sessions is not None and not sessions.check_csrf(session, fields.get("csrf")):
+        raise PermissionDeniedError("the form has expired or did not come from this page: reload it and try again")
+    return fields
+
+
+def page(request: Request, template: str, session: Session, status: int = 200, **context: Any) -> HTMLResponse:
+    html = templates.get_template(template).render(
+        request=request, csrf=session.csrf, open_access=sessions_of(request) is None,
+        flash=request.query_params.get("flash"), error=request.query_params.get("error"), **context)
+    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+
+def back(path: str, *, flash: str | None = None, error: str | None = None) -> RedirectResponse:
+    """Post/redirect/get: back to `path` with a one-line message."""
+    query = urlencode({k: v for k, v in (("flash", flash), ("error", error)) if v})
+    return RedirectResponse(f"{path}?{query}" if query else path, status_code=303)
+
+
+def problem(exc: ProxyError) -> str:
+    return exc.message
+
+
+def optional(fields: dict[str, str], name: str) -> str | None:
+    value = fields.get(name, "").strip()
+    return value or None
+
+
+def number(fields: dict[str, str], name: str, kind: type = float) -> Any:
+    value = optional(fields, name)
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{name.replace('_', ' ')} must be a number") from None
+
+
+def names(fields: dict[str, str], name: str) -> list[str] | None:
+    value = optional(fields, name)
+    return [part.strip() for part in value.split(",") if part.strip()] if value else None
+
+
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                               "form-action 'self'; frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "cache-control": "no-store",
+}
+
+
+def login_redirect() -> Response:
+    return RedirectResponse("/ui/login", status_code=303)
