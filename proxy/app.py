@@ -28,10 +28,10 @@ from .process_tuning import settle_for_serving
 from .routing import BackgroundHealthChecks, Router
 from .routing.state import State
 from .settings import Settings, load_settings
-from .ui import install as install_ui
 from .spend.store import Store
 from .spend.writer import SpendWriter
 from .transport import Transport, server_transport
+from .ui import install as install_ui
 
 log = logging.getLogger("proxy")
 

@@ -11,6 +11,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -32,6 +33,8 @@ if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
 def browser(dark: bool = False) -> webdriver.Chrome:
@@ -66,6 +69,10 @@ def console_errors(chrome: webdriver.Chrome) -> list[str]:
     return [entry["message"] for entry in chrome.get_log("browser") if entry["level"] == "SEVERE"]
 
 
+def wait_for(chrome: webdriver.Chrome, by: str, what: str) -> Any:
+    return WebDriverWait(chrome, 15).until(expected_conditions.presence_of_element_located((by, what)))
+
+
 def sign_in(chrome: webdriver.Chrome, url: str, key: str = MASTER_KEY) -> None:
     chrome.get(url + "/ui")
     assert chrome.current_url.endswith("/ui/login")
@@ -76,9 +83,10 @@ def sign_in(chrome: webdriver.Chrome, url: str, key: str = MASTER_KEY) -> None:
 def test_sign_in_create_a_key_use_it_see_it_block_it_and_sign_out(driver, proxy_url) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     sign_in(driver, proxy_url, "sk-wrong")
-    assert "not the master key" in driver.page_source
+    assert "not the master key" in wait_for(driver, By.CSS_SELECTOR, "[role=alert]").text
+    assert all("401" in message for message in console_errors(driver))  # the refused sign-in itself, only
     sign_in(driver, proxy_url)
-    assert driver.find_element(By.TAG_NAME, "h1").text == "Overview"
+    assert wait_for(driver, By.CSS_SELECTOR, "dl.totals") and driver.find_element(By.TAG_NAME, "h1").text == "Overview"
     assert MASTER_KEY not in driver.current_url
     cookie = driver.get_cookie("rerank_proxy_ui")
     assert cookie and cookie["httpOnly"] and cookie["sameSite"] == "Strict" and MASTER_KEY not in cookie["value"]
@@ -88,7 +96,7 @@ def test_sign_in_create_a_key_use_it_see_it_block_it_and_sign_out(driver, proxy_
         By.ID, "key_alias").is_displayed() else None
     driver.find_element(By.ID, "key_alias").send_keys("browser-key")
     driver.find_element(By.ID, "create-key").click()
-    key = driver.find_element(By.ID, "new-key").text
+    key = wait_for(driver, By.ID, "new-key").text
     assert key.startswith("sk-")
     driver.save_screenshot(str(ARTIFACTS / "key-created.png"))
 
@@ -103,6 +111,7 @@ def test_sign_in_create_a_key_use_it_see_it_block_it_and_sign_out(driver, proxy_
 
     _eventually(logged)
     driver.find_element(By.CSS_SELECTOR, "#logs tbody a").click()
+    wait_for(driver, By.CSS_SELECTOR, "dl.detail")
     assert request_id in driver.page_source and "browser-key" in driver.page_source
 
     driver.get(proxy_url + "/ui?window=hour")
@@ -114,6 +123,7 @@ def test_sign_in_create_a_key_use_it_see_it_block_it_and_sign_out(driver, proxy_
     driver.get(proxy_url + "/ui/keys")
     row = driver.find_element(By.CSS_SELECTOR, "tr[data-alias='browser-key']")
     row.find_element(By.CSS_SELECTOR, "button[name='block']").click()
+    wait_for(driver, By.CSS_SELECTOR, "tr[data-alias='browser-key'] button[name='unblock']")
     assert "blocked" in driver.find_element(By.CSS_SELECTOR, "tr[data-alias='browser-key']").text
     refused = httpx.post(f"{proxy_url}/v1/rerank", headers={"authorization": f"Bearer {key}"},
                          json={"model": "local-bm25", "query": CAPITAL_QUERY, "documents": CAPITALS}, timeout=10)
@@ -127,6 +137,7 @@ def test_sign_in_create_a_key_use_it_see_it_block_it_and_sign_out(driver, proxy_
     assert console_errors(driver) == []
 
     driver.find_element(By.ID, "sign-out").click()
+    wait_for(driver, By.ID, "master_key")
     assert driver.current_url.endswith("/ui/login")
     driver.get(proxy_url + "/ui/keys")
     assert driver.current_url.endswith("/ui/login")
@@ -138,6 +149,7 @@ def test_every_page_renders_in_dark_mode_on_a_phone_without_console_errors(proxy
     try:
         chrome.set_window_size(390, 844)
         sign_in(chrome, proxy_url)
+        wait_for(chrome, By.CSS_SELECTOR, "dl.totals")
         for path in PAGES:
             chrome.get(proxy_url + path)
             background = chrome.execute_script(

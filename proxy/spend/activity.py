@@ -41,7 +41,7 @@ class Activity(Transactions):
         check_aware(start)
         check_aware(end)
         c = spend_logs.c
-        bucket = (self._epoch() / bucket_seconds).label("bucket")
+        bucket = (self._epoch() // bucket_seconds).label("bucket")
         query = (select(bucket, c.model_alias, func.count(), func.sum(case((c.status >= 400, 1), else_=0)),
                         func.sum(c.cost), func.sum(c.cost_saved))
                  .where(c.started_at >= start, c.started_at < end)
@@ -49,7 +49,8 @@ class Activity(Transactions):
         with self._read() as connection:
             rows = connection.execute(query).all()
         return [Bucket(datetime.fromtimestamp(int(b) * bucket_seconds, UTC), alias, int(n), int(errors or 0),
-                       Decimal(str(spend or 0)), Decimal(str(saved or 0))) for b, alias, n, errors, spend, saved in rows]
+                       Decimal(str(spend or 0)), Decimal(str(saved or 0)))
+                for b, alias, n, errors, spend, saved in rows]
 
     def latencies(self, start: datetime, end: datetime, limit: int = 50_000) -> list[tuple[datetime, float]]:
         """(started_at, latency_ms) of the newest `limit` requests in [start, end)."""

@@ -6,7 +6,7 @@ Colours come from CSS variables (`--series-N`), so the same markup follows the l
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from html import escape
 
@@ -15,7 +15,7 @@ LEFT, RIGHT, TOP, BOTTOM = 56, 12, 12, 28
 SERIES_COLOURS = 6
 
 
-def line_chart(title: str, times: Sequence[datetime], series: dict[str, Sequence[float | None]], *,
+def line_chart(title: str, times: Sequence[datetime], series: Mapping[str, Sequence[float | None]], *,
                unit: str = "", time_format: str = "%H:%M") -> str:
     """One line per series over `times` (the same length as each series); None leaves a gap."""
     values = [v for points in series.values() for v in points if v is not None]

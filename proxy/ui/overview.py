@@ -33,23 +33,23 @@ def build_overview(store: object, window: str, now: datetime | None = None) -> O
     times = [start + timedelta(seconds=step * i) for i in range(int(length.total_seconds()) // step)]
     index = {int(t.timestamp()): i for i, t in enumerate(times)}
     buckets = store.activity(start, end, step)  # type: ignore[attr-defined]
-    ranked = defaultdict(int)
+    ranked: dict[str, int] = defaultdict(int)
     for b in buckets:
         ranked[b.model_alias] += b.requests
     shown = [alias for alias, _ in sorted(ranked.items(), key=lambda kv: -kv[1])[:TOP_MODELS]]
 
     def series(measure: str) -> dict[str, list[float | None]]:
-        lines = {alias: [0.0] * len(times) for alias in shown}
-        other = [0.0] * len(times)
+        lines: dict[str, list[float | None]] = {alias: [0.0] * len(times) for alias in shown}
+        other: list[float | None] = [0.0] * len(times)
         for b in buckets:
             i = index.get(int(b.start.timestamp()))
             if i is None:
                 continue
             target = lines.get(b.model_alias, other)
-            target[i] += float(getattr(b, measure))
+            target[i] = (target[i] or 0.0) + float(getattr(b, measure))
         if any(other):
             lines["other"] = other
-        return lines or {"(no requests)": [0.0] * len(times)}
+        return lines or {"(no requests)": [0.0 for _ in times]}
 
     latencies = store.latencies(start, end)  # type: ignore[attr-defined]
     per_bucket: dict[int, list[float]] = defaultdict(list)

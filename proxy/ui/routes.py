@@ -28,7 +28,7 @@ from ..api.admin_models import (
     TeamRef,
     UserNew,
 )
-from ..api.store_calls import as_dict, in_thread
+from ..api.store_access import as_dict, in_thread
 from ..errors import ProxyError
 from .overview import WINDOWS, build_overview
 from .session import COOKIE, SESSION_SECONDS, Session
@@ -210,11 +210,10 @@ async def holder_action(request: Request, session: SessionDep, kind: str, ident:
         return back("/ui", error="unknown action")
     try:
         if kind == "teams":
-            handler = teams.block if action == "block" else teams.unblock
-            await handler(TeamRef(team_id=ident), UI_CALLER, runtime)
+            await (teams.block if action == "block" else teams.unblock)(TeamRef(team_id=ident), UI_CALLER, runtime)
         else:
-            handler = customers.block if action == "block" else customers.unblock
-            await handler(CustomerIds(user_ids=[ident]), UI_CALLER, runtime)
+            await (customers.block if action == "block" else customers.unblock)(
+                CustomerIds(user_ids=[ident]), UI_CALLER, runtime)
     except (ProxyError, ValueError) as exc:
         return back(f"/ui/{kind}", error=_message(exc))
     return back(f"/ui/{kind}", flash=f"{action}ed")
