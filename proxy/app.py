@@ -116,7 +116,7 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
         cache_params = settings.cache
         cache = None if cache_params is None else ResultCache.from_params(
             cache_params, link=governance.link, key_prefix=general.redis_key_prefix)
-        engine = Engine(router, None if general.disable_spend_logs else writer, governance,
+        engine = Engine(router, None if general.disable_spend_logs else writer, governance.checks,
                         max_documents=general.max_documents, observers=[telemetry], cache=cache)
         await telemetry.start(writer=writer, router=router)
         def adopt(new: Settings) -> None:

@@ -1,0 +1,92 @@
+"""Governance: guardrails, rate limits and budgets around every rerank call.
+
+Four jobs, one module each: `checks.py` is the engine's `Checks` hook (guardrails on the query, then every
+limit of the call taken at once); `budgets.py` holds the proxy-wide budget and keeps it in step with the
+database; `upkeep.py` is the background task (budget resets, retried Redis releases, pruning); `live_spend.py`
+answers the admin API's reads (live spend, remaining budget). `Governance` builds the parts they share once,
+and starts and stops them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from ..guardrails import GuardrailChain
+from ..limits import EndUserRecords, LocalCounters, RedisLink
+from ..routing import Router
+from ..settings import Settings
+from .budgets import ProxyBudgets
+from .checks import CallChecks
+from .live_spend import LiveSpend
+from .upkeep import Upkeep
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Governance:
+    def __init__(self, settings: Settings, store: Any, router: Router,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or utc_now
+        """Wall-clock time for limits and budgets (minutes, windows, periods); tests inject their own."""
+        self.local = LocalCounters()
+        self.end_users = EndUserRecords(store, settings.general.key_cache_ttl)
+        self.link = RedisLink()
+        self.budgets = ProxyBudgets(settings, store)
+        self.checks = CallChecks(router, self.local, self.end_users, self.link, self.budgets, self.clock)
+        self.live_spend = LiveSpend(self.local, self.link, self.budgets, self.clock)
+        self.upkeep = Upkeep(settings.general, self.budgets, self.checks, self.local, self.end_users)
+
+    @property
+    def chain(self) -> GuardrailChain:
+        return self.checks.chain
+
+    @property
+    def proxy_budget(self) -> Decimal | None:
+        return self.budgets.max_budget
+
+    @property
+    def proxy_duration(self) -> str | None:
+        return self.budgets.duration
+
+    @property
+    def default_end_user_budget(self) -> Decimal | None:
+        return self.budgets.default_end_user
+
+    async def start(self) -> None:
+        self.adopt_config(self.settings)
+        self.link.connect(self.settings.redis_url, self.settings.general.redis_key_prefix)
+        await self.budgets.reset_due()
+        await self.budgets.sync()
+        self.upkeep.start()
+
+    def adopt_config(self, settings: Settings) -> None:
+        """The guardrails of `settings` (at start, and after a config reload); prices are looked up again."""
+        self.checks.adopt(settings.config.guardrails)
+
+    async def stop(self) -> None:
+        await self.upkeep.stop()
+        await self.checks.close()
+        await self.link.aclose()
+
+    # the admin API's reads and writes -------------------------------------------------------------
+
+    def forget_end_user(self, user_id: str) -> None:
+        self.end_users.forget(user_id)
+
+    async def describe_key(self, info: dict[str, Any], record: Any) -> dict[str, Any]:
+        return await self.live_spend.describe_key(info, record)
+
+    async def describe_holder(self, info: dict[str, Any], kind: str, record: Any) -> dict[str, Any]:
+        return await self.live_spend.describe_holder(info, kind, record)
+
+    async def describe_end_user(self, info: dict[str, Any], record: Any) -> dict[str, Any]:
+        return await self.live_spend.describe_end_user(info, record)
+
+
+__all__ = ["CallChecks", "Governance"]

@@ -1,0 +1,45 @@
+"""The governance's background task: budget resets at a random interval (so replicas do not sweep together),
+the proxy budget's spend refreshed, Redis releases that failed retried, expired counters and records pruned."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+from ..limits import EndUserRecords, LocalCounters
+from ..settings import GeneralSettings
+from .budgets import ProxyBudgets
+from .checks import CallChecks
+
+
+class Upkeep:
+    def __init__(self, general: GeneralSettings, budgets: ProxyBudgets, checks: CallChecks, local: LocalCounters,
+                 end_users: EndUserRecords) -> None:
+        low, high = sorted((general.proxy_budget_rescheduler_min_time, general.proxy_budget_rescheduler_max_time))
+        self.reset_every = (low, high)
+        """Seconds between budget-reset sweeps, drawn anew each time."""
+        self.tick = max(0.2, min(5.0, general.key_cache_ttl, low))
+        self.budgets, self.checks, self.local, self.end_users = budgets, checks, local, end_users
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="governance")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        next_reset = time.monotonic() + random.uniform(*self.reset_every)
+        while True:
+            await asyncio.sleep(self.tick)
+            if time.monotonic() >= next_reset:
+                await self.budgets.reset_due()
+                next_reset = time.monotonic() + random.uniform(*self.reset_every)
+            await self.budgets.load()
+            await self.checks.retry_releases()
+            self.local.prune()
+            self.end_users.prune()
