@@ -119,3 +119,12 @@ async def test_a_corrupt_entry_is_a_miss():
     for broken in (b"no newline", b'["1", "d", 3, 0]\n{"a"}', b"[1]\n{}", b"\xff\n\xff"):
         cache.store.put_many([(answer_key(use.namespace, "m", request), broken)], ttl=60)
         assert await cache.answer("m", request, use) is None
+
+
+def test_object_documents_orjson_cannot_write_still_get_keys():
+    from proxy.cache.keys import answer_key
+    from proxy.request import make_request
+
+    wide = make_request("q", [{"text": "a", "n": 2**70}, {"text": "b", "n": 1}])
+    assert answer_key("", "m", wide) != answer_key("", "m", make_request("q", [{"text": "a", "n": 1},
+                                                                              {"text": "b", "n": 1}]))

@@ -60,7 +60,7 @@ class ResultCache:
             if own:
                 from ..limits import RedisLink
 
-                link = RedisLink(role="the result cache is bypassed")
+                link = RedisLink(role=None)  # the store warns, once per outage
                 link.connect(own, key_prefix)
             if link is None:
                 raise ValueError("a redis cache needs a Redis: cache_params.url or host, or the server's Redis link")

@@ -20,9 +20,9 @@ REDIS_TIMEOUT_SECONDS = 0.5
 
 
 class RedisLink:
-    def __init__(self, role: str = "rate limits and budgets are counted in this process") -> None:
+    def __init__(self, role: str | None = "rate limits and budgets are counted in this process") -> None:
         self.role = role
-        """What happens while Redis is away, for the warning."""
+        """What happens while Redis is away, for the warning; None: the link's user warns itself."""
         self.counters: RedisCounters | None = None
         """Set once connected (whether or not Redis answers right now)."""
         self.errors: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError)
@@ -63,7 +63,7 @@ class RedisLink:
         return self.counters
 
     def failed(self, exc: BaseException) -> None:
-        if not self._degraded:
+        if not self._degraded and self.role is not None:
             log.warning("Redis unavailable (%s); %s until it answers again (retried every %.0fs)",
                         type(exc).__name__, self.role, REDIS_RETRY_SECONDS)
             self._degraded = True
