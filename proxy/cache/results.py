@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from ..normalise import Ranked, check_scores, normalise
-from ..pricing import cost, price_for, search_units
+from ..pricing import Price, cost, estimate_tokens, price_for, search_units
 from ..providers import Deployment, ProviderResult, Scored, Usage
 from ..request import RerankRequest
 from ..transport import Transport
@@ -162,10 +162,8 @@ class ResultCache:
             if use.write:
                 self.store.put_many([(keys[s.index], _encode_score(s)) for s in fresh], use.ttl)
         served = count - len(missing)
-        saved = Decimal(0)
-        if served:
-            unsent = cost(Usage(), request, price) - (cost(Usage(), request.pick(missing), price) if missing else 0)
-            saved = max(unsent, Decimal(0))
+        saved = _saved(request, request.pick(missing) if missing else None, usage, units, price) if served else (
+            Decimal(0))
         ranked = normalise(request, ProviderResult(scores, usage, upstream_id), paid, deployment.id, units=units)
         ranked.from_cache, ranked.saved = served, saved
         ranked.cache = "miss" if not served else "hit" if served == count else "partial"
@@ -173,6 +171,22 @@ class ResultCache:
 
     async def aclose(self) -> None:
         await self.store.aclose()
+
+
+def _saved(request: RerankRequest, sent: RerankRequest | None, usage: Usage, units: float, price: Price) -> Decimal:
+    """What the documents not sent would have cost: the search units the whole request needed beyond those
+    billed, and the tokens of the unsent documents, estimated and scaled by how the provider counted the sent
+    ones (its tokenizer, not our four characters a token) when it said."""
+    saved = Decimal(0)
+    if price.per_query:
+        saved += price.per_query * Decimal(str(max(search_units(Usage(), request) - units, 0.0)))
+    if price.per_token:
+        sent_estimate = estimate_tokens(sent) if sent is not None else 0
+        unsent = estimate_tokens(request) - sent_estimate
+        if sent_estimate and usage.tokens:
+            unsent = round(unsent * usage.tokens / sent_estimate)
+        saved += price.per_token * Decimal(max(unsent, 0))
+    return saved
 
 
 def _encode_score(item: Scored) -> bytes:
