@@ -137,6 +137,18 @@ def test_compose_scales_the_proxy_behind_the_load_balancer_with_a_password_on_re
     assert target == "/var/lib/postgresql/data" and volume in COMPOSE["volumes"]  # a named, persistent volume
 
 
+def test_the_load_balancers_nginx_config_passes_nginx_t(tmp_path):
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx is None:
+        pytest.skip("nginx is not installed (.ci/docker-engine installs Debian's nginx-light)")
+    main = tmp_path / "nginx.conf"  # what the nginx image wraps around conf.d/default.conf
+    main.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+                    f"http {{ include {ROOT / 'docker' / 'nginx.conf'}; }}\n")
+    result = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(main)], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0 and "syntax is ok" in result.stderr, result.stderr
+
+
 def test_compose_config_passes_the_check():
     mount = next(v for v in COMPOSE["services"]["proxy"]["volumes"] if ":/app/config.yaml" in v)
     config = yaml.safe_load((ROOT / mount.split(":")[0]).read_text())
