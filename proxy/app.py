@@ -20,6 +20,7 @@ from .api.rendering import install_error_handlers
 from .api.runtime import Runtime
 from .auth.caller import Authenticator
 from .cache import ResultCache
+from .config_loading import Settings, load_settings
 from .engine import Engine
 from .governance import Governance
 from .live_models import LiveModels
@@ -27,7 +28,6 @@ from .observability import RequestLogMiddleware, Telemetry, configure_logging
 from .process_tuning import settle_for_serving
 from .routing import BackgroundHealthChecks, Router
 from .routing.state import State
-from .settings import Settings, load_settings
 from .spend.store import Store
 from .spend.writer import SpendWriter
 from .transport import Transport, server_transport

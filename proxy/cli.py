@@ -10,7 +10,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .settings import ConfigError, Settings, load_settings
+from .config_loading import Settings, load_settings
+from .settings import ConfigError
 
 REQUEST_DRAIN_SECONDS = 30
 """On SIGTERM, in-flight requests get this long; then spend rows and callback events are drained (lifespan)."""

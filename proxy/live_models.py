@@ -26,10 +26,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .config_loading import Settings, parse_config, read_config
 from .errors import InvalidRequestError, ModelNotFoundError, ProxyError, StoreUnavailableError
 from .routing import Router
 from .secret_box import SecretBox, public_params
-from .settings import ConfigError, Settings, parse_config, read_config
+from .settings import ConfigError
 from .spend.stored_models import CONFIG, MODELS, StoredModel
 
 log = logging.getLogger("proxy.models")

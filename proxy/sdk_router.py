@@ -11,13 +11,13 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .config_loading import parse_config
 from .normalise import Ranked
 from .providers import Deployment
 from .request import make_request
 from .routing import Outcome
 from .routing import Router as RoutingRouter
 from .sdk import run_sync, through_cache
-from .settings import parse_config
 from .wire import RerankResponse
 
 

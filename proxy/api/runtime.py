@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..auth.caller import Authenticator
+from ..config_loading import Settings
 from ..engine import Engine
 from ..governance import Governance
 from ..live_models import LiveModels
 from ..observability import Telemetry
 from ..routing import Router
-from ..settings import Settings
 from ..spend.store import Store
 from ..spend.writer import SpendWriter
 

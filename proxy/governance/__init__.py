@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from ..config_loading import Settings
 from ..guardrails import GuardrailChain
 from ..limits import EndUserRecords, LocalCounters, RedisLink
 from ..routing import Router
-from ..settings import Settings
 from .budgets import ProxyBudgets
 from .checks import CallChecks
 from .live_spend import LiveSpend

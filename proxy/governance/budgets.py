@@ -13,8 +13,8 @@ import logging
 from decimal import Decimal
 from typing import Any
 
+from ..config_loading import Settings
 from ..limits import ProxyBudget
-from ..settings import Settings
 
 log = logging.getLogger("proxy.governance")
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..callbacks import Callbacks, build_callbacks
+from ..config_loading import Settings
 from ..engine import Call
-from ..settings import Settings
 from .logs import hand_over
 from .metrics import MULTIPROC_ENV, Metrics
 from .record import call_record
