@@ -111,7 +111,7 @@ def cli_process(args: list[str], env: dict[str, str] | None = None, cwd: Path | 
             return False
 
     try:
-        wait_until(up, timeout=30, interval=0.1)
+        wait_until(up, timeout=90, interval=0.1)  # several workers on a busy 2-core machine start slowly
         yield proc, url
     finally:
         if proc.poll() is None:
