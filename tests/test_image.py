@@ -22,7 +22,7 @@ import yaml
 from sqlalchemy import create_engine, text
 
 from proxy.spend.db import database_url
-from tests.conftest import POSTGRES_ENV, scratch_database
+from tests.conftest import POSTGRES_ENV, database_outage, scratch_database
 from tests.fakes.server import free_port
 from tests.serving import wait_until
 
@@ -216,6 +216,42 @@ def test_a_migration_job_then_a_replica_that_only_checks_the_schema_spend_to_pos
         finally:
             engine.dispose()
         assert stored == set(ids)
+
+
+def spend_ids(url: str) -> set[str]:
+    engine = create_engine(database_url(url))
+    try:
+        with engine.connect() as connection:
+            return {r for (r,) in connection.execute(text("SELECT request_id FROM spend_logs"))}
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_spend_the_database_cannot_take_at_stop_waits_on_the_volume_for_the_next_container(
+        docker: list[str], image: str, volume: str, tmp_path: Path) -> None:
+    if not os.environ.get(POSTGRES_ENV):
+        pytest.skip(f"needs {POSTGRES_ENV}")
+    with scratch_database("postgres", tmp_path) as url:
+        config, env = write_config(tmp_path), {"DATABASE_URL": url}
+        first = Container(docker, image, config, volume=volume, env=env)
+        try:
+            first.wait_live()
+            with database_outage(url, "postgres"):
+                ids = first.rerank(20)  # served; their rows cannot be written
+                assert first.stop() == 0, first.logs()
+        finally:
+            first.remove()
+        assert not spend_ids(url) & set(ids)
+        listed = run(docker, "run", "--rm", "-v", f"{volume}:/data", "--entrypoint", "ls", image, "/data").stdout
+        assert "rerank_proxy.spend-spill" in listed.split()  # the working directory is the volume
+        second = Container(docker, image, config, volume=volume, env=env)
+        try:
+            second.wait_live()
+            wait_until(lambda: set(ids) <= spend_ids(url), timeout=60, interval=0.5)
+            assert second.stop() == 0, second.logs()
+        finally:
+            second.remove()
 
 
 def test_the_health_check_follows_the_port(docker: list[str], image: str, tmp_path: Path) -> None:
