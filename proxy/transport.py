@@ -109,7 +109,8 @@ class HttpxTransport:
                                 keepalive_expiry=options.keepalive_timeout),
             timeout=None,
             follow_redirects=False,
-            verify=options.ssl_context(),
+            # httpx's own trust store (certifi, or SSL_CERT_FILE) unless told otherwise: SDK users keep it
+            verify=options.ssl_context() if options.ca_bundle or not options.verify else True,
         )
         self._slots = HostLimits(options.max_connections, options.max_connections_per_host)
 
