@@ -10,7 +10,8 @@ It still earns its place with the limits below (bench/run.py, one run with the l
 of the proxy against main without them, medians of 3 alternating rounds on a busy 2-core VM): CPU per
 request 0.224 ms at 4 documents and 0.357 ms at 100 for this pool's floor, against pyreqwest's 0.270 / 0.461
 and aiohttp's 0.372 / 0.573 (17-23% less than pyreqwest, 38-40% less than aiohttp); the proxy on it took
-0.278 / 0.512 ms against 0.294 / 0.658 without the limits: no cost above the run's noise.
+0.278 / 0.512 ms against 0.294 / 0.658 without the limits: no cost above the run's noise. A second,
+floors-only run: 0.257 / 0.556 ms against pyreqwest's 0.356 / 0.710 and aiohttp's 0.377 / 0.865.
 
 Behaviour a caller can rely on: at most `max_connections` requests in flight and `max_connections_per_host`
 to one host (others wait for a slot of their own host, inside their timeout: host_limits.py); idle
