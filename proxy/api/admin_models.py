@@ -1,165 +1,162 @@
-"""Admin request bodies, with LiteLLM's field names so existing admin scripts keep working."""
+"""Admin request bodies, with LiteLLM's field names so existing admin scripts keep working.
+
+Every field is bounded by a type from `admin_types`, so its limits are in the OpenAPI schema.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator
+from pydantic import Field
 
-from ..spend.durations import parse_duration
+from .admin_types import (
+    AdminBody,
+    Budget,
+    DurationText,
+    Flag,
+    FutureTime,
+    KeyText,
+    Limit,
+    Metadata,
+    Name,
+    Names,
+    NewKey,
+)
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-def _check_duration(value: str | None) -> str | None:
-    if value is not None:
-        parse_duration(value)
-    return value
-
-
-class KeyFields(_Body):
-    key_alias: str | None = None
-    models: list[str] | None = None
-    duration: str | None = None
-    expires: datetime | None = None
-    metadata: dict[str, Any] | None = None
-    user_id: str | None = None
-    max_budget: float | None = Field(default=None, ge=0)
-    budget_duration: str | None = None
-    rpm_limit: NonNegativeInt | None = None
-    tpm_limit: NonNegativeInt | None = None
-    max_parallel_requests: NonNegativeInt | None = None
-    model_rpm_limit: dict[str, NonNegativeInt] | None = None
-    guardrails: list[str] | None = None
-    fallbacks: list[str | dict[str, list[str]]] | None = None
+class KeyFields(AdminBody):
+    key_alias: Name | None = None
+    models: Names | None = None
+    duration: DurationText | None = None
+    """How long the key lives from now; sets `expires`."""
+    expires: FutureTime | None = None
+    metadata: Metadata | None = None
+    user_id: Name | None = None
+    max_budget: Budget | None = None
+    budget_duration: DurationText | None = None
+    rpm_limit: Limit | None = None
+    tpm_limit: Limit | None = None
+    max_parallel_requests: Limit | None = None
+    model_rpm_limit: dict[Name, Limit] | None = Field(default=None, max_length=1_000)
+    guardrails: Names | None = None
+    fallbacks: list[Name | dict[Name, Names]] | None = Field(default=None, max_length=100)
     """Aliases tried when the requested one fails: `["b"]` for every alias, or `[{"a": ["b"]}]` per alias."""
-    blocked: bool | None = None
-    team_id: str | None = None
-    tags: list[str] | None = None
+    blocked: Flag | None = None
+    team_id: Name | None = None
+    tags: Names | None = None
     """Tags every request made with this key carries (LiteLLM also reads them from `metadata.tags`)."""
-
-    _durations = field_validator("duration", "budget_duration")(classmethod(lambda cls, v: _check_duration(v)))
 
 
 class KeyGenerate(KeyFields):
-    key: str | None = None
+    key: NewKey | None = None
     """A caller-chosen key (must start with sk-); generated when absent."""
 
 
 class KeyUpdate(KeyFields):
-    key: str
+    key: KeyText
 
 
-class KeyDelete(_Body):
-    keys: list[str] | None = None
-    key_aliases: list[str] | None = None
+class KeyDelete(AdminBody):
+    keys: list[KeyText] | None = Field(default=None, max_length=1_000)
+    key_aliases: Names | None = None
 
 
-class KeyRef(_Body):
-    key: str
+class KeyRef(AdminBody):
+    key: KeyText
 
 
-class CustomerFields(_Body):
-    alias: str | None = None
-    max_budget: float | None = Field(default=None, ge=0)
-    budget_duration: str | None = None
-    rpm_limit: NonNegativeInt | None = None
-    tpm_limit: NonNegativeInt | None = None
-    max_parallel_requests: NonNegativeInt | None = None
-    blocked: bool | None = None
-    metadata: dict[str, Any] | None = None
-
-    _durations = field_validator("budget_duration")(classmethod(lambda cls, v: _check_duration(v)))
+class CustomerFields(AdminBody):
+    alias: Name | None = None
+    max_budget: Budget | None = None
+    budget_duration: DurationText | None = None
+    rpm_limit: Limit | None = None
+    tpm_limit: Limit | None = None
+    max_parallel_requests: Limit | None = None
+    blocked: Flag | None = None
+    metadata: Metadata | None = None
 
 
 class CustomerNew(CustomerFields):
-    user_id: str
+    user_id: Name
 
 
 class CustomerUpdate(CustomerFields):
-    user_id: str
+    user_id: Name
 
 
-class CustomerIds(_Body):
-    user_ids: list[str]
+class CustomerIds(AdminBody):
+    user_ids: Names
 
 
-class BudgetFields(_Body):
+class BudgetFields(AdminBody):
     """The budget and limits every holder (team, internal user, tag) has, as keys do."""
 
-    max_budget: float | None = Field(default=None, ge=0)
-    budget_duration: str | None = None
-    rpm_limit: NonNegativeInt | None = None
-    tpm_limit: NonNegativeInt | None = None
-    max_parallel_requests: NonNegativeInt | None = None
-    metadata: dict[str, Any] | None = None
-
-    _durations = field_validator("budget_duration")(classmethod(lambda cls, v: _check_duration(v)))
+    max_budget: Budget | None = None
+    budget_duration: DurationText | None = None
+    rpm_limit: Limit | None = None
+    tpm_limit: Limit | None = None
+    max_parallel_requests: Limit | None = None
+    metadata: Metadata | None = None
 
 
-class Member(_Body):
-    user_id: str
+class Member(AdminBody):
+    user_id: Name
     role: Literal["admin", "user"] = "user"
 
 
 class TeamFields(BudgetFields):
-    team_alias: str | None = None
-    models: list[str] | None = None
-    tags: list[str] | None = None
-    blocked: bool | None = None
+    team_alias: Name | None = None
+    models: Names | None = None
+    tags: Names | None = None
+    blocked: Flag | None = None
 
 
 class TeamNew(TeamFields):
-    team_id: str | None = None
-    members_with_roles: list[Member] | None = None
+    team_id: Name | None = None
+    members_with_roles: list[Member] | None = Field(default=None, max_length=1_000)
 
 
 class TeamUpdate(TeamFields):
-    team_id: str
+    team_id: Name
 
 
-class TeamIds(_Body):
-    team_ids: list[str]
+class TeamIds(AdminBody):
+    team_ids: Names
 
 
-class TeamRef(_Body):
-    team_id: str
+class TeamRef(AdminBody):
+    team_id: Name
 
 
-class TeamMemberAdd(_Body):
-    team_id: str
-    member: Member | list[Member]
+class TeamMemberAdd(AdminBody):
+    team_id: Name
+    member: Member | list[Member] = Field(max_length=1_000)
 
 
-class TeamMemberDelete(_Body):
-    team_id: str
-    user_id: str
+class TeamMemberDelete(AdminBody):
+    team_id: Name
+    user_id: Name
 
 
 class UserFields(BudgetFields):
-    user_alias: str | None = None
-    user_email: str | None = None
+    user_alias: Name | None = None
+    user_email: Name | None = None
     user_role: Literal["internal_user"] | None = None
     """Only "internal_user": admin rights come from the master key here, not from a user's role."""
-    models: list[str] | None = None
+    models: Names | None = None
 
 
 class UserNew(UserFields):
-    user_id: str | None = None
-    teams: list[str] | None = None
-    auto_create_key: bool = True
-    key_alias: str | None = None
-    duration: str | None = None
-
-    _key_duration = field_validator("duration")(classmethod(lambda cls, v: _check_duration(v)))
+    user_id: Name | None = None
+    teams: Names | None = None
+    auto_create_key: Flag = True
+    key_alias: Name | None = None
+    duration: DurationText | None = None
 
 
 class UserUpdate(UserFields):
-    user_id: str
+    user_id: Name
 
 
-class UserIds(_Body):
-    user_ids: list[str]
+class UserIds(AdminBody):
+    user_ids: Names

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from ..auth.caller import Caller
 from ..errors import NotFoundError
 from .admin_models import CustomerFields, CustomerIds, CustomerNew, CustomerUpdate
+from .admin_types import ADMIN_RESPONSES, Page, PageSize, RequiredQueryName
 from .audit import audited
 from .deps import AdminDep, RuntimeDep
 from .runtime import Runtime
 from .store_access import budget_view, in_thread
 
-router = APIRouter(tags=["customers"])
+router = APIRouter(tags=["customers"], responses=ADMIN_RESPONSES)
 
 
 def _fields(body: CustomerFields) -> dict[str, Any]:
@@ -37,7 +38,7 @@ async def new(body: CustomerNew, caller: AdminDep, runtime: RuntimeDep) -> dict[
 
 @router.get("/customer/info")
 @router.get("/end_user/info", include_in_schema=False)
-async def info(_: AdminDep, runtime: RuntimeDep, end_user_id: str = Query(...)) -> dict[str, Any]:
+async def info(_: AdminDep, runtime: RuntimeDep, end_user_id: RequiredQueryName) -> dict[str, Any]:
     record = await in_thread(runtime.store.get_customer, end_user_id)
     if record is None:
         raise NotFoundError(f"end-user '{end_user_id}' not found")
@@ -48,8 +49,8 @@ async def info(_: AdminDep, runtime: RuntimeDep, end_user_id: str = Query(...)) 
 
 @router.get("/customer/list")
 @router.get("/end_user/list", include_in_schema=False)
-async def list_customers(_: AdminDep, runtime: RuntimeDep, page: int = Query(1, ge=1),
-                         size: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
+async def list_customers(_: AdminDep, runtime: RuntimeDep, page: Page = 1,
+                         size: PageSize = 100) -> list[dict[str, Any]]:
     records, _total = await in_thread(runtime.store.list_customers, page=page, size=size)
     return [budget_view(r) for r in records]
 
@@ -80,9 +81,8 @@ async def delete(body: CustomerIds, caller: AdminDep, runtime: RuntimeDep) -> di
 
 
 async def _block(body: CustomerIds, caller: Caller, runtime: Runtime, blocked: bool) -> dict[str, Any]:
+    await in_thread(runtime.store.set_customers_blocked, body.user_ids, blocked)
     for user_id in body.user_ids:
-        if await in_thread(runtime.store.update_customer, user_id, blocked=blocked) is None:
-            await in_thread(runtime.store.create_customer, user_id, blocked=blocked)
         _forget(runtime, user_id)
         await audited(runtime, caller, "blocked" if blocked else "unblocked", "end_users", user_id,
                       after={"blocked": blocked})

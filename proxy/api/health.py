@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from .admin_types import ADMIN_RESPONSES, responses
 from .deps import AdminDep, RuntimeDep
 from .rendering import json_response
 from .store_access import in_thread
@@ -19,7 +20,7 @@ async def liveliness() -> dict[str, str]:
     return {"status": "healthy"}
 
 
-@router.get("/health/readiness")
+@router.get("/health/readiness", responses={503: {**ADMIN_RESPONSES[503], "description": "database unreachable"}})
 async def readiness(runtime: RuntimeDep):
     try:
         db_ok = await in_thread(runtime.store.ping)
@@ -30,7 +31,7 @@ async def readiness(runtime: RuntimeDep):
     return json_response(body, 200 if db_ok else 503)
 
 
-@router.get("/health")
+@router.get("/health", responses=responses(401, 403, 503))
 async def health(_: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     """Probe every deployment with a tiny rerank call (master key only; calls the providers)."""
     results = await runtime.router.check_health()

@@ -7,7 +7,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from ..auth.caller import Caller
 from ..auth.keys import display_name, generate_key, hash_key, looks_like_hash
@@ -15,12 +15,13 @@ from ..errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from ..spend.durations import parse_duration
 from ..spend.holders import TEAM
 from .admin_models import KeyDelete, KeyFields, KeyGenerate, KeyRef, KeyUpdate
+from .admin_types import ADMIN_RESPONSES, Page, PageSize, QueryKey, QueryName
 from .audit import audited
 from .deps import AdminDep, CallerDep, RuntimeDep
 from .runtime import Runtime
 from .store_access import as_dict, budget_view, in_thread
 
-router = APIRouter(tags=["keys"])
+router = APIRouter(tags=["keys"], responses=ADMIN_RESPONSES)
 
 
 def digest_of(key: str) -> str:
@@ -48,8 +49,6 @@ def _check_guardrails(runtime: Runtime, names: list[str] | None) -> None:
 
 @router.post("/key/generate")
 async def generate(body: KeyGenerate, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
-    if body.key is not None and not body.key.startswith("sk-"):
-        raise InvalidRequestError("a custom key must start with 'sk-'")
     key = body.key or generate_key()
     _check_guardrails(runtime, body.guardrails)
     await _check_team(runtime, body.team_id)
@@ -61,7 +60,7 @@ async def generate(body: KeyGenerate, caller: AdminDep, runtime: RuntimeDep) -> 
 
 
 @router.get("/key/info")
-async def info(caller: CallerDep, runtime: RuntimeDep, key: str | None = Query(default=None)) -> dict[str, Any]:
+async def info(caller: CallerDep, runtime: RuntimeDep, key: QueryKey = None) -> dict[str, Any]:
     if key is None:
         if caller.key_hash is None:
             raise InvalidRequestError("pass ?key=<key> (the master key has no key record)")
@@ -79,8 +78,8 @@ async def info(caller: CallerDep, runtime: RuntimeDep, key: str | None = Query(d
 
 
 @router.get("/key/list")
-async def list_keys(_: AdminDep, runtime: RuntimeDep, page: int = Query(1, ge=1), size: int = Query(100, ge=1, le=1000),
-                    user_id: str | None = None, key_alias: str | None = None, team_id: str | None = None,
+async def list_keys(_: AdminDep, runtime: RuntimeDep, page: Page = 1, size: PageSize = 100,
+                    user_id: QueryName = None, key_alias: QueryName = None, team_id: QueryName = None,
                     return_full_object: bool = False) -> dict[str, Any]:
     records, total = await in_thread(runtime.store.list_keys, user_id=user_id, key_alias=key_alias,
                                      team_id=team_id, page=page, size=size)

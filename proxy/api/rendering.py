@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from ..errors import InternalError, ProxyError
+from .admin_types import REFUSED
 
 log = logging.getLogger("proxy.api")
 
@@ -65,8 +66,8 @@ def error_response(exc: ProxyError, headers: dict[str, str] | None = None) -> Re
 def validation_message(errors: Sequence[Mapping[str, Any]]) -> str:
     parts = []
     for item in errors[:5]:
-        where = ".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{where}: {item.get('msg', 'invalid')}")
+        where = ".".join(str(p)[:64] for p in item.get("loc", ()) if p != "body") or "body"  # keys are input
+        parts.append(f"{where}: {str(item.get('msg', 'invalid'))[:300]}")
     return "invalid request: " + "; ".join(parts)
 
 
@@ -77,7 +78,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        return json_response({"message": validation_message(list(exc.errors()))}, 422)
+        errors = list(exc.errors())
+        refused = all(item.get("type") == REFUSED for item in errors)  # schema-valid, refused: admin_types
+        return json_response({"message": validation_message(errors)}, 400 if refused else 422)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:

@@ -2,32 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
+from .admin_types import ADMIN_RESPONSES, NAME_MAX, NO_NUL, Page, PageSize, QueryKey, QueryName, QueryTime
 from .deps import AdminDep, RuntimeDep
 from .keys import digest_of
 from .rendering import json_response
 from .store_access import as_dict, in_thread
 
-router = APIRouter(tags=["spend"])
+router = APIRouter(tags=["spend"], responses=ADMIN_RESPONSES)
 
 
 @router.get("/spend/logs")
 async def spend_logs(
     _: AdminDep,
     runtime: RuntimeDep,
-    api_key: str | None = None,
-    end_user: str | None = None,
-    user_id: str | None = Query(default=None, description="alias of end_user, as LiteLLM names it"),
-    model: str | None = None,
-    start_date: datetime | None = None,
-    end_date: datetime | None = None,
-    page: int = Query(1, ge=1),
-    page_size: int = Query(100, ge=1, le=1000),
+    api_key: QueryKey = None,
+    end_user: QueryName = None,
+    user_id: Annotated[str | None, Query(min_length=1, max_length=NAME_MAX, pattern=NO_NUL,
+                                         description="alias of end_user, as LiteLLM names it")] = None,
+    model: QueryName = None,
+    start_date: QueryTime = None,
+    end_date: QueryTime = None,
+    page: Page = 1,
+    page_size: PageSize = 100,
 ) -> Response:
     rows, total = await in_thread(
         runtime.store.spend_logs, api_key_hash=digest_of(api_key) if api_key else None,

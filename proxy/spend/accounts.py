@@ -158,6 +158,19 @@ class Accounts(Transactions):
         """Delete end users; returns how many existed. Their spend logs are kept."""
         return self._delete(end_users.c.user_id, user_ids)
 
+    def set_customers_blocked(self, user_ids: Iterable[str], blocked: bool, *, now: datetime | None = None) -> None:
+        """Block or unblock end users in one transaction, creating the ones never seen."""
+        unique, now = list(dict.fromkeys(user_ids)), now or utc_now()
+        with self._write() as connection:
+            for chunk in chunks(unique):
+                known = set(connection.execute(
+                    update(end_users).where(end_users.c.user_id.in_(chunk)).values(blocked=blocked)
+                    .returning(end_users.c.user_id)).scalars())
+                new = [{**_CUSTOMER_DEFAULTS, "user_id": user_id, "blocked": blocked, "created_at": now}
+                       for user_id in chunk if user_id not in known]
+                if new:
+                    connection.execute(insert(end_users), new)
+
     def end_user_spend(self, user_id: str) -> Decimal | None:
         """The end user's running spend; None when never seen."""
         with self._read() as connection:

@@ -11,7 +11,11 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-_PATTERN = re.compile(r"^\s*(\d+)\s*(mo|s|m|h|d|w)\s*$")
+DURATION_PATTERN = r"^\s*0*(?:[1-9][0-9]{0,4}\s*(?:s|m|h|d|w)|[1-9][0-9]{0,3}\s*mo)\s*$"
+"""Every duration we accept, as the admin API's OpenAPI schema states it: at most 99,999 of s/m/h/d/w
+(99,999 weeks is ~1,900 years) and 9,999 months, so a reset time always fits a datetime."""
+_PATTERN = re.compile(r"^\s*([0-9]+)\s*(mo|s|m|h|d|w)\s*$")
+_CHECK = re.compile(DURATION_PATTERN)
 _FIXED = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -43,10 +47,11 @@ class Duration:
 
 def parse_duration(text: str) -> Duration:
     """Parse "30s", "5m", "1h", "1d", "2w", "30d" or "1mo"; ValueError otherwise."""
-    match = _PATTERN.match(text)
-    if match is None or int(match.group(1)) <= 0:
+    match = _PATTERN.match(text) if _CHECK.fullmatch(text) else None
+    if match is None:
         raise ValueError(
-            f"invalid duration {text!r}: expected a positive number and one of s, m, h, d, w, mo"
+            f"invalid duration {text[:40]!r}: expected a positive number (at most 99999, or 9999 months) and one "
+            "of s, m, h, d, w, mo"
         )
     return Duration(int(match.group(1)), match.group(2))
 
