@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from proxy.spend.store import Store
 from tests.serving import MASTER_KEY, config_for, running_proxy
 
 SETTINGS = Path(__file__).with_name("schemathesis.toml")
@@ -32,7 +33,7 @@ def schemathesis_command() -> list[str]:
 
 
 def test_every_admin_route_answers_only_documented_statuses_and_never_a_server_error(
-    test_db_url: str, tmp_path: Path,
+    test_db_url: str, store: Store, tmp_path: Path,
 ) -> None:
     with running_proxy(config_for(None, test_db_url)) as server:
         run = subprocess.run(
@@ -73,7 +74,8 @@ REFUSED = [
 ]
 
 
-def test_out_of_bounds_admin_input_is_refused_with_a_4xx_and_stores_nothing(test_db_url: str) -> None:
+def test_out_of_bounds_admin_input_is_refused_with_a_4xx_and_stores_nothing(test_db_url: str, store: Store) -> None:
+    """`store` empties the tables first (PostgreSQL tests share one database)."""
     import json
 
     import httpx
