@@ -18,6 +18,7 @@ from .normalise import Ranked, check_scores, normalise
 from .pricing import cost, price_for
 from .providers import Deployment, ProviderResult, Scored, Usage
 from .providers.base import malformed
+from .redaction import safe_text, secrets_of
 from .request import RerankRequest
 from .transport import Transport
 
@@ -58,22 +59,27 @@ async def _send_one(request: RerankRequest, deployment: Deployment, transport: T
         response = await transport.send(upstream)
     except UpstreamError as exc:
         exc.provider = provider.name
-        exc.message = f"{provider.name}: {exc.message}"
+        exc.message = f"{provider.name}: {safe_text(exc.message, secrets_of(deployment, upstream.headers), 600)}"
         exc.args = (exc.message,)
         raise
     data = _decode(response.body)
     if not 200 <= response.status < 300:
-        text = provider.error_message(data) if data is not _UNREADABLE else response.body[:300].decode(errors="replace")
+        raw = response.body[:2048].decode(errors="replace")
+        text = provider.error_message(data) if data is not _UNREADABLE else raw
+        text = safe_text(str(text), secrets_of(deployment, upstream.headers)) if text else ""
         raise upstream_error_for_status(response.status, text or "(empty body)", provider=provider.name,
                                         retry_after=parse_retry_after(response.headers))
     if data is _UNREADABLE or data is None:
         raise malformed(provider.name, "the body is not JSON")
     try:
         return provider.parse(data, request)
-    except ProxyError:
+    except ProxyError as exc:  # a provider's parse may quote the answer
+        exc.message = safe_text(exc.message, secrets_of(deployment, upstream.headers), 600)
+        exc.args = (exc.message,)
         raise
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        raise malformed(provider.name, f"{type(exc).__name__}: {exc}") from None
+        detail = safe_text(f"{type(exc).__name__}: {exc}", secrets_of(deployment, upstream.headers))
+        raise malformed(provider.name, detail) from None
 
 
 async def _send_split(request: RerankRequest, deployment: Deployment, transport: Transport,

@@ -143,6 +143,14 @@ class JsonFormatter(logging.Formatter):
         return dumps(line)
 
 
+class OneLineFormatter(logging.Formatter):
+    """Plain text with the message kept on its line: a newline inside a message (text someone else wrote) is
+    escaped, so it cannot forge a log line; tracebacks still follow on their own lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(record).replace("\r", "\\r").replace("\n", "\\n")
+
+
 _OURS = "_rerank_proxy_handler"
 
 
@@ -159,7 +167,7 @@ def configure_logging(*, debug: bool = False, json_logs: bool = False, stream: T
         root.removeHandler(handler)
     plain = logging.StreamHandler(stream)
     plain.setFormatter(JsonFormatter() if json_logs else
-                       logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+                       OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     setattr(plain, _OURS, True)
     root.addHandler(plain)
     root.setLevel(level)
