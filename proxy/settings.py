@@ -134,7 +134,13 @@ class GeneralSettings(_Strict):
     allow_requests_on_db_unavailable: bool = True
     """Accepted for LiteLLM compatibility; requests are served while the database is down."""
     metrics_require_auth: bool = False
-    """Require the master key on `GET /metrics`."""
+    """Require the master key (or `metrics_token`) on `GET /metrics`."""
+    metrics_token: str | None = Field(None, min_length=16)
+    """A token for scrapers, accepted on `GET /metrics` besides the master key (`os.environ/NAME` works);
+    setting it turns metrics auth on."""
+    metrics_end_user_series: int = Field(100, ge=0)
+    """Distinct `end_user` label values per worker; later end-users are counted as `__other__`, 0 leaves the
+    label empty. Values are cut to 64 characters."""
     proxy_budget_rescheduler_min_time: float = Field(default=30.0, gt=0)
     """Lower bound (s) of the random interval between budget-reset sweeps."""
     proxy_budget_rescheduler_max_time: float = Field(default=60.0, gt=0)

@@ -194,6 +194,39 @@ async def test_end_user_labels_can_be_left_empty_as_litellm_allows():
     assert "alice" not in text and "bob" not in text
 
 
+async def test_end_user_series_are_capped_and_their_values_cut(caplog):
+    settings = parse_config({"general_settings": {"metrics_end_user_series": 5}}, {})
+    telemetry = Telemetry(settings)
+    engine = Engine(Router(model_list=[{"model_name": "local-bm25", "litellm_params": {"model": "local/bm25"}}]),
+                    observers=[telemetry])
+    with caplog.at_level("INFO", logger="proxy.access"):
+        for n in range(40):
+            user = f"user-{n:03d}-" + "x" * 1_000
+            await engine.rerank(Call(body=RerankBody(model="local-bm25", query="q", documents=["a"], user=user),
+                                     caller=Caller(key_alias="team-d"), api_version=2, end_user=user))
+    text = telemetry.metrics.render().decode()
+    users = {s.labels["end_user"] for f in text_string_to_metric_families(text) for s in f.samples
+             if s.name == "rerank_proxy_search_units_total" and s.labels.get("api_key_alias") == "team-d"}
+    assert len(users) == 6 and "__other__" in users and max(map(len, users)) == 64
+    assert value(text, "rerank_proxy_search_units_total", api_key_alias="team-d", end_user="__other__") == 35
+    assert len(text) < 20_000
+    lines = [r.getMessage() for r in caplog.records if "user-039" in r.getMessage()]
+    assert len(lines) == 1 and len(lines[0]) < 2_000  # the 1 KB end-user id is cut in the log line
+
+
+def test_metrics_accept_a_separate_scraper_token(tmp_path):
+    token = "scrape-0123456789abcdef"
+    config = config_for(None, f"sqlite:///{tmp_path / 'auth.db'}",
+                        general_settings={"metrics_token": "os.environ/METRICS_TOKEN"})
+    with running_proxy(config, {"METRICS_TOKEN": token}) as live:
+        assert httpx.get(live.url + "/metrics").status_code == 401
+        assert httpx.get(live.url + "/metrics", headers={"Authorization": "Bearer wrong-token"}).status_code == 401
+        key = admin(live.url).post("/key/generate", json={}).json()["key"]
+        assert httpx.get(live.url + "/metrics", headers={"Authorization": f"Bearer {key}"}).status_code == 403
+        assert "rerank_proxy_requests_total" in scrape(live.url, Authorization=f"Bearer {token}")
+        assert "rerank_proxy_requests_total" in scrape(live.url, **MASTER)
+
+
 async def test_guardrail_blocks_and_limit_refusals_are_counted():
     telemetry = Telemetry(parse_config({}, {}))
     router = Router(model_list=[{"model_name": "local-bm25", "litellm_params": {"model": "local/bm25"}}])

@@ -1,6 +1,8 @@
-"""`GET /metrics`: Prometheus exposition; master key required when `general_settings.metrics_require_auth`."""
+"""`GET /metrics`: Prometheus exposition; the master key or `metrics_token` required when metrics auth is on."""
 
 from __future__ import annotations
+
+import hmac
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -17,7 +19,11 @@ async def metrics(request: Request) -> Response:
     runtime = request.app.state.runtime
     telemetry = runtime.telemetry
     if telemetry.metrics_require_auth:
-        caller = await runtime.authenticator.authenticate(request.headers.get("authorization"))
+        authorization = request.headers.get("authorization") or ""
+        token = telemetry.metrics_token
+        if token and hmac.compare_digest(authorization.removeprefix("Bearer ").encode(), token.encode()):
+            return Response(await telemetry.metrics.arender(), media_type=CONTENT_TYPE)
+        caller = await runtime.authenticator.authenticate(authorization or None)
         if not caller.is_admin:
-            raise PermissionDeniedError("/metrics needs the master key (general_settings.metrics_require_auth)")
+            raise PermissionDeniedError("/metrics needs the master key or general_settings.metrics_token")
     return Response(await telemetry.metrics.arender(), media_type=CONTENT_TYPE)

@@ -31,6 +31,11 @@ HEALTHY, PARTIAL_OUTAGE, OUTAGE = 0, 1, 2
 STATE_VALUES = {"healthy": HEALTHY, "ok": HEALTHY, "cooling_down": PARTIAL_OUTAGE, "cooldown": PARTIAL_OUTAGE,
                 "cooling down": PARTIAL_OUTAGE, "unavailable": OUTAGE, "down": OUTAGE, "disabled": OUTAGE}
 
+END_USER_SERIES = 100
+"""Distinct `end_user` label values a worker creates; later end-users are counted under `OTHER_END_USERS`."""
+END_USER_CHARS = 64
+OTHER_END_USERS = "__other__"
+
 REQUEST = ["requested_model", "model_id", "api_provider", "status_code", "api_key_alias"]
 USAGE = ["requested_model", "api_key_alias", "end_user"]
 
@@ -39,10 +44,12 @@ class Metrics:
     """Every metric of one app; `observe(call, record)` is the engine-side update, `render()` the scrape."""
 
     def __init__(self, *, multiprocess_dir: str | None = None, refresh_interval: float = 5.0,
-                 end_user_labels: bool = True):
+                 end_user_labels: bool = True, end_user_series: int = END_USER_SERIES):
         self.multiprocess_dir = multiprocess_dir
         self.end_user_labels = end_user_labels
         """False: the usage counters' `end_user` label stays empty, so client-chosen ids add no series."""
+        self.end_user_series = end_user_series
+        self._end_users: set[str] = set()
         self.refresh_interval = refresh_interval
         self.registry: CollectorRegistry | None = None if multiprocess_dir else CollectorRegistry()
         reg = self.registry
@@ -120,7 +127,7 @@ class Metrics:
         status = str(record["status"])
         deployment = call.outcome.deployment
         provider = deployment.provider.name if deployment is not None else ""
-        end_user = (record["end_user"] or "") if self.end_user_labels else ""
+        end_user = self._end_user_label(record["end_user"])
         key = (alias, deployment.id if deployment is not None else "", provider, status, key_alias, end_user)
         hot = self._hot.get(key)
         if hot is None:  # `labels()` validates and locks; the common series are looked up once
@@ -169,6 +176,18 @@ class Metrics:
             self.cache_saved.labels(alias).inc(float(use.saved))
         if use.unavailable:
             self.cache_unavailable.labels(alias).inc()
+
+    def _end_user_label(self, end_user: str | None) -> str:
+        """The caller-chosen end-user id as a label: cut to `END_USER_CHARS`, and the first `end_user_series`
+        distinct ids only (each id is a series per usage counter, kept until the process ends)."""
+        if not end_user or not self.end_user_labels:
+            return ""
+        end_user = end_user[:END_USER_CHARS]
+        if end_user not in self._end_users:
+            if len(self._end_users) >= self.end_user_series:
+                return OTHER_END_USERS
+            self._end_users.add(end_user)
+        return end_user
 
     def observe_refused(self, record: dict[str, Any]) -> None:
         """A /rerank request answered before the engine saw it (401, 413, unreadable body...)."""

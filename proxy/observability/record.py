@@ -26,10 +26,10 @@ def call_record(call: Call) -> dict[str, Any]:
         "event": "rerank",
         "request_id": call.request_id,
         "time": call.started_at.isoformat(),
-        "key_alias": call.caller.key_alias,
-        "user_id": call.caller.user_id,
-        "end_user": call.end_user,
-        "model": call.alias or None,
+        "key_alias": short(call.caller.key_alias),
+        "user_id": short(call.caller.user_id),
+        "end_user": short(call.end_user),
+        "model": short(call.alias) or None,
         "served_model": outcome.alias if response is not None else None,
         "deployment": deployment.id if deployment is not None else None,
         "provider": deployment.provider.name if deployment is not None else None,
@@ -48,6 +48,14 @@ def call_record(call: Call) -> dict[str, Any]:
         "cache": call.cache.status if call.cache is not None else None,
         "cache_saved": float(call.cache.saved) if call.cache is not None else 0.0,
     }
+
+
+FIELD_CHARS = 256
+"""Longest caller-chosen text (model, end-user) a record carries: a 1 MB `user` must not make a 1 MB log line."""
+
+
+def short(value: str | None) -> str | None:
+    return value if value is None or len(value) <= FIELD_CHARS else value[:FIELD_CHARS] + "..."
 
 
 def refused_record(status: int, request_id: str | None, latency_ms: float) -> dict[str, Any]:

@@ -23,13 +23,16 @@ log = logging.getLogger(__name__)
 class Telemetry:
     def __init__(self, settings: Settings, *, tracer_provider: Any = None) -> None:
         litellm = settings.config.litellm_settings
+        general = settings.general
         self.metrics = Metrics(multiprocess_dir=settings.environ.get(MULTIPROC_ENV) or None,
-                               end_user_labels=not litellm.disable_end_user_cost_tracking_prometheus_only)
+                               end_user_labels=not litellm.disable_end_user_cost_tracking_prometheus_only,
+                               end_user_series=general.metrics_end_user_series)
         config_dir = Path(settings.source).resolve().parent if settings.source else None
         self.callbacks: Callbacks = build_callbacks(litellm, settings.environ, config_dir=config_dir,
                                                     tracer_provider=tracer_provider)
-        self.metrics_require_auth = bool(settings.general.metrics_require_auth
-                                         or litellm.require_auth_for_metrics_endpoint)
+        self.metrics_token = general.metrics_token
+        self.metrics_require_auth = bool(general.metrics_require_auth or litellm.require_auth_for_metrics_endpoint
+                                         or general.metrics_token)
 
     def on_call(self, call: Call) -> None:
         record = call_record(call)
