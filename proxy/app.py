@@ -21,6 +21,7 @@ from .api.runtime import Runtime
 from .auth.caller import Authenticator
 from .cache import ResultCache
 from .config_loading import Settings, load_settings
+from .connections import ConnectionLimits
 from .engine import Engine
 from .governance import Governance
 from .live_models import LiveModels
@@ -153,6 +154,10 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
     app = Gateway(title="rerank-proxy", version="0.1.0", lifespan=lifespan,
                   description="A Cohere-compatible rerank gateway.", **_NO_FRAMEWORK_TELEMETRY)
     app.state.metrics = telemetry.metrics
+    general = settings.general
+    app.state.connection_limits = ConnectionLimits(  # read by the CLI server's protocol (connections.py)
+        header_timeout=general.request_header_timeout, body_timeout=general.request_body_timeout,
+        max_connections=general.max_connections)
     install_error_handlers(app)
     install_ui(app)
     for module in (rerank, keys, customers, teams, users, audit, spend, health, models, model_admin, metrics):

@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from .app import CONFIG_ENV, DEBUG_ENV
+    from .connections import raise_fd_limit
     from .observability import configure_logging
     from .observability.metrics import MULTIPROC_ENV
     from .workers import run_workers
@@ -119,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rerank-proxy listening on http://{args.host}:{args.port} (try http://{shown_host}:{args.port}/docs)",
           flush=True)
     print(f"serving models: {', '.join(settings.aliases) or '(none)'}", flush=True)
+    before, after = raise_fd_limit()
+    if after > before:
+        print(f"file descriptors: soft limit raised from {before} to {after}", flush=True)
     if settings.master_key is None:
         print("warning: no general_settings.master_key set: every request is allowed", flush=True)
     # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; with these no-op handlers in place that
@@ -140,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         log_config=None,  # uvicorn's loggers go through ours (configure_logging): same format, json_logs
         access_log=False,  # our own request log never carries query strings or keys
         timeout_graceful_shutdown=REQUEST_DRAIN_SECONDS,
+        http="proxy.connections:GuardedHttpToolsProtocol",  # request-head/body deadlines, connection cap
     )
     try:
         if args.num_workers > 1:

@@ -18,6 +18,7 @@
     │   └── UpstreamTimeoutError    504
     ├── ConfigurationError          503, a deployment we cannot call (missing key, missing extra)
     ├── StoreUnavailableError       503, our database did not answer (keys it knows keep working from cache)
+    ├── ServerBusyError             503, the proxy's own request-memory budget is spent (admission.py)
     ├── DeploymentAtCapacityError   429, a deployment at our own limit for it: `rpm`/`tpm` this minute or
     │                               `max_parallel_requests` in flight (no upstream was called; LiteLLM's 429)
     ├── AllDeploymentsFailedError   the shared status of its causes, else 503; keeps every cause
@@ -158,6 +159,13 @@ class StoreUnavailableError(ProxyError):
     status = 503
 
     def __init__(self, message: str = "the gateway's database is unavailable; try again shortly"):
+        super().__init__(message, retry_after=1.0)
+
+
+class ServerBusyError(ProxyError):
+    status = 503
+
+    def __init__(self, message: str):
         super().__init__(message, retry_after=1.0)
 
 

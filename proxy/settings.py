@@ -103,6 +103,17 @@ class GeneralSettings(_Strict):
     """Larger request bodies are refused with 413."""
     max_documents: int = 10_000
     """More documents in one request are refused with 400."""
+    max_request_body_memory_mb: float = Field(256.0, gt=0)
+    """Request bodies (bytes) that /rerank calls in flight may hold together, per worker; a request that would
+    pass it is answered 503 with Retry-After before its body is read."""
+    request_header_timeout: float = Field(10.0, gt=0)
+    """Seconds a client has to send a request's head (from connecting, or from the first byte of a keep-alive
+    connection's next request); then 408 and the connection is closed. CLI server only."""
+    request_body_timeout: float = Field(60.0, gt=0)
+    """Seconds a client has to send a request's whole body after its head; then 408. CLI server only."""
+    max_connections: int = Field(4_096, ge=1)
+    """Open client connections per worker (kept below the file-descriptor limit); one more is answered 503
+    with Retry-After and closed. CLI server only."""
     store_prompts_in_spend_logs: bool = False
     """Only `false`: the query and documents are never stored (`true` is refused)."""
     max_budget: float | None = None

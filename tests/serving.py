@@ -91,12 +91,13 @@ class DrainedProcess(subprocess.Popen):
 
 
 @contextmanager
-def cli_process(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
-                ) -> Iterator[tuple[DrainedProcess, str]]:
+def cli_process(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None,
+                preexec_fn: Callable[[], None] | None = None) -> Iterator[tuple[DrainedProcess, str]]:
     port = free_port()
     proc = DrainedProcess(
         [sys.executable, "-m", "proxy", "--host", "127.0.0.1", "--port", str(port), *args],
         env={**os.environ, **(env or {})}, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=preexec_fn,
     )
     proc.start_draining()
     url = f"http://127.0.0.1:{port}"

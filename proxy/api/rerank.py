@@ -21,6 +21,7 @@ from ..errors import (
     InvalidRequestError,
     PayloadTooLargeError,
     ProxyError,
+    ServerBusyError,
     UnprocessableRequestError,
 )
 from ..wire import RerankBody, RerankResponse
@@ -109,10 +110,22 @@ async def answer(scope: Scope, receive: Receive, api_version: int) -> Reply:
     runtime = scope["app"].state.runtime
     headers: dict[str, str] = {}
     call: Call | None = None
+    held = 0
     try:
         wanted = read_headers(scope)
         caller = await runtime.authenticator.authenticate(wanted.get(b"authorization"))
-        body = parse_body(await read_body(receive, wanted.get(b"content-length"), runtime.max_request_bytes))
+        declared, limit = wanted.get(b"content-length"), runtime.max_request_bytes
+        size = min(int(declared), limit) if declared and declared.isdigit() else limit  # read_body refuses more
+        if not runtime.body_budget.take(size):
+            raise ServerBusyError("the proxy is holding as many request bodies as its memory budget allows "
+                                  "(general_settings.max_request_body_memory_mb); retry shortly")
+        held = size
+        raw = await read_body(receive, declared, limit)
+        if len(raw) < held:  # a chunked body: hold what it really is
+            runtime.body_budget.give_back(held - len(raw))
+            held = len(raw)
+        body = parse_body(raw)
+        del raw  # the parsed body is what the call keeps
         call = Call(body=body, caller=caller, api_version=api_version, end_user=end_user_of(body, wanted),
                     cache_control=wanted.get(b"cache-control"))
         await runtime.engine.rerank(call)
@@ -120,6 +133,8 @@ async def answer(scope: Scope, receive: Receive, api_version: int) -> Reply:
         if call is not None:
             _describe(call, headers)
         return Reply(exc.status, error_headers(exc, headers), dumps(exc.body()))
+    finally:
+        runtime.body_budget.give_back(held)
     _describe(call, headers)
     return Reply(200, headers, call.outcome.answer().json_bytes())
 

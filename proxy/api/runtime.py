@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..admission import BodyBudget
 from ..auth.caller import Authenticator
 from ..config_loading import Settings
 from ..engine import Engine
@@ -30,5 +31,9 @@ class Runtime:
     max_request_bytes: int = field(init=False)
     """`general_settings.max_request_size_mb` in bytes, computed once rather than per request."""
 
+    body_budget: BodyBudget = field(init=False)
+    """`general_settings.max_request_body_memory_mb`: request bytes the /rerank calls in flight may hold."""
+
     def __post_init__(self) -> None:
         self.max_request_bytes = int(self.settings.general.max_request_size_mb * 1024 * 1024)
+        self.body_budget = BodyBudget(int(self.settings.general.max_request_body_memory_mb * 1024 * 1024))
