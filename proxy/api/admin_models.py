@@ -5,7 +5,7 @@ Every field is bounded by a type from `admin_types`, so its limits are in the Op
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -19,6 +19,7 @@ from .admin_types import (
     Limit,
     Metadata,
     Name,
+    NameKey,
     Names,
     NewKey,
 )
@@ -37,9 +38,9 @@ class KeyFields(AdminBody):
     rpm_limit: Limit | None = None
     tpm_limit: Limit | None = None
     max_parallel_requests: Limit | None = None
-    model_rpm_limit: dict[Name, Limit] | None = Field(default=None, max_length=1_000)
+    model_rpm_limit: dict[NameKey, Limit] | None = Field(default=None, max_length=1_000)
     guardrails: Names | None = None
-    fallbacks: list[Name | dict[Name, Names]] | None = Field(default=None, max_length=100)
+    fallbacks: list[Name | dict[NameKey, Names]] | None = Field(default=None, max_length=100)
     """Aliases tried when the requested one fails: `["b"]` for every alias, or `[{"a": ["b"]}]` per alias."""
     blocked: Flag | None = None
     team_id: Name | None = None
@@ -130,7 +131,7 @@ class TeamRef(AdminBody):
 
 class TeamMemberAdd(AdminBody):
     team_id: Name
-    member: Member | list[Member] = Field(max_length=1_000)
+    member: Member | Annotated[list[Member], Field(max_length=1_000)]
 
 
 class TeamMemberDelete(AdminBody):

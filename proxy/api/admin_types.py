@@ -108,6 +108,12 @@ def _clean_text(value: str) -> str:
     return value
 
 
+def _plain_key(value: str) -> str:
+    if "\x00" in value:
+        raise refused("object keys must not contain NUL characters")
+    return _clean_text(value)
+
+
 Name = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX, pattern=NO_NUL),
                  AfterValidator(_clean_text)]
 """An identifier or label: alias, user id, model or guardrail name."""
@@ -118,6 +124,8 @@ NewKey = Annotated[str, StringConstraints(min_length=4, max_length=KEY_MAX, patt
                    AfterValidator(_clean_text)]
 """A caller-chosen virtual key: starts with `sk-`."""
 Names = Annotated[list[Name], Field(max_length=LIST_MAX)]
+NameKey = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX), AfterValidator(_plain_key)]
+"""A name used as a JSON object key (the schema cannot state a key's pattern: NUL is refused with 400)."""
 DurationText = Annotated[str, StringConstraints(max_length=32, pattern=DURATION_PATTERN)]
 """`30s`, `5m`, `1h`, `1d`, `2w`, `1mo`: up to 99999 (9999 months)."""
 Budget = Annotated[float, Strict(), Field(ge=0, le=BUDGET_MAX, allow_inf_nan=False)]

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from ..auth.caller import Caller
+from .admin_types import ADMIN_RESPONSES, Page, PageSize, QueryName, QueryTime
 from .deps import AdminDep, RuntimeDep
 from .runtime import Runtime
 from .store_access import as_dict, in_thread
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], responses=ADMIN_RESPONSES)
 log = logging.getLogger("proxy.audit")
 
 SECRET_FIELDS = frozenset({"key", "token", "previous_token"})
@@ -40,10 +40,10 @@ async def audited(runtime: Runtime, caller: Caller, action: str, table_name: str
 
 
 @router.get("/audit/logs")
-async def audit_logs(_: AdminDep, runtime: RuntimeDep, changed_by: str | None = None, action: str | None = None,
-                     table_name: str | None = None, object_id: str | None = None,
-                     start_date: datetime | None = None, end_date: datetime | None = None,
-                     page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
+async def audit_logs(_: AdminDep, runtime: RuntimeDep, changed_by: QueryName = None, action: QueryName = None,
+                     table_name: QueryName = None, object_id: QueryName = None,
+                     start_date: QueryTime = None, end_date: QueryTime = None,
+                     page: Page = 1, page_size: PageSize = 50) -> dict[str, Any]:
     records, total = await in_thread(runtime.store.audit_logs, changed_by=changed_by, action=action,
                                      table_name=table_name, object_id=object_id, start=start_date, end=end_date,
                                      page=page, size=page_size)

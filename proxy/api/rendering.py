@@ -79,7 +79,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = list(exc.errors())
-        refused = all(item.get("type") == REFUSED for item in errors)  # schema-valid, refused: admin_types
+        # A value the schema allows but we refuse (admin_types): 400. Any, not all: a union reports its other
+        # branches' mismatches beside it.
+        refused = any(item.get("type") == REFUSED for item in errors)
         return json_response({"message": validation_message(errors)}, 400 if refused else 422)
 
     @app.exception_handler(HTTPException)

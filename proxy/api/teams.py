@@ -6,18 +6,19 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from ..auth.caller import Caller
 from ..errors import InvalidRequestError, NotFoundError
 from ..spend.holders import TEAM, USER
 from .admin_models import TeamFields, TeamIds, TeamMemberAdd, TeamMemberDelete, TeamNew, TeamRef, TeamUpdate
+from .admin_types import ADMIN_RESPONSES, Page, PageSize, QueryName, RequiredQueryName
 from .audit import audited
 from .deps import AdminDep, RuntimeDep
 from .runtime import Runtime
 from .store_access import as_dict, budget_view, in_thread
 
-router = APIRouter(tags=["teams"])
+router = APIRouter(tags=["teams"], responses=ADMIN_RESPONSES)
 
 
 def _fields(body: TeamFields) -> dict[str, Any]:
@@ -53,7 +54,7 @@ async def new(body: TeamNew, caller: AdminDep, runtime: RuntimeDep) -> dict[str,
 
 
 @router.get("/team/info")
-async def info(_: AdminDep, runtime: RuntimeDep, team_id: str = Query(...)) -> dict[str, Any]:
+async def info(_: AdminDep, runtime: RuntimeDep, team_id: RequiredQueryName) -> dict[str, Any]:
     record = await _get(runtime, team_id)
     view = await team_view(runtime, record)
     await runtime.governance.describe_holder(view, "team", record)
@@ -64,8 +65,8 @@ async def info(_: AdminDep, runtime: RuntimeDep, team_id: str = Query(...)) -> d
 
 
 @router.get("/team/list")
-async def list_teams(_: AdminDep, runtime: RuntimeDep, user_id: str | None = None, page: int = Query(1, ge=1),
-                     size: int = Query(1000, ge=1, le=1000)) -> list[dict[str, Any]]:
+async def list_teams(_: AdminDep, runtime: RuntimeDep, user_id: QueryName = None, page: Page = 1,
+                     size: PageSize = 1000) -> list[dict[str, Any]]:
     idents = None
     if user_id is not None:
         idents = [m.team_id for m in await in_thread(runtime.store.memberships, user_id=user_id)]

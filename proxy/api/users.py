@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
@@ -15,13 +15,14 @@ from ..errors import NotFoundError
 from ..spend.durations import parse_duration
 from ..spend.holders import TEAM, USER
 from .admin_models import UserFields, UserIds, UserNew, UserUpdate
+from .admin_types import ADMIN_RESPONSES, NO_NUL, Page, PageSize, RequiredQueryName
 from .audit import audited
 from .deps import AdminDep, RuntimeDep
 from .runtime import Runtime
 from .store_access import budget_view, in_thread
 from .teams import changed
 
-router = APIRouter(tags=["users"])
+router = APIRouter(tags=["users"], responses=ADMIN_RESPONSES)
 
 
 def _fields(body: UserFields) -> dict[str, Any]:
@@ -57,7 +58,7 @@ async def new(body: UserNew, caller: AdminDep, runtime: RuntimeDep) -> dict[str,
 
 
 @router.get("/user/info")
-async def info(_: AdminDep, runtime: RuntimeDep, user_id: str = Query(...)) -> dict[str, Any]:
+async def info(_: AdminDep, runtime: RuntimeDep, user_id: RequiredQueryName) -> dict[str, Any]:
     record = await in_thread(runtime.store.get_holder, USER, user_id)
     if record is None:
         raise NotFoundError(f"user '{user_id}' not found")
@@ -70,8 +71,10 @@ async def info(_: AdminDep, runtime: RuntimeDep, user_id: str = Query(...)) -> d
 
 
 @router.get("/user/list")
-async def list_users(_: AdminDep, runtime: RuntimeDep, user_ids: str | None = None, page: int = Query(1, ge=1),
-                     page_size: int = Query(25, ge=1, le=1000)) -> dict[str, Any]:
+async def list_users(_: AdminDep, runtime: RuntimeDep, page: Page = 1, page_size: PageSize = 25,
+                     user_ids: Annotated[str | None, Query(max_length=4_096, pattern=NO_NUL,
+                                                           description="comma-separated user ids")] = None,
+                     ) -> dict[str, Any]:
     idents = [u for u in user_ids.split(",") if u] if user_ids else None
     records, total = await in_thread(runtime.store.list_holders, USER, idents=idents, page=page, size=page_size)
     users = [{**budget_view(r), "teams": await _teams_of(runtime, r.user_id)} for r in records]
