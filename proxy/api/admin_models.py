@@ -66,15 +66,20 @@ class KeyRef(AdminBody):
     key: KeyText
 
 
-class CustomerFields(AdminBody):
-    alias: Name | None = None
+class BudgetFields(AdminBody):
+    """The budget and limits every holder (team, internal user, tag) has, as keys do."""
+
     max_budget: Budget | None = None
     budget_duration: DurationText | None = None
     rpm_limit: Limit | None = None
     tpm_limit: Limit | None = None
     max_parallel_requests: Limit | None = None
-    blocked: Flag | None = None
     metadata: Metadata | None = None
+
+
+class CustomerFields(BudgetFields):
+    alias: Name | None = None
+    blocked: Flag | None = None
 
 
 class CustomerNew(CustomerFields):
@@ -87,17 +92,6 @@ class CustomerUpdate(CustomerFields):
 
 class CustomerIds(AdminBody):
     user_ids: Names
-
-
-class BudgetFields(AdminBody):
-    """The budget and limits every holder (team, internal user, tag) has, as keys do."""
-
-    max_budget: Budget | None = None
-    budget_duration: DurationText | None = None
-    rpm_limit: Limit | None = None
-    tpm_limit: Limit | None = None
-    max_parallel_requests: Limit | None = None
-    metadata: Metadata | None = None
 
 
 class Member(AdminBody):
