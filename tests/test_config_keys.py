@@ -56,6 +56,16 @@ PROVEN: dict[str, str] = {
     "general_settings.health_check_interval": "test_router_server.py::"
         "test_background_health_checks_cool_a_failing_deployment_and_notice_it_recover",
     "general_settings.metrics_require_auth": "test_metrics.py::test_metrics_can_require_the_master_key",
+    "general_settings.metrics_token": "test_metrics.py::test_metrics_accept_a_separate_scraper_token",
+    "general_settings.metrics_end_user_series": "test_metrics.py::test_end_user_series_are_capped_and_their_values_cut",
+    "general_settings.max_request_body_memory_mb": "test_hostile_clients.py::"
+        "test_large_bodies_in_flight_share_a_memory_budget",
+    "general_settings.request_header_timeout": "test_hostile_clients.py::"
+        "test_silent_and_trickling_connections_are_cut_and_never_stop_a_normal_client",
+    "general_settings.request_body_timeout": "test_hostile_clients.py::"
+        "test_silent_and_trickling_connections_are_cut_and_never_stop_a_normal_client",
+    "general_settings.max_connections": "test_hostile_clients.py::"
+        "test_connections_past_the_cap_are_refused_with_503_and_retry_after",
     "general_settings.database_connection_pool_limit": "test_database_pool.py::"
         "test_the_pool_limit_caps_the_connections_of_a_busy_process",
     "general_settings.disable_schema_update": "test_migrate_command.py::"

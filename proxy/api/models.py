@@ -14,9 +14,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from ..errors import InvalidRequestError, ModelNotFoundError
+from .admin_types import responses
 from .deps import CallerDep, RuntimeDep
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], responses=responses(400, 401, 404, 422, 503))
 
 ENDPOINTS = ["rerank"]
 
