@@ -16,7 +16,7 @@ MAX_TEXT = 300
 REDACTED = "[redacted]"
 _MIN_SECRET = 6  # shorter values are too likely to be ordinary words
 _SECRET_NAME = re.compile(r"key|secret|token|credential|password|auth|signature", re.IGNORECASE)
-_SCHEME = re.compile(r"\b(Bearer|Basic|Token|AWS4-HMAC-SHA256)\s+[^\s\"',;]+", re.IGNORECASE)
+_SCHEME = re.compile(r"\b(Bearer|Basic|AWS4-HMAC-SHA256)\s+[^\s\"',;]{8,}", re.IGNORECASE)  # not "Basic plan"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 
 

@@ -22,6 +22,7 @@ SECRET = "co-live-4f9a8b7c6d5e4f3a2b1c"
 def test_safe_text_cuts_secrets_escapes_control_characters_and_caps_length() -> None:
     assert safe_text(f"invalid key {SECRET}!", [SECRET]) == "invalid key [redacted]!"
     assert safe_text("header was: Bearer abc.def-ghi", []) == "header was: Bearer [redacted]"
+    assert safe_text("Basic plan: token limit exceeded", []) == "Basic plan: token limit exceeded"
     assert safe_text("boom\n2026-01-01 INFO forged line\r\x1b[31m", []) == (
         "boom\\n2026-01-01 INFO forged line\\r\\u001b[31m")
     long = safe_text("x" * (MAX_TEXT - 5) + SECRET + "y" * 10_000, [SECRET])
