@@ -15,11 +15,12 @@ from ..pricing import price_for
 from ..secret_box import public_params
 from ..settings import ConfigError
 from ..spend.stored_models import StoredModel
+from .admin_types import ADMIN_RESPONSES
 from .audit import audited
 from .deps import AdminDep, CallerDep, RuntimeDep
 from .runtime import Runtime
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], responses=ADMIN_RESPONSES)
 
 
 class _Body(BaseModel):
