@@ -146,7 +146,7 @@ class Engine:
                 rank_fields=body.rank_fields, max_chunks_per_doc=body.max_chunks_per_doc,
                 max_tokens_per_doc=body.max_tokens_per_doc, api_version=call.api_version,
                 max_documents=self.max_documents, priority=body.priority, relevant_spans=body.relevant_spans,
-                params=body.provider_options(),
+                params=body.provider_options(), unknown=body.unknown_fields(),
             )
             if self.cache is not None:
                 record = call.caller.record

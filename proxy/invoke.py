@@ -125,7 +125,8 @@ async def invoke(request: RerankRequest, deployment: Deployment, transport: Tran
         result = await _fetch(request, deployment, transport)
         check_scores(result, request, provider.name)
         ranked = normalise(request, result, cost(result.usage, request, price_for(deployment)), deployment.id)
-    if dropped:
-        ranked.payload["meta"]["warnings"] = [f"'{name}' is not supported by provider '{provider.name}' and was "
-                                              "ignored" for name in dropped]
+    if dropped or request.unknown:
+        ranked.payload["meta"]["warnings"] = [
+            *(f"'{name}' is not supported by provider '{provider.name}' and was ignored" for name in dropped),
+            *(f"'{name}' is not a rerank field and was ignored" for name in request.unknown)]
     return ranked

@@ -38,6 +38,8 @@ class RerankRequest:
     options: tuple[str, ...] = ()
     """The names of the Cohere options (`OPTIONS`) and provider options (`params`) set: a provider that does not
     take one drops it, with a warning."""
+    unknown: tuple[str, ...] = ()
+    """Body fields that mean nothing here: ignored, each named in the answer's `meta.warnings`."""
 
     @property
     def uses_v1_fields(self) -> bool:
@@ -105,6 +107,7 @@ def make_request(
     params: dict[str, Any] | None = None,
     priority: int | None = None,
     relevant_spans: dict[str, Any] | None = None,
+    unknown: tuple[str, ...] = (),
 ) -> RerankRequest:
     """Check a rerank call the way Cohere does and return its provider-neutral form.
 
@@ -164,4 +167,5 @@ def make_request(
         priority=priority,
         relevant_spans=relevant_spans,
         options=options,
+        unknown=unknown,
     )

@@ -1,7 +1,7 @@
 """Cohere rerank wire models (v1 and v2): what we accept and what we answer.
 
-Every optional field accepts JSON null and unknown fields are ignored, because the official SDK sends
-explicit nulls and LiteLLM sends v1-only fields to v2.
+Every optional field accepts JSON null, because the official SDK sends explicit nulls. An unknown field is not
+refused (clients built for LiteLLM or other gateways send their own) but named in the answer's `meta.warnings`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ Document = StrictStr | dict[str, Any]
 class RerankBody(BaseModel):
     """A `/rerank`, `/v1/rerank` or `/v2/rerank` request body."""
 
-    model_config = ConfigDict(extra="ignore", strict=True)
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: StrictStr | None = None
     query: StrictStr
@@ -41,6 +41,9 @@ class RerankBody(BaseModel):
     guardrails: list[StrictStr] | None = None
     metadata: dict[str, Any] | None = None
 
+    cache: dict[str, Any] | None = None
+    """LiteLLM's dynamic cache controls: `{"no-cache": true, "no-store": true, "ttl": 300, "namespace": "x"}`."""
+
     def provider_options(self) -> dict[str, Any] | None:
         """LiteLLM's body options that were set (None when none was: the common case)."""
         if self.instruction is None and self.truncate_prompt_tokens is None and self.truncation_side is None \
@@ -49,8 +52,11 @@ class RerankBody(BaseModel):
         options = {"instruction": self.instruction, "truncate_prompt_tokens": self.truncate_prompt_tokens,
                    "truncation_side": self.truncation_side, "max_tokens_per_query": self.max_tokens_per_query}
         return {name: value for name, value in options.items() if value is not None}
-    cache: dict[str, Any] | None = None
-    """LiteLLM's dynamic cache controls: `{"no-cache": true, "no-store": true, "ttl": 300, "namespace": "x"}`."""
+
+    def unknown_fields(self) -> tuple[str, ...]:
+        """The fields sent that are not ours (nulls aside), for `meta.warnings`."""
+        extra = self.__pydantic_extra__
+        return tuple(name for name, value in extra.items() if value is not None) if extra else ()
 
 
 class ApiVersion(BaseModel):

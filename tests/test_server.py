@@ -126,12 +126,13 @@ def test_bad_input_gets_a_4xx_with_a_message(proxy_url, body, status):
     assert isinstance(response.json()["message"], str) and response.json()["message"]
 
 
-def test_null_optional_fields_and_unknown_fields_are_accepted(proxy_url):
+def test_null_optional_fields_are_accepted_and_unknown_fields_are_named_in_meta_warnings(proxy_url):
     response = httpx.post(proxy_url + "/v2/rerank", headers={"Authorization": f"Bearer {MASTER_KEY}"}, json={
         "model": "local-bm25", "query": "q", "documents": ["a q", "b"], "top_n": None, "max_tokens_per_doc": None,
-        "return_documents": True, "rank_fields": None, "something_new": 1})
+        "return_documents": True, "rank_fields": None, "something_new": 1, "also_null": None})
     assert response.status_code == 200
     assert response.json()["results"][0]["document"] == {"text": "a q"}
+    assert response.json()["meta"]["warnings"] == ["'something_new' is not a rerank field and was ignored"]
 
 
 def test_huge_body_is_413(proxy_url):

@@ -3,12 +3,13 @@ request whose key collides with another's).
 
 An answer key covers everything that changes the answer (the alias that served it, the API version, the
 query, the documents as given, `top_n`, `rank_fields`, `return_documents`, the chunk and token options,
-provider pass-through parameters, `priority` and `relevant_spans`). A score key covers what changes one
-document's score: the deployment's provider, model, endpoint and options, the score-changing request options
-(`relevant_spans` too: spans are kept with the score), the query and the document's text as sent upstream;
-the shared part is hashed once per request and used as the BLAKE2b key of every document's digest (C-level
-loops only: about 1 µs a document). An answer key hashes the whole request once, with BLAKE3 (~40 µs for
-1,000 documents of 50 words, where BLAKE2b took ~270 µs: a full hit's largest cost).
+provider pass-through parameters, `priority`, `relevant_spans`, unknown fields' names). A score key covers
+what changes one document's score: the deployment's provider, model, endpoint and options, the
+score-changing request options (`relevant_spans` too: spans are kept with the score), the query and the
+document's text as sent upstream; the shared part is hashed once per request and used as the BLAKE2b key of
+every document's digest (C-level loops only: about 1 µs a document). An answer key hashes the whole request
+once, with BLAKE3 (~40 µs for 1,000 documents of 50 words, where BLAKE2b took ~270 µs: a full hit's largest
+cost).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def answer_key(namespace: str, alias: str, request: RerankRequest) -> str:
     blob = _blob((
         alias, request.api_version, request.query, request.documents, request.top_n, request.rank_fields,
         request.return_documents, request.max_chunks_per_doc, request.max_tokens_per_doc, request.params,
-        request.priority, request.relevant_spans,
+        request.priority, request.relevant_spans, request.unknown,
     ))
     return f"{namespace}a:{blake3(blob).hexdigest(length=DIGEST)}"
 
