@@ -33,6 +33,9 @@ from .wire import RerankBody
 
 log = logging.getLogger("proxy.engine")
 
+_NO_ARGUMENTS: dict[str, Any] = {}  # never changed: `**` of it passes nothing
+
+
 class _RequestIds:
     """Unique request ids (spend rows are keyed by them) without asking the OS for randomness per request:
     a random prefix per process, renewed in a forked child, and a counter."""
@@ -145,8 +148,7 @@ class Engine:
                 body.query, body.documents, top_n=body.top_n, return_documents=body.return_documents,
                 rank_fields=body.rank_fields, max_chunks_per_doc=body.max_chunks_per_doc,
                 max_tokens_per_doc=body.max_tokens_per_doc, api_version=call.api_version,
-                max_documents=self.max_documents, priority=body.priority, relevant_spans=body.relevant_spans,
-                params=body.provider_options(), unknown=body.unknown_fields(),
+                max_documents=self.max_documents, **(body.rare_arguments() or _NO_ARGUMENTS),
             )
             if self.cache is not None:
                 record = call.caller.record

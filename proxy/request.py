@@ -141,19 +141,12 @@ def make_request(
     if max_tokens_per_doc is not None and max_tokens_per_doc < 1:
         raise InvalidRequestError("invalid request: max_tokens_per_doc must be a positive integer")
     fields = tuple(rank_fields) if rank_fields is not None else None
-    options: tuple[str, ...] = ()
-    if max_chunks_per_doc is not None or max_tokens_per_doc is not None or priority is not None \
-            or relevant_spans is not None:
-        values = (max_chunks_per_doc, max_tokens_per_doc, priority, relevant_spans)
-        options = tuple(name for name, value in zip(OPTIONS, values, strict=True) if value is not None)
-    if params:
-        options += tuple(params)
     docs = tuple(documents)
     if fields is None and set(map(type, docs)) == {str}:
         texts = docs  # the common case: plain strings are their own text
     else:
         texts = tuple(_document_text(doc, fields, i) for i, doc in enumerate(docs))
-    return RerankRequest(
+    request = RerankRequest(
         query=query,
         documents=docs,
         texts=texts,
@@ -164,8 +157,11 @@ def make_request(
         max_tokens_per_doc=max_tokens_per_doc,
         api_version=api_version or (1 if fields or any(isinstance(d, dict) for d in docs) else 2),
         params=dict(params or {}),
-        priority=priority,
-        relevant_spans=relevant_spans,
-        options=options,
-        unknown=unknown,
     )
+    if max_chunks_per_doc is not None or max_tokens_per_doc is not None or priority is not None \
+            or relevant_spans is not None or params or unknown:  # set only when given: the common path stays short
+        values = (max_chunks_per_doc, max_tokens_per_doc, priority, relevant_spans)
+        request.options = (*(name for name, value in zip(OPTIONS, values, strict=True) if value is not None),
+                           *(params or ()))
+        request.priority, request.relevant_spans, request.unknown = priority, relevant_spans, unknown
+    return request

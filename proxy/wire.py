@@ -44,19 +44,20 @@ class RerankBody(BaseModel):
     cache: dict[str, Any] | None = None
     """LiteLLM's dynamic cache controls: `{"no-cache": true, "no-store": true, "ttl": 300, "namespace": "x"}`."""
 
-    def provider_options(self) -> dict[str, Any] | None:
-        """LiteLLM's body options that were set (None when none was: the common case)."""
-        if self.instruction is None and self.truncate_prompt_tokens is None and self.truncation_side is None \
-                and self.max_tokens_per_query is None:
+    def rare_arguments(self) -> dict[str, Any] | None:
+        """`make_request`'s rarely used arguments (`priority`, `relevant_spans`, LiteLLM's provider options as
+        `params`, the `unknown` fields' names), or None when the body sets none of them: the common case, one
+        pass of checks."""
+        extra = self.__pydantic_extra__
+        if self.priority is None and self.relevant_spans is None and self.instruction is None \
+                and self.truncate_prompt_tokens is None and self.truncation_side is None \
+                and self.max_tokens_per_query is None and not extra:
             return None
         options = {"instruction": self.instruction, "truncate_prompt_tokens": self.truncate_prompt_tokens,
                    "truncation_side": self.truncation_side, "max_tokens_per_query": self.max_tokens_per_query}
-        return {name: value for name, value in options.items() if value is not None}
-
-    def unknown_fields(self) -> tuple[str, ...]:
-        """The fields sent that are not ours (nulls aside), for `meta.warnings`."""
-        extra = self.__pydantic_extra__
-        return tuple(name for name, value in extra.items() if value is not None) if extra else ()
+        return {"priority": self.priority, "relevant_spans": self.relevant_spans,
+                "params": {name: value for name, value in options.items() if value is not None},
+                "unknown": tuple(name for name, value in extra.items() if value is not None) if extra else ()}
 
 
 class ApiVersion(BaseModel):
