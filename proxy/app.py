@@ -9,6 +9,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from .observability import RequestLogMiddleware, Telemetry, configure_logging
 from .process_tuning import settle_for_serving
 from .routing import BackgroundHealthChecks, Router
 from .routing.state import State
+from .spend.db import SchemaBehindError, check_schema, migrate
+from .spend.gate import DatabaseGate
 from .spend.store import Store
 from .spend.writer import SpendWriter
 from .transport import Transport, server_transport
@@ -101,18 +104,28 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         general = settings.general
         warn_missing_env(settings)
-        limit = general.database_connection_pool_limit
-        pool = {} if limit is None else {"pool_size": limit, "max_overflow": 0}
-        store = await asyncio.to_thread(Store.connect, settings.database_url,
-                                        migrate_schema=not general.disable_schema_update, **pool)
-        spill = spill_path(settings)
-        flush_interval = general.spend_flush_interval
+        store = Store.open(settings.database_url, pool_limit=general.database_connection_pool_limit)
+        gate = DatabaseGate(store, timeout=general.database_read_timeout, connected=False,
+                            threads=min(4, general.database_connection_pool_limit or 4))
+        prepare = partial(check_schema if general.disable_schema_update else migrate, store.engine)
+        try:
+            await asyncio.to_thread(prepare)
+        except SchemaBehindError:
+            await asyncio.to_thread(store.close)
+            raise
+        except Exception as exc:  # noqa: BLE001 - start anyway: serve what needs no database, connect later
+            log.error("database unreachable at start-up (%s); serving without it until it answers",
+                      type(exc).__name__)
+            gate.connect_later(prepare)
+        else:
+            gate.connected = True
+        flush_interval = general.flush_interval
         writer = SpendWriter(store, flush_interval=store.flush_interval if flush_interval is None else flush_interval,
-                             spill_path=spill)
+                             spill_path=spill_path(settings))
         await writer.start()
         upstream = transport or server_transport(settings.client_options)
         router = build_router(settings, upstream)
-        governance = Governance(settings, store, router, clock=clock)
+        governance = Governance(settings, store, router, gate, clock=clock)
         await governance.start()
         cache_params = settings.cache
         cache = None if cache_params is None else ResultCache.from_params(
@@ -132,8 +145,10 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
             health_checks.start()
         app.state.runtime = Runtime(
             settings=settings, store=store, writer=writer,
-            authenticator=Authenticator(store, settings.master_key, general.key_cache_ttl),
-            router=router, engine=engine, governance=governance, telemetry=telemetry, models=live,
+            authenticator=Authenticator(gate, settings.master_key, general.key_cache_ttl,
+                                        max_stale=general.key_cache_max_stale,
+                                        allow_unverified=general.allow_requests_on_db_unavailable),
+            router=router, engine=engine, governance=governance, telemetry=telemetry, gate=gate, models=live,
         )
         settle_for_serving()  # everything built so far lives as long as the server
         try:
@@ -149,6 +164,7 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
             await router.aclose()
             if transport is None:
                 await upstream.aclose()
+            await gate.close()
             await asyncio.to_thread(store.close)
 
     app = Gateway(title="rerank-proxy", version="0.1.0", lifespan=lifespan,

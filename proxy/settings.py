@@ -124,6 +124,10 @@ class GeneralSettings(_Strict):
     """Default budget (USD, never reset) for end-users without their own."""
     key_cache_ttl: float = 30.0
     """Seconds a key's or end-user's record is cached; admin changes reach other replicas within it."""
+    key_cache_max_stale: float = Field(900.0, ge=0)
+    """Seconds past `key_cache_ttl` a known key is still served while the database does not answer."""
+    database_read_timeout: float = Field(0.5, gt=0)
+    """The longest a request waits for a key or end-user read before serving cached records or a 503."""
     spend_flush_interval: float | None = Field(None, ge=0)  # None: the store's (Store.flush_interval)
     """Seconds a spend row may wait for its batch (default SQLite 0.01, PostgreSQL 0.05)."""
     spend_spill_path: str | None = None
@@ -136,14 +140,16 @@ class GeneralSettings(_Strict):
     """Seconds between background health checks."""
     alerting: list[str] | None = None
     """Refused unless empty: no alerts are sent (alert on `/metrics`, or use a `webhook` callback)."""
-    proxy_batch_write_at: float | None = None
-    """Accepted for LiteLLM compatibility; no effect (see `spend_flush_interval`)."""
+    proxy_batch_write_at: float | None = Field(None, ge=0)
+    """LiteLLM's name for seconds between spend batch writes: our `spend_flush_interval` (set one, or both equal)."""
     database_connection_pool_limit: int | None = Field(None, ge=1)
-    """Most database connections one process holds (pool size, no overflow); default 5 plus 10 overflow."""
+    """Most database connections one process holds (pool size, no overflow; default 5 plus 10 overflow):
+    total = limit × workers × replicas."""
     disable_schema_update: bool = False
     """Skip migrations at start (run `rerank-proxy migrate` once, e.g. as a Job); the schema is only checked."""
-    allow_requests_on_db_unavailable: bool = True
-    """Accepted for LiteLLM compatibility; requests are served while the database is down."""
+    allow_requests_on_db_unavailable: bool = False
+    """LiteLLM's meaning: a key the unreachable database cannot verify is let through, restricted (never admin,
+    no key limits); false answers such keys 503. Keys already cached are served either way."""
     metrics_require_auth: bool = False
     """Require the master key (or `metrics_token`) on `GET /metrics`."""
     metrics_token: str | None = Field(None, min_length=16)
@@ -183,6 +189,19 @@ class GeneralSettings(_Strict):
         if value is not None:
             parse_duration(value)
         return value
+
+    @model_validator(mode="after")
+    def _one_flush_interval(self) -> GeneralSettings:
+        both = self.spend_flush_interval, self.proxy_batch_write_at
+        if None not in both and both[0] != both[1]:
+            raise ValueError("spend_flush_interval and proxy_batch_write_at are the same setting (seconds between "
+                             "spend batch writes) and disagree; set one of them")
+        return self
+
+    @property
+    def flush_interval(self) -> float | None:
+        """Seconds between spend batch writes as configured, None for the store's default."""
+        return self.spend_flush_interval if self.spend_flush_interval is not None else self.proxy_batch_write_at
 
 
 class RouterSettings(_Strict):

@@ -12,6 +12,7 @@ from ..governance import Governance
 from ..live_models import LiveModels
 from ..observability import Telemetry
 from ..routing import Router
+from ..spend.gate import DatabaseGate
 from ..spend.store import Store
 from ..spend.writer import SpendWriter
 
@@ -26,6 +27,7 @@ class Runtime:
     engine: Engine
     governance: Governance
     telemetry: Telemetry
+    gate: DatabaseGate
     models: LiveModels | None = None
     """Run-time model changes and config reloads (None in servers built without the lifespan)."""
     max_request_bytes: int = field(init=False)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from ..errors import AuthenticationError, PermissionDeniedError, StoreUnavailableError
 from ..spend.records import KeyRecord
+from ..ttl_cache import TtlCache
 from .keys import hash_key, same_key
 
 log = logging.getLogger("proxy.auth")
@@ -52,18 +54,29 @@ class Caller:
 
 
 ANONYMOUS_ADMIN = Caller(is_admin=True, key_alias="open-access")
+UNVERIFIED = Caller(key_alias="db-unavailable-fallback")
+"""A key the unreachable database could not verify, allowed by `allow_requests_on_db_unavailable`: never
+admin, no key limits or budget (LiteLLM's restricted fallback identity)."""
 
 
 class Authenticator:
-    """Bearer → SHA-256 → short TTL cache → database; keeps serving cached keys while the DB is down."""
+    """Bearer → SHA-256 → TTL cache → database, through the `DatabaseGate` (a read never outlasts its deadline).
 
-    def __init__(self, store: Any, master_key: str | None, ttl: float = 30.0, max_entries: int = 100_000):
-        self._store = store
-        self._max_entries = max_entries
+    Known keys live in one LRU cache, unknown keys in a separate smaller one, so a flood of made-up keys
+    cannot push out a key in use. When the database does not answer in time, a known key is served from
+    its stale entry (at most `max_stale` seconds past its TTL) and refreshed in the background; a key we
+    have never seen gets a fast 503, or, with `allow_unverified` (LiteLLM's
+    `allow_requests_on_db_unavailable`), runs under a restricted identity with no key limits.
+    """
+
+    def __init__(self, gate: Any, master_key: str | None, ttl: float = 30.0, max_entries: int = 100_000, *,
+                 max_stale: float = 900.0, unknown_entries: int = 10_000, allow_unverified: bool = False,
+                 clock: Callable[[], float] = time.monotonic):
+        self._gate = gate
         self._master_key = master_key
-        self._ttl = ttl
-        self._cache: dict[str, tuple[float, Caller | None]] = {}
-        """digest → (fresh until, the Caller built once from the key's record, or None for an unknown key)."""
+        self._known: TtlCache[str, Caller] = TtlCache(ttl, max_entries, max_stale=max_stale, clock=clock)
+        self._unknown: TtlCache[str, None] = TtlCache(ttl, unknown_entries, clock=clock)
+        self._allow_unverified = allow_unverified
         self._master = Caller(is_admin=True, key_alias="master_key")
 
     @property
@@ -71,11 +84,13 @@ class Authenticator:
         return self._master_key is None
 
     def forget(self, key_hash: str) -> None:
-        self._cache.pop(key_hash, None)
+        self._known.forget(key_hash)
+        self._unknown.forget(key_hash)
 
     def forget_all(self) -> None:
         """Drop every cached key (a team or user changed: the keys that carry it must reload)."""
-        self._cache.clear()
+        self._known.clear()
+        self._unknown.clear()
 
     async def authenticate(self, authorization: str | None) -> Caller:
         if self._master_key is None:
@@ -87,7 +102,8 @@ class Authenticator:
         if caller is None:
             raise AuthenticationError("invalid api key")
         record = caller.record
-        assert record is not None  # every cached Caller of a virtual key is built from its record
+        if record is None:  # unverified while the database is unreachable
+            return caller
         if record.blocked:
             raise PermissionDeniedError("this key is blocked")
         if caller.team is not None and caller.team.blocked:
@@ -97,21 +113,33 @@ class Authenticator:
         return caller
 
     async def _lookup(self, digest: str) -> Caller | None:
-        now = time.monotonic()
-        cached = self._cache.get(digest)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        known = self._known.get(digest)
+        if known is not None and known[1]:
+            return known[0]
+        if self._unknown.get(digest) is not None:
+            return None
+        future = self._gate.read(digest, self._gate.store.key_with_owners, digest, then=partial(self._remember, digest))
+        if known is not None and (future is None or not self._gate.up):
+            return known[0]  # the database is down or slow: the stale entry, refreshed when it answers
         try:
-            found = await asyncio.to_thread(self._store.key_with_owners, digest)
-        except Exception as exc:  # the DB is down: a key we knew keeps working
-            if cached is not None:
-                log.warning("key lookup failed (%s); serving the cached key", type(exc).__name__)
-                return cached[1]
-            raise StoreUnavailableError() from None
-        if len(self._cache) >= self._max_entries:  # bounded: unknown keys must not grow it forever
-            self._cache.pop(next(iter(self._cache)))
-        caller = None if found is None else _caller(*found)
-        self._cache[digest] = (now + self._ttl, caller)
+            if future is None:
+                raise StoreUnavailableError()
+            return await self._gate.wait(future)
+        except StoreUnavailableError:
+            if known is not None:  # (the gate logged the outage once)
+                return known[0]
+            if self._allow_unverified:
+                return UNVERIFIED
+            raise
+
+    def _remember(self, digest: str, record: tuple[Any, Any, Any] | None) -> Caller | None:
+        """Cache a read's answer (on the event loop), even when the caller that started it gave up waiting."""
+        if record is None:
+            self._known.forget(digest)
+            self._unknown.put(digest, None)
+            return None
+        caller = _caller(*record)
+        self._known.put(digest, caller)
         return caller
 
 

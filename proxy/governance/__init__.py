@@ -29,18 +29,21 @@ def utc_now() -> datetime:
 
 
 class Governance:
-    def __init__(self, settings: Settings, store: Any, router: Router,
+    def __init__(self, settings: Settings, store: Any, router: Router, gate: Any,
                  clock: Callable[[], datetime] | None = None) -> None:
+        """`gate`: the `DatabaseGate` end-user records are read through (a stalled database never stalls a call)."""
         self.settings = settings
         self.clock = clock or utc_now
         """Wall-clock time for limits and budgets (minutes, windows, periods); tests inject their own."""
         self.local = LocalCounters()
-        self.end_users = EndUserRecords(store, settings.general.key_cache_ttl)
+        self.gate = gate
+        self.end_users = EndUserRecords(gate, settings.general.key_cache_ttl)
         self.link = RedisLink()
         self.budgets = ProxyBudgets(settings, store)
         self.checks = CallChecks(router, self.local, self.end_users, self.link, self.budgets, self.clock)
         self.live_spend = LiveSpend(self.local, self.link, self.budgets, self.clock)
-        self.upkeep = Upkeep(settings.general, self.budgets, self.checks, self.local, self.end_users)
+        self.upkeep = Upkeep(settings.general, self.budgets, self.checks, self.local,
+                             database_ready=lambda: gate.connected)
 
     @property
     def chain(self) -> GuardrailChain:
@@ -61,8 +64,8 @@ class Governance:
     async def start(self) -> None:
         self.adopt_config(self.settings)
         self.link.connect(self.settings.redis_url, self.settings.general.redis_key_prefix)
-        await self.budgets.reset_due()
-        await self.budgets.sync()
+        if self.gate.connected:  # else the upkeep does it once the database is there
+            await self.upkeep.first_sweep()
         self.upkeep.start()
 
     def adopt_config(self, settings: Settings) -> None:

@@ -1,49 +1,46 @@
-"""End-user records (limits, budgets, blocked) for the request path: a short TTL cache over the store.
+"""End-user records (limits, budgets, blocked) for the request path: a TTL cache over the `DatabaseGate`.
 
 The TTL is the key cache's, so an admin change reaches every replica within it; the admin API forgets an
-end-user at once in the replica that served the change. A database that cannot answer never fails a call:
-the last known record (or none) is used and a warning logged.
+end-user at once in the replica that served the change. A database that does not answer within the gate's
+deadline never fails or stalls a call: the last known record is used however old (a blocked end-user stays
+blocked through an outage), and an end-user never seen before runs without end-user limits.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import math
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-log = logging.getLogger("proxy.limits")
+from ..errors import StoreUnavailableError
+from ..ttl_cache import TtlCache
 
 MAX_ENTRIES = 100_000
 
 
 class EndUserRecords:
-    def __init__(self, store: Any, ttl: float) -> None:
-        self._store = store
-        self._ttl = ttl
-        self._cache: dict[str, tuple[float, Any]] = {}
+    def __init__(self, gate: Any, ttl: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._gate = gate
+        self._cache: TtlCache[str, Any] = TtlCache(ttl, MAX_ENTRIES, max_stale=math.inf, clock=clock)
 
     def forget(self, user_id: str) -> None:
-        self._cache.pop(user_id, None)
+        self._cache.forget(user_id)
 
     async def get(self, user_id: str) -> Any:
-        now = time.monotonic()
         cached = self._cache.get(user_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        if cached is not None and cached[1]:
+            return cached[0]
+        future = self._gate.read(("end_user", user_id), self._gate.store.get_customer, user_id,
+                                 then=partial(self._remember, user_id))
         try:
-            record = await asyncio.to_thread(self._store.get_customer, user_id)
-        except Exception as exc:  # the database is down: limits we knew keep applying, none are invented
-            log.warning("end-user lookup failed (%s); using the last known record", type(exc).__name__)
-            return cached[1] if cached is not None else None
-        if len(self._cache) >= MAX_ENTRIES:
-            self.prune()
-        self._cache[user_id] = (now + self._ttl, record)
-        return record
+            if future is None:
+                raise StoreUnavailableError()
+            return await self._gate.wait(future)
+        except StoreUnavailableError:  # limits we knew keep applying, none are invented
+            return cached[0] if cached is not None else None
 
-    def prune(self) -> None:
-        now = time.monotonic()
-        for user_id in [u for u, (expires, _) in self._cache.items() if expires <= now]:
-            del self._cache[user_id]
-        if len(self._cache) >= MAX_ENTRIES:
-            self._cache.clear()
+    def _remember(self, user_id: str, record: Any) -> Any:
+        self._cache.put(user_id, record)
+        return record

@@ -40,25 +40,41 @@ def database_url(url: str | None) -> URL:
 
 
 def make_engine(
-    url: str | None = None, *, busy_timeout_ms: int = 5000, connect_timeout_s: int = 5, **kwargs: Any
+    url: str | None = None, *, busy_timeout_ms: int = 5000, connect_timeout_s: int = 5,
+    statement_timeout_ms: int = 10_000, pool_limit: int | None = None, pool_timeout_s: float = 5.0, **kwargs: Any
 ) -> Engine:
     """A sync engine for `url` (default `sqlite:///./rerank_proxy.db`). Extra kwargs go to create_engine.
 
     `busy_timeout_ms` is how long a SQLite statement waits on another writer's lock before failing;
-    `connect_timeout_s` bounds a PostgreSQL connection attempt. Bound parameters are hidden from error
-    messages, so an exception never carries row data into a log; JSON columns accept Decimal and
-    datetime values (stored as strings).
+    `connect_timeout_s` bounds a PostgreSQL connection attempt and `statement_timeout_ms` each statement
+    (server side), and TCP keepalives find a peer that vanished. `pool_limit` is the most connections this
+    process opens (LiteLLM's `database_connection_pool_limit`; None: SQLAlchemy's 5 plus 10 overflow), and a
+    thread waits at most `pool_timeout_s` for one. No pre-ping on checkout: a dead pooled connection fails
+    its statement, SQLAlchemy then drops the whole pool, and the caller's outage policy takes over (the
+    ping would cost every look-up a second round trip). Bound parameters are hidden from error messages,
+    so an exception never carries row data into a log; JSON columns accept Decimal and datetime values.
     """
     parsed = database_url(url)
     kwargs.setdefault("hide_parameters", True)
     kwargs.setdefault("json_serializer", to_json)
+    file_backed = parsed.database not in (None, "", ":memory:")
+    if parsed.get_backend_name() != "sqlite" or file_backed:
+        if pool_limit is not None:
+            kwargs.setdefault("pool_size", pool_limit)
+            kwargs.setdefault("max_overflow", 0)
+        kwargs.setdefault("pool_timeout", pool_timeout_s)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(parsed, **kwargs)
-        _configure_sqlite(engine, busy_timeout_ms, file_backed=parsed.database not in (None, "", ":memory:"))
+        _configure_sqlite(engine, busy_timeout_ms, file_backed=file_backed)
         return engine
     if parsed.get_backend_name() == "postgresql":
-        connect_args = {"connect_timeout": connect_timeout_s, **kwargs.pop("connect_args", {})}
-        kwargs.setdefault("pool_pre_ping", True)
+        connect_args = {
+            "connect_timeout": connect_timeout_s,
+            "options": f"-c statement_timeout={int(statement_timeout_ms)}",
+            "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+            "tcp_user_timeout": int(statement_timeout_ms),
+            **kwargs.pop("connect_args", {}),
+        }
         return create_engine(parsed, connect_args=connect_args, **kwargs)
     return create_engine(parsed, **kwargs)
 
@@ -119,6 +135,7 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     """`alembic upgrade head` (or to `revision`), safe to run from several workers at once."""
     with engine.connect().execution_options(**WRITE) as connection, connection.begin():
         if connection.dialect.name == "postgresql":
+            connection.execute(text("SET LOCAL statement_timeout = 0"))  # a migration may take long
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK})
         command.upgrade(alembic_config(connection), revision)
 

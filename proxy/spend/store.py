@@ -45,6 +45,11 @@ class Store(Accounts, Holders, Audit, Ledger, StoredModels, Activity):
             raise
         return cls(engine)
 
+    @classmethod
+    def open(cls, url: str | None = None, **engine_options: Any) -> Store:
+        """Engine for `url`, not connected yet: `migrate(store.engine)` once the database answers."""
+        return cls(make_engine(url, **engine_options))
+
     @property
     def flush_interval(self) -> float:
         """Seconds a spend row waits for its batch by default. SQLite 0.01: the row work runs in the
