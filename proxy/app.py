@@ -121,7 +121,8 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
             gate.connected = True
         flush_interval = general.flush_interval
         writer = SpendWriter(store, flush_interval=store.flush_interval if flush_interval is None else flush_interval,
-                             spill_path=spill_path(settings))
+                             spill_path=spill_path(settings),
+                             spill_max_bytes=int(general.spend_spill_max_mb * 1024 * 1024))
         await writer.start()
         upstream = transport or server_transport(settings.client_options)
         router = build_router(settings, upstream)

@@ -131,7 +131,10 @@ class GeneralSettings(_Strict):
     spend_flush_interval: float | None = Field(None, ge=0)  # None: the store's (Store.flush_interval)
     """Seconds a spend row may wait for its batch (default SQLite 0.01, PostgreSQL 0.05)."""
     spend_spill_path: str | None = None
-    """Where spend rows unwritable at shutdown wait for the next start (default beside the SQLite file)."""
+    """Where spend rows wait while the database fails or at shutdown: journal and spill file, re-read at the next
+    start (default beside the SQLite file; put it on another volume than the database)."""
+    spend_spill_max_mb: float = Field(1024.0, gt=0)
+    """Bound of the spill file (rows journaled while the database fails); past it rows wait in memory."""
     disable_spend_logs: bool = False
     """Write no spend rows."""
     background_health_checks: bool = False

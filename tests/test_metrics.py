@@ -344,3 +344,26 @@ def test_the_operations_page_lists_every_metric_and_no_other():
     page = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text()
     table = page[page.index("| `rerank_proxy_requests_total`"):page.index("## Logs")]
     assert set(re.findall(r"`(rerank_proxy_\w+)`", table)) == exported
+
+
+async def test_journal_bytes_are_read_at_scrape_time(tmp_path):
+    url = f"sqlite:///{tmp_path / 'spend.db'}"
+    store = Store.connect(url, busy_timeout_ms=50)
+    writer = SpendWriter(store, flush_interval=0.01, retry_base=0.01, retry_max=0.05, spill_path=tmp_path / "spill")
+    metrics = Metrics()
+    metrics.watch(writer=writer)
+    holder = sqlite3.connect(str(tmp_path / "spend.db"), isolation_level=None, timeout=5)
+    holder.execute("BEGIN EXCLUSIVE")  # the database refuses writes until ROLLBACK
+    await writer.start()
+    try:
+        writer.submit(SpendEvent(request_id="r", started_at=datetime.now(UTC), model_alias="m", status=200,
+                                 latency_ms=1.0, cost=Decimal("0.001")))
+        await _eventually(lambda: writer.spilled == 1)
+        assert value(metrics.render().decode(), "rerank_proxy_spend_journal_bytes") > 0
+        holder.execute("ROLLBACK")
+        await _eventually(lambda: writer.written == 1 and writer.spill_bytes() == 0)
+        assert value(metrics.render().decode(), "rerank_proxy_spend_journal_bytes") == 0
+    finally:
+        holder.close()
+        await writer.stop()
+        store.close()

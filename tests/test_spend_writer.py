@@ -177,24 +177,64 @@ async def test_stop_with_the_database_down_spills_and_the_next_start_ingests(
 
 
 async def test_a_full_queue_spills_the_overflow_instead_of_dropping_it(
+    keyed_store: Store, spend_event: Events, tmp_path: Path
+) -> None:
+    spill = tmp_path / "spend.jsonl"
+    writer = SpendWriter(keyed_store, max_queue=10, batch_size=5, spill_path=spill, flush_interval=60)
+    for event in many(spend_event, 18):  # not started yet: nothing leaves the queue
+        writer.submit(event)
+    assert writer.depth == 18 and writer.dropped == 0
+    await writer.start()
+    await eventually(lambda: writer.spilled == 8, "the overflow spilled")
+    # once the queue runs low the writer takes its own spill file back
+    await eventually(lambda: writer.written == 18 and not spill.exists(), "queue and overflow written")
+    await writer.stop()
+    assert stored_rows(keyed_store) == 18
+    assert keyed_store.key_spend(KEY) == Decimal("0.18")
+
+
+async def test_once_a_write_fails_every_event_is_journaled_until_the_database_answers(
     keyed_store: Store, spend_event: Events, db_outage: Outage, tmp_path: Path
 ) -> None:
     spill = tmp_path / "spend.jsonl"
-    writer = SpendWriter(
-        keyed_store, max_queue=10, batch_size=5, spill_path=spill, flush_interval=0.01, retry_max=0.05
-    )
+    writer = SpendWriter(keyed_store, batch_size=5, spill_path=spill, flush_interval=0.01, retry_max=0.05)
     await writer.start()
+    events = many(spend_event, 25)
     with db_outage():
-        for event in many(spend_event, 25):
+        for event in events[:10]:
             writer.submit(event)
-        await eventually(lambda: writer.spilled == 15, "the overflow spilled")
-        assert writer.depth == 10 and writer.dropped == 0
-        assert len(spill.read_text().splitlines()) == 15
-    # once the queue runs empty the writer takes its own spill file back
-    await eventually(lambda: writer.written == 25 and not spill.exists(), "queue and overflow written")
+        await eventually(lambda: writer.journaling, "journaling after the first failed write")
+        for event in events[10:]:
+            writer.submit(event)
+        await eventually(lambda: writer.depth == 0, "every event on disk, none only in memory")
+        assert writer.spilled == 25 and writer.written == 0 and writer.spill_bytes() > 0
+        assert {decode(line).request_id for line in spill.read_text().splitlines()} == {
+            e.request_id for e in events}
+    await eventually(lambda: writer.written == 25 and not spill.exists(), "the journal replayed")
+    assert not writer.journaling
     await writer.stop()
     assert stored_rows(keyed_store) == 25
     assert keyed_store.key_spend(KEY) == Decimal("0.25")
+
+
+async def test_a_full_journal_keeps_events_in_memory_then_drops_and_counts_them(
+    keyed_store: Store, spend_event: Events, db_outage: Outage, tmp_path: Path
+) -> None:
+    spill = tmp_path / "spend.jsonl"
+    writer = SpendWriter(keyed_store, batch_size=5, max_queue=5, spill_path=spill, spill_max_bytes=1,
+                         flush_interval=0.01, retry_max=0.05)
+    await writer.start()
+    with db_outage():
+        for event in many(spend_event, 5):
+            writer.submit(event)
+        await eventually(lambda: writer.failures >= 2, "failed writes")
+        assert not writer.journaling and writer.depth == 5  # the journal is full: kept in memory
+    await eventually(lambda: writer.written == 5, "written once the database is back")
+    await writer.stop()
+    overflowing = SpendWriter(keyed_store, max_queue=2, spill_path=spill, spill_max_bytes=1)
+    for event in many(spend_event, 6, prefix="o"):  # never started: 2 queued, 2 waiting for the disk, 2 lost
+        overflowing.submit(event)
+    assert (overflowing.depth, overflowing.dropped) == (4, 2)
 
 
 async def test_without_a_spill_file_overflow_is_dropped_and_counted(

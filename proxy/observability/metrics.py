@@ -100,8 +100,13 @@ class Metrics:
                                  registry=reg, multiprocess_mode="livesum")
         self.spend_failures = Counter("rerank_proxy_spend_write_failures", "Failed spend-log write attempts "
                                       "(each is retried).", registry=reg)
-        self.spend_dropped = Counter("rerank_proxy_spend_dropped", "Spend rows lost (queue full and no spill "
-                                     "file).", registry=reg)
+        self.spend_dropped = Counter("rerank_proxy_spend_dropped", "Spend rows lost (queue full and the spill "
+                                     "file missing, full or on a full disk).", registry=reg)
+        self.spend_rejected = Counter("rerank_proxy_spend_rejected", "Spend rows the database refused for their "
+                                      "content, kept in the rejected file (<spill path>.rejected).", registry=reg)
+        self.spend_journal = Gauge("rerank_proxy_spend_journal_bytes", "Bytes in the spend spill file (rows "
+                                   "journaled while the database was failing).", registry=reg,
+                                   multiprocess_mode="max")
         self.callback_queue = Gauge("rerank_proxy_callback_queue_depth", "Events waiting for a logging callback.",
                                     ["callback"], registry=reg, multiprocess_mode="livesum")
         self.callback_events = Counter("rerank_proxy_callback_events", "Events handled by logging callbacks, by "
@@ -217,6 +222,8 @@ class Metrics:
             self.spend_queue.set(writer.depth)
             self._advance(self.spend_failures, ("spend_failures",), writer.failures)
             self._advance(self.spend_dropped, ("spend_dropped",), writer.dropped)
+            self._advance(self.spend_rejected, ("spend_rejected",), writer.rejected)
+            self.spend_journal.set(writer.spill_bytes())
         for model_id, provider, alias, value in deployment_states(self._router):
             self.deployment_state.labels(model_id, provider, alias).set(value)
         for sink in self._sinks:

@@ -62,11 +62,29 @@ class Claim:
         self.paths, self._handles = [], []
 
 
-class SpillFile:
-    """Append events to, and claim events from, one JSON-lines file shared by any number of processes."""
+class JournalFull(OSError):
+    """The spill file reached its configured size: the events were not appended."""
 
-    def __init__(self, path: Path) -> None:
+
+class SpillFile:
+    """Append events to, and claim events from, one JSON-lines file shared by any number of processes.
+
+    `max_bytes` bounds the file (None: only the disk does); an append that would pass it raises JournalFull.
+    """
+
+    def __init__(self, path: Path, max_bytes: int | None = None) -> None:
         self.path = Path(path)
+        self.max_bytes = max_bytes
+
+    def size(self) -> int:
+        """Bytes in the file and in claims being ingested (0 when none)."""
+        total = 0
+        for path in (self.path, *self.path.parent.glob(self.path.name + ".*.ingesting")):
+            try:
+                total += path.stat().st_size
+            except FileNotFoundError:
+                pass
+        return total
 
     @contextmanager
     def _mutex(self) -> Iterator[None]:
@@ -83,11 +101,18 @@ class SpillFile:
         lines = [encode(event) + "\n" for event in events]
         if not lines:
             return 0
-        with self._mutex(), open(self.path, "a", encoding="utf-8") as out:
-            out.write("".join(lines))
+        data = "".join(lines)
+        with self._mutex():
+            if self.max_bytes is not None and self.size() + len(data) > self.max_bytes:
+                raise JournalFull(f"the spill file would pass its {self.max_bytes} bytes")
+            self._write(data)
+        return len(lines)
+
+    def _write(self, data: str) -> None:
+        with open(self.path, "a", encoding="utf-8") as out:
+            out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        return len(lines)
 
     def claim(self) -> Claim:
         """Take the spill file and any orphaned claims (their owner died); read their events."""

@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .accounts import Accounts
 from .activity import Activity
 from .audit import Audit
-from .db import check_schema, make_engine, migrate
+from .db import WRITE, check_schema, make_engine, migrate
 from .holders import Holders
 from .ledger import Ledger
 from .records import AlreadyExistsError, CustomerRecord, KeyRecord, ProxySpendRecord, SpendLogRecord
@@ -61,10 +61,12 @@ class Store(Accounts, Holders, Audit, Ledger, StoredModels, Activity):
         self.release_spend_connection()
         self.engine.dispose()
 
-    def ping(self) -> bool:
-        """True when the database answers a trivial query."""
+    def ping(self, *, write: bool = False) -> bool:
+        """True when the database answers a trivial query (`write`: in a write transaction, which SQLite
+        cannot begin while another connection holds the write lock, though it still answers reads)."""
         try:
-            with self.engine.connect() as connection:
+            with self.engine.connect().execution_options(**(WRITE if write else {})) as connection, \
+                    connection.begin():
                 connection.execute(text("SELECT 1"))
         except (SQLAlchemyError, OSError):
             return False

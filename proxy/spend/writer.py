@@ -7,13 +7,21 @@ Guarantees:
   on the event loop), as soon as a batch is full or `flush_interval` seconds after its oldest event was
   queued. Batches grow with the request rate, so a batch's fixed cost (a transaction, four statements) is
   shared by more rows as the load rises, instead of a new small batch starting as soon as a write ends.
-- While the database is unavailable (connection refused or lost, lock timeouts: "transient" errors) the
-  batch is kept and retried with jittered exponential backoff capped at `retry_max` seconds; new events
-  keep queueing. A retried batch is never double counted (`write_batch` is idempotent on request_id).
+- A write waits at most `write_timeout` seconds (the thread may finish later; no second write starts
+  before it has). When a write fails for a "transient" reason (connection refused or lost, lock timeouts,
+  the deadline) and there is a `spill_path`, the writer *journals*: the failed batch and the queue are
+  appended to the spill file (fsynced), and so is every new event, a batch at a time, until the database
+  answers a probe again (jittered exponential backoff capped at `retry_max` seconds); then the file is
+  re-ingested. A crash during an outage therefore loses only events not yet fsynced (at most about one
+  flush interval), not the whole backlog. Without a `spill_path` the batch is kept in memory and retried.
+  A retried or re-ingested event is never double counted (`write_batch` is idempotent on request_id).
+- The spill file is bounded by `spill_max_bytes`. When it is full (or the disk is), events wait in memory
+  up to `max_queue`; beyond that they are dropped, counted in `dropped` and logged at ERROR.
 - An event the database refuses for what it contains (not transient) cannot block the others: the batch
   is bisected, the bad event is logged by request_id only and appended to `<spill_path>.rejected`.
 - When the queue holds `max_queue` events, further events are appended to `spill_path` (JSON lines) by a
-  background task instead of being dropped; they are re-ingested when the queue next runs empty. Without
+  background task instead of being dropped (up to `max_queue` more waiting for the disk); they are
+  re-ingested when the queue next runs (nearly) empty. Without
   a `spill_path` they are dropped and counted in `dropped`: the one configuration that can lose events.
 - `stop(timeout)` writes everything still queued; whatever is left when the timeout expires (database
   still down) is appended to `spill_path`. `start()` re-ingests spill files left by earlier runs (or by
@@ -30,7 +38,10 @@ import logging
 import random
 import time
 from collections import deque
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -40,6 +51,7 @@ from .spill import Claim, SpillFile
 from .store import Store
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError, OSError)
 
@@ -69,6 +81,8 @@ class SpendWriter:
         spill_path: Path | None = None,
         retry_max: float = 10.0,
         retry_base: float = 0.05,
+        write_timeout: float = 2.0,
+        spill_max_bytes: int | None = None,
         rng: random.Random | None = None,
     ) -> None:
         if batch_size < 1 or max_queue < 1:
@@ -80,7 +94,8 @@ class SpendWriter:
         self._retry_max = retry_max
         self._retry_base = retry_base
         self._rng = rng or random.Random()
-        self._spill = SpillFile(spill_path) if spill_path is not None else None
+        self._write_timeout = write_timeout
+        self._spill = SpillFile(spill_path, spill_max_bytes) if spill_path is not None else None
         self._rejects = SpillFile(Path(f"{spill_path}.rejected")) if spill_path is not None else None
 
         self._queue: deque[SpendEvent] = deque()
@@ -93,6 +108,8 @@ class SpendWriter:
         self._claims: list[tuple[int, Claim]] = []  # (value of _acked at which the claim is safe, claim)
         self._acked = 0  # events taken off the front of pending for good (stored or rejected)
         self._spilled_since_ingest = False
+        self._journaling = False  # the database failed a write: new events go to the spill file
+        self._write_future: asyncio.Future[int] | None = None  # the last write or probe, maybe still running
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._spill_task: asyncio.Task[None] | None = None
@@ -129,23 +146,38 @@ class SpendWriter:
     def dropped(self) -> int:
         return self._dropped
 
+    @property
+    def journaling(self) -> bool:
+        """True while the database is failing and new events go straight to the spill file."""
+        return self._journaling
+
+    def spill_bytes(self) -> int:
+        """Size of the spill file (and claims being ingested); 0 without one. Reads the file system."""
+        return self._spill.size() if self._spill is not None else 0
+
     # request path ---------------------------------------------------------------------------------
 
     def submit(self, event: SpendEvent) -> None:
         """Queue an event; O(1), never blocks or raises."""
-        if len(self._queue) + len(self._pending) < self._max_queue:
+        if self._journaling:
+            self._to_spill(event)
+        elif len(self._queue) + len(self._pending) < self._max_queue:
             if not self._queue:
                 self._oldest = time.monotonic()
             self._queue.append(event)
             if len(self._queue) >= self._batch_size:
                 self._wake.set()
-        elif self._spill is not None:
+        else:
+            self._to_spill(event)
+
+    def _to_spill(self, event: SpendEvent) -> None:
+        if self._spill is not None and len(self._overflow) < self._max_queue:
             self._overflow.append(event)
             self._overflow_ready.set()
-        else:
-            self._dropped += 1
-            if self._dropped == 1 or self._dropped % 10_000 == 0:
-                log.error("spend queue full and no spill file configured: %d events dropped", self._dropped)
+            return
+        self._dropped += 1
+        if self._dropped == 1 or self._dropped % 10_000 == 0:
+            log.error("spend queue full and the spill file unavailable or full: %d events dropped", self._dropped)
 
     # lifecycle ------------------------------------------------------------------------------------
 
@@ -183,8 +215,17 @@ class SpendWriter:
     async def _run(self) -> None:
         attempt = 0
         while True:
+            if self._journaling:
+                if self._stopping:
+                    return
+                attempt += 1
+                await self._pause(self._backoff(attempt))
+                if await self._database_answers():
+                    log.warning("database answers again: re-ingesting the journaled spend events")
+                    self._journaling, self._spilled_since_ingest, attempt = False, True, 0
+                continue
             if not self._pending:
-                if not self._queue and self._spilled_since_ingest and not self._stopping:
+                if self._spilled_since_ingest and len(self._queue) < self._batch_size and not self._stopping:
                     await self._ingest()
                 if not self._queue:
                     if self._stopping:
@@ -207,22 +248,62 @@ class SpendWriter:
             except Exception as exc:  # noqa: BLE001 - transient by now: _write_front absorbs refusals
                 self._failures += 1
                 attempt += 1
-                delay = min(self._retry_max, self._retry_base * 2 ** (attempt - 1)) * self._rng.uniform(
-                    0.5, 1
-                )
+                if self._spill is not None and not self._stopping and await self._journal_backlog():
+                    log.warning("spend write failed (%s); journaling spend events to %s until the database "
+                                "answers", type(exc).__name__, self._spill.path)
+                    self._journaling = True
+                    continue
+                delay = self._backoff(attempt)
                 log.warning(
                     "spend write failed (%s); keeping %d events, retry in %.2fs",
                     type(exc).__name__,
                     self.depth,
                     delay,
                 )
-                await asyncio.sleep(delay)
+                await self._pause(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self._retry_max, self._retry_base * 2 ** (attempt - 1)) * self._rng.uniform(0.5, 1)
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep `delay` seconds, or less when `stop()` wakes the writer (once: stop's own timeout then rules)."""
+        if self._stopping:
+            await asyncio.sleep(delay)
+            return
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _bounded(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in a thread, waited for at most `write_timeout` (TimeoutError, transient); never two at once."""
+        if self._write_future is not None and not self._write_future.done():
+            raise TimeoutError("the previous database call has not returned yet")
+        future = self._write_future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        return await asyncio.wait_for(asyncio.shield(future), self._write_timeout)
+
+    async def _database_answers(self) -> bool:
+        try:
+            return bool(await self._bounded(partial(self._store.ping, write=True)))
+        except Exception:  # noqa: BLE001 - any failure: still down
+            return False
+
+    async def _journal_backlog(self) -> bool:
+        """Append the failed batch and the queue to the spill file; True when they are safe there."""
+        backlog = [*self._pending, *self._queue]
+        if backlog and not await self._append_to_spill(backlog):
+            return False
+        self._acked += len(self._pending)  # safe in the spill file: claims holding them may be released
+        self._pending = []
+        self._queue.clear()
+        self._spilled_since_ingest = True
+        self._release_safe_claims()
+        return True
 
     async def _write_front(self, count: int) -> None:
         """Write the first `count` pending events; bisect around events the database refuses."""
         batch = self._pending[:count]
         try:
-            await asyncio.to_thread(self._store.write_batch, batch)
+            await self._bounded(self._store.write_batch, batch)
         except Exception as exc:
             if is_transient(exc):
                 raise
@@ -263,6 +344,8 @@ class SpendWriter:
                     break
                 self._spilling = []
                 self._spilled_since_ingest = True
+                if not self._journaling and len(self._queue) < self._batch_size:
+                    self._wake.set()  # an idle writer takes the file back now, not after its flush interval
             if self._overflow:
                 self._overflow_ready.set()
 
@@ -289,6 +372,7 @@ class SpendWriter:
         if not claim.paths:
             return
         self._queue.extendleft(reversed(claim.events))
+        self._oldest = float("-inf")  # these events waited long enough: write them without a flush delay
         self._claims.append((self._acked + len(self._pending) + len(claim.events), claim))
         log.info("re-ingesting %d spend events from %d spill file(s)", len(claim.events), len(claim.paths))
         self._release_safe_claims()
