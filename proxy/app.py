@@ -40,6 +40,7 @@ from .ui import install as install_ui
 log = logging.getLogger("proxy")
 
 CONFIG_ENV = "RERANK_PROXY_CONFIG"
+STATUS_ENV = "RERANK_PROXY_STATUS_DIR"
 
 # FastAPI >= 0.165 looks up OpenTelemetry providers on every request; our own tracing lives in callbacks/.
 _NO_FRAMEWORK_TELEMETRY: dict[str, Any] = (
@@ -96,8 +97,10 @@ def warn_missing_env(settings: Settings) -> None:
 
 
 def create_app(settings: Settings, *, transport: Transport | None = None, tracer_provider: Any = None,
-               clock: Callable[[], datetime] | None = None) -> FastAPI:
-    """`clock`: wall-clock time for rate limits and budgets (tests pin it; the default is the real time)."""
+               clock: Callable[[], datetime] | None = None,
+               on_spend_lost: Callable[[int], None] | None = None) -> FastAPI:
+    """`clock`: wall-clock time for rate limits and budgets (tests pin it; the default is the real time).
+    `on_spend_lost(count)` runs at shutdown when spend rows were lost (the CLI then exits non-zero)."""
     telemetry = Telemetry(settings, tracer_provider=tracer_provider)
 
     @asynccontextmanager
@@ -122,8 +125,9 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
         flush_interval = general.flush_interval
         writer = SpendWriter(store, flush_interval=store.flush_interval if flush_interval is None else flush_interval,
                              spill_path=spill_path(settings),
-                             spill_max_bytes=int(general.spend_spill_max_mb * 1024 * 1024))
-        await writer.start()
+                             spill_max_bytes=int(general.spend_spill_max_mb * 1024 * 1024),
+                             probe=lambda: gate.connected and store.ping(write=True))
+        await writer.start(journaling=not gate.connected)
         upstream = transport or server_transport(settings.client_options)
         router = build_router(settings, upstream)
         governance = Governance(settings, store, router, gate, clock=clock)
@@ -162,6 +166,11 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
             await live.stop()
             await governance.stop()
             await asyncio.gather(telemetry.stop(), writer.stop())
+            if writer.dropped:
+                log.error("%d spend rows were lost by this process (database and spill file both unavailable "
+                          "or full); see rerank_proxy_spend_dropped_total", writer.dropped)
+                if on_spend_lost is not None:
+                    on_spend_lost(writer.dropped)
             await router.aclose()
             if transport is None:
                 await upstream.aclose()
@@ -198,4 +207,10 @@ def app_from_environment() -> FastAPI:
     litellm = settings.config.litellm_settings
     configure_logging(debug=environ.get(DEBUG_ENV) == "1" or bool(litellm.set_verbose),
                       json_logs=bool(litellm.json_logs))
-    return create_app(settings)
+    status_dir = environ.get(STATUS_ENV)
+    return create_app(settings, on_spend_lost=partial(report_loss, Path(status_dir)) if status_dir else None)
+
+
+def report_loss(status_dir: Path, count: int) -> None:
+    """Tell the CLI (which may run several worker processes) that this worker lost `count` spend rows."""
+    (status_dir / f"{os.getpid()}.lost").write_text(str(count))

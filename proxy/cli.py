@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    from .app import CONFIG_ENV, DEBUG_ENV
+    from .app import CONFIG_ENV, DEBUG_ENV, STATUS_ENV
     from .connections import raise_fd_limit
     from .observability import configure_logging
     from .observability.metrics import MULTIPROC_ENV
@@ -146,12 +146,20 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=REQUEST_DRAIN_SECONDS,
         http="proxy.connections:GuardedHttpToolsProtocol",  # request-head/body deadlines, connection cap
     )
+    status_dir = Path(tempfile.mkdtemp(prefix="rerank-proxy-status-"))
+    os.environ[STATUS_ENV] = str(status_dir)
     try:
         if args.num_workers > 1:
             run_workers("proxy.app:app_from_environment", args.num_workers, **options)
         else:
             uvicorn.run("proxy.app:app_from_environment", **options)
+        lost = sum(int(report.read_text() or 0) for report in status_dir.glob("*.lost"))
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(status_dir, ignore_errors=True)
+    if lost:
+        print(f"rerank-proxy: ERROR: {lost} spend rows were lost (database and spill file unavailable or full)",
+              file=sys.stderr, flush=True)
+        return 1
     return 0

@@ -97,13 +97,25 @@ def parse_body(raw: bytes) -> RerankBody:
 
 
 def end_user_of(body: RerankBody, headers: dict[bytes, str]) -> str | None:
-    if body.user:
-        return body.user
-    for name in END_USER_HEADERS:
-        value = headers.get(name)
-        if value:
-            return value
-    return None
+    """The end-user id, refused (400) unless every database can store it: a NUL byte or a lone surrogate
+    would make its spend row unwritable, and the call free."""
+    user = body.user
+    if not user:
+        user = next((value for name in END_USER_HEADERS if (value := headers.get(name))), None)
+        if user is None:
+            return None
+    if "\x00" in user or (not user.isascii() and not _encodable(user)):
+        raise InvalidRequestError("invalid request: the end-user id ('user' or its header) contains a NUL byte "
+                                  "or a lone UTF-16 surrogate; send text that is valid UTF-8 without NUL")
+    return user
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def answer(scope: Scope, receive: Receive, api_version: int) -> Reply:

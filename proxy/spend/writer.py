@@ -83,8 +83,10 @@ class SpendWriter:
         retry_base: float = 0.05,
         write_timeout: float = 2.0,
         spill_max_bytes: int | None = None,
+        probe: Callable[[], bool] | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        """`probe()` (in a thread) says whether the database takes writes again; default `store.ping(write=True)`."""
         if batch_size < 1 or max_queue < 1:
             raise ValueError("batch_size and max_queue must be positive")
         self._store = store
@@ -95,6 +97,7 @@ class SpendWriter:
         self._retry_base = retry_base
         self._rng = rng or random.Random()
         self._write_timeout = write_timeout
+        self._probe = probe or partial(store.ping, write=True)
         self._spill = SpillFile(spill_path, spill_max_bytes) if spill_path is not None else None
         self._rejects = SpillFile(Path(f"{spill_path}.rejected")) if spill_path is not None else None
 
@@ -181,12 +184,17 @@ class SpendWriter:
 
     # lifecycle ------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Re-ingest spill files from earlier runs, then start the background writer (idempotent)."""
+    async def start(self, *, journaling: bool = False) -> None:
+        """Re-ingest spill files from earlier runs, then start the background writer (idempotent).
+
+        `journaling`: the database is not there yet; journal every event until `probe` answers True."""
         if self._task is not None:
             return
         self._stopping = False
-        await self._ingest()
+        if journaling and self._spill is not None:
+            self._journaling = True
+        else:
+            await self._ingest()
         self._task = asyncio.create_task(self._run(), name="spend-writer")
         if self._spill is not None:
             self._spill_task = asyncio.create_task(self._spill_overflow_forever(), name="spend-spill")
@@ -251,7 +259,6 @@ class SpendWriter:
                 if self._spill is not None and not self._stopping and await self._journal_backlog():
                     log.warning("spend write failed (%s); journaling spend events to %s until the database "
                                 "answers", type(exc).__name__, self._spill.path)
-                    self._journaling = True
                     continue
                 delay = self._backoff(attempt)
                 log.warning(
@@ -283,18 +290,22 @@ class SpendWriter:
 
     async def _database_answers(self) -> bool:
         try:
-            return bool(await self._bounded(partial(self._store.ping, write=True)))
+            return bool(await self._bounded(self._probe))
         except Exception:  # noqa: BLE001 - any failure: still down
             return False
 
     async def _journal_backlog(self) -> bool:
         """Append the failed batch and the queue to the spill file; True when they are safe there."""
-        backlog = [*self._pending, *self._queue]
+        queued = list(self._queue)
+        self._queue.clear()
+        self._journaling = True  # events submitted while the append runs go to the spill file too
+        backlog = [*self._pending, *queued]
         if backlog and not await self._append_to_spill(backlog):
+            self._journaling = False
+            self._queue.extendleft(reversed(queued))
             return False
         self._acked += len(self._pending)  # safe in the spill file: claims holding them may be released
         self._pending = []
-        self._queue.clear()
         self._spilled_since_ingest = True
         self._release_safe_claims()
         return True
