@@ -152,8 +152,10 @@ def small_volume(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def fill(volume: Path) -> None:
-    with open(volume / f"filler-{uuid.uuid4().hex}", "wb") as out:
+def fill(volume: Path) -> Path:
+    """Fill `volume` up; the filler's path is returned (delete it to free the space)."""
+    filler = volume / f"filler-{uuid.uuid4().hex}"
+    with open(filler, "wb") as out:
         try:
             while True:
                 out.write(b"\0" * 65536)
@@ -161,6 +163,7 @@ def fill(volume: Path) -> None:
                 os.fsync(out.fileno())
         except OSError:
             pass
+    return filler
 
 
 @pytest.mark.parametrize("spill_elsewhere", [False, True], ids=["spill-on-the-full-disk", "spill-on-another-volume"])
@@ -177,10 +180,11 @@ def test_sigterm_with_the_disk_full_reports_every_lost_row_or_keeps_them_on_anot
     with cli_process(["--config", str(config)], cwd=tmp_path) as (proc, url):
         with background_load(url, BODY) as successes:
             wait_until(lambda: len(successes) >= 600, timeout=120)
-        fill(small_volume)
+        filler = fill(small_volume)
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
         output = proc.communicate(timeout=10)[0]
+    filler.unlink()  # (SQLite maps its -shm file: reading it on a full disk would be a SIGBUS)
     stored = count_rows(f"sqlite:///{db}")
     spilled = len(spill.read_text().splitlines()) if spill.exists() else 0
     if spill_elsewhere:
