@@ -176,6 +176,15 @@ PROVEN: dict[str, str] = {
     "litellm_params.headers": "test_config_effects.py::test_headers_and_extra_headers_reach_the_upstream",
     "litellm_params.extra_headers": "test_config_effects.py::test_headers_and_extra_headers_reach_the_upstream",
     "litellm_params.input_cost_per_query": "test_core.py::test_deployment_prices_override_the_table",
+    "general_settings.allow_requests_on_db_unavailable": "test_db_outage_server.py::"
+        "test_allow_requests_on_db_unavailable_lets_unverifiable_keys_through_restricted",
+    "general_settings.proxy_batch_write_at": "test_db_outage_server.py::"
+        "test_proxy_batch_write_at_is_the_spend_flush_interval",
+    "general_settings.database_read_timeout": "test_db_outage_server.py::"
+        "test_a_hung_database_costs_known_keys_no_wait_and_unknown_keys_a_fast_503",
+    "general_settings.key_cache_max_stale": "test_db_outage_reads.py::test_staleness_is_bounded",
+    "general_settings.spend_spill_max_mb": "test_spend_writer.py::"
+        "test_a_full_journal_keeps_events_in_memory_then_drops_and_counts_them",
     "litellm_params.input_cost_per_token": "test_core.py::test_deployment_prices_override_the_table",
     "litellm_params.max_retries": "test_router.py::"
         "test_max_retries_caps_how_often_one_deployment_is_tried_again",
@@ -187,8 +196,6 @@ PROVEN: dict[str, str] = {
 
 # Keys whose behaviour another piece of work in progress delivers: listed, so they are not forgotten.
 OWNED_ELSEWHERE: dict[str, str] = {
-    "general_settings.allow_requests_on_db_unavailable": "issue 16 (reliability)",
-    "general_settings.proxy_batch_write_at": "issue 16 (reliability): spend flush interval",
     "litellm_settings.cache_params.host": "issue 20 (result cache): Redis as host/port/password, no test of its own",
     "litellm_settings.cache_params.port": "issue 20 (result cache)",
     "litellm_settings.cache_params.password": "issue 20 (result cache)",

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -205,3 +206,31 @@ def test_the_relay_really_hangs_a_connection(relayed_postgres):
             pass
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_allow_requests_on_db_unavailable_lets_unverifiable_keys_through_restricted(tmp_path, allow):
+    unreachable = f"sqlite:///{tmp_path}/no-such-directory/spend.db"  # cannot be opened: the database is down
+    config = config_for(None, unreachable, general_settings={"allow_requests_on_db_unavailable": allow,
+                                                             "spend_spill_path": str(tmp_path / "spill")})
+    with running_proxy(config) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        headers = {"Authorization": "Bearer sk-cannot-be-verified"}
+        call = client.post("/v2/rerank", json=BODY, headers=headers)
+        assert call.status_code == (200 if allow else 503)
+        assert client.get("/key/list", headers=headers).status_code == (403 if allow else 503)  # never admin
+
+
+def test_proxy_batch_write_at_is_the_spend_flush_interval(test_db_url):
+    from proxy.settings import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match="proxy_batch_write_at"):
+        parse_config({"general_settings": {"proxy_batch_write_at": 10, "spend_flush_interval": 1}}, {})
+    assert parse_config({"general_settings": {"proxy_batch_write_at": 10, "spend_flush_interval": 10}}, {})
+    config = config_for(None, test_db_url)
+    config["general_settings"].pop("spend_flush_interval")
+    config["general_settings"]["proxy_batch_write_at"] = 3600
+    with running_proxy(config) as server, admin(server.url) as client:
+        assert client.post("/v2/rerank", json=BODY).status_code == 200
+        assert client.get("/health/readiness").json()["spend_queue"] == 1  # waits for its hour-long batch
+        assert count_rows(test_db_url) == 0
+    assert count_rows(test_db_url) == 1  # written at shutdown
