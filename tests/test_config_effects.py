@@ -131,7 +131,7 @@ def test_litellm_settings_spellings_of_fallbacks_and_budgets_apply_when_the_othe
     settings = parse_config(config, {})
     router = build_router(settings, None)
     assert (router.fallbacks, router.default_fallbacks) == ({"a": ("b",)}, ["b"])
-    governance = Governance(settings, None, router)
+    governance = Governance(settings, None, router, None)
     assert (governance.proxy_budget, governance.proxy_duration) == (5, "1d")
     assert governance.default_end_user_budget == pytest.approx(0.5)
 

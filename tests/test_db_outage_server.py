@@ -56,14 +56,14 @@ def relayed_postgres(tmp_path: Path) -> Iterator[tuple[TcpRelay, str, str]]:
                 relay.thaw()
 
 
-def test_a_nul_byte_end_user_is_refused_never_served_free(test_db_url):
-    with running_proxy(config_for(None, test_db_url)) as server, admin(server.url) as client:
+def test_a_nul_byte_end_user_is_refused_never_served_free(fresh_db_url):
+    with running_proxy(config_for(None, fresh_db_url)) as server, admin(server.url) as client:
         for user, reason in (("acme\u0000corp", "end-user id"), ("lone \ud800 surrogate", "not valid JSON")):
             refused = client.post("/v2/rerank", content=json.dumps({**BODY, "user": user}),  # escaped as \uXXXX
                                   headers={"content-type": "application/json"})
             assert refused.status_code == 400 and reason in refused.json()["message"]
         assert client.post("/v2/rerank", json={**BODY, "user": "acme"}).status_code == 200
-        wait_until(lambda: count_rows(test_db_url) == 1)
+        wait_until(lambda: count_rows(fresh_db_url) == 1)
 
 
 def test_a_hung_database_costs_known_keys_no_wait_and_unknown_keys_a_fast_503(relayed_postgres, tmp_path):
@@ -220,17 +220,17 @@ def test_allow_requests_on_db_unavailable_lets_unverifiable_keys_through_restric
         assert client.get("/key/list", headers=headers).status_code == (403 if allow else 503)  # never admin
 
 
-def test_proxy_batch_write_at_is_the_spend_flush_interval(test_db_url):
+def test_proxy_batch_write_at_is_the_spend_flush_interval(fresh_db_url):
     from proxy.settings import ConfigError, parse_config
 
     with pytest.raises(ConfigError, match="proxy_batch_write_at"):
         parse_config({"general_settings": {"proxy_batch_write_at": 10, "spend_flush_interval": 1}}, {})
     assert parse_config({"general_settings": {"proxy_batch_write_at": 10, "spend_flush_interval": 10}}, {})
-    config = config_for(None, test_db_url)
+    config = config_for(None, fresh_db_url)
     config["general_settings"].pop("spend_flush_interval")
     config["general_settings"]["proxy_batch_write_at"] = 3600
     with running_proxy(config) as server, admin(server.url) as client:
         assert client.post("/v2/rerank", json=BODY).status_code == 200
         assert client.get("/health/readiness").json()["spend_queue"] == 1  # waits for its hour-long batch
-        assert count_rows(test_db_url) == 0
-    assert count_rows(test_db_url) == 1  # written at shutdown
+        assert count_rows(fresh_db_url) == 0
+    assert count_rows(fresh_db_url) == 1  # written at shutdown
