@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import signal
 import sqlite3
@@ -245,19 +246,33 @@ async def test_guardrail_blocks_and_limit_refusals_are_counted():
     assert value(text, "rerank_proxy_requests_total", status_code="429") == 2
 
 
-async def test_spend_queue_depth_and_write_failures_are_read_at_scrape_time(tmp_path):
-    url = f"sqlite:///{tmp_path / 'spend.db'}"
-    store = Store.connect(url, busy_timeout_ms=50)
-    writer = SpendWriter(store, flush_interval=0.01, retry_base=0.01, retry_max=0.05)
+@contextlib.asynccontextmanager
+async def _writer_over_a_locked_database(tmp_path, **options):
+    """(writer, metrics watching it, the connection holding SQLite's write lock until ROLLBACK)."""
+    store = Store.connect(f"sqlite:///{tmp_path / 'spend.db'}", busy_timeout_ms=50)
+    writer = SpendWriter(store, flush_interval=0.01, retry_base=0.01, retry_max=0.05, **options)
     metrics = Metrics()
     metrics.watch(writer=writer)
     holder = sqlite3.connect(str(tmp_path / "spend.db"), isolation_level=None, timeout=5)
     holder.execute("BEGIN EXCLUSIVE")  # the database refuses writes until ROLLBACK
     await writer.start()
     try:
+        yield writer, metrics, holder
+    finally:
+        holder.close()
+        await writer.stop()
+        store.close()
+
+
+def _event(request_id: str) -> SpendEvent:
+    return SpendEvent(request_id=request_id, started_at=datetime.now(UTC), model_alias="m", status=200,
+                      latency_ms=1.0, cost=Decimal("0.001"))
+
+
+async def test_spend_queue_depth_and_write_failures_are_read_at_scrape_time(tmp_path):
+    async with _writer_over_a_locked_database(tmp_path) as (writer, metrics, holder):
         for n in range(4):
-            writer.submit(SpendEvent(request_id=f"r{n}", started_at=datetime.now(UTC), model_alias="m", status=200,
-                                     latency_ms=1.0, cost=Decimal("0.001")))
+            writer.submit(_event(f"r{n}"))
         await _eventually(lambda: writer.failures >= 2)
         text = metrics.render().decode()
         assert value(text, "rerank_proxy_spend_queue_depth") == 4
@@ -265,10 +280,16 @@ async def test_spend_queue_depth_and_write_failures_are_read_at_scrape_time(tmp_
         holder.execute("ROLLBACK")
         await _eventually(lambda: writer.depth == 0)
         assert value(metrics.render().decode(), "rerank_proxy_spend_queue_depth") == 0
-    finally:
-        holder.close()
-        await writer.stop()
-        store.close()
+
+
+async def test_journal_bytes_are_read_at_scrape_time(tmp_path):
+    async with _writer_over_a_locked_database(tmp_path, spill_path=tmp_path / "spill") as (writer, metrics, holder):
+        writer.submit(_event("r"))
+        await _eventually(lambda: writer.spilled == 1)
+        assert value(metrics.render().decode(), "rerank_proxy_spend_journal_bytes") > 0
+        holder.execute("ROLLBACK")
+        await _eventually(lambda: writer.written == 1 and writer.spill_bytes() == 0)
+        assert value(metrics.render().decode(), "rerank_proxy_spend_journal_bytes") == 0
 
 
 async def _eventually(predicate, timeout: float = 15.0) -> None:
@@ -344,26 +365,3 @@ def test_the_operations_page_lists_every_metric_and_no_other():
     page = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text()
     table = page[page.index("| `rerank_proxy_requests_total`"):page.index("## Logs")]
     assert set(re.findall(r"`(rerank_proxy_\w+)`", table)) == exported
-
-
-async def test_journal_bytes_are_read_at_scrape_time(tmp_path):
-    url = f"sqlite:///{tmp_path / 'spend.db'}"
-    store = Store.connect(url, busy_timeout_ms=50)
-    writer = SpendWriter(store, flush_interval=0.01, retry_base=0.01, retry_max=0.05, spill_path=tmp_path / "spill")
-    metrics = Metrics()
-    metrics.watch(writer=writer)
-    holder = sqlite3.connect(str(tmp_path / "spend.db"), isolation_level=None, timeout=5)
-    holder.execute("BEGIN EXCLUSIVE")  # the database refuses writes until ROLLBACK
-    await writer.start()
-    try:
-        writer.submit(SpendEvent(request_id="r", started_at=datetime.now(UTC), model_alias="m", status=200,
-                                 latency_ms=1.0, cost=Decimal("0.001")))
-        await _eventually(lambda: writer.spilled == 1)
-        assert value(metrics.render().decode(), "rerank_proxy_spend_journal_bytes") > 0
-        holder.execute("ROLLBACK")
-        await _eventually(lambda: writer.written == 1 and writer.spill_bytes() == 0)
-        assert value(metrics.render().decode(), "rerank_proxy_spend_journal_bytes") == 0
-    finally:
-        holder.close()
-        await writer.stop()
-        store.close()
