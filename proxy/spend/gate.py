@@ -107,7 +107,7 @@ class DatabaseGate:
 
     # start-up ---------------------------------------------------------------------------------------
 
-    def connect_later(self, connect: Callable[[], None], retry_max: float = 10.0) -> None:
+    def connect_later(self, connect: Callable[[], object], retry_max: float = 10.0) -> None:
         """Run `connect` (migrate) in the background until it succeeds; `connected` turns True then."""
         async def keep_trying() -> None:
             delay = 0.5

@@ -112,7 +112,7 @@ class SpendWriter:
         self._acked = 0  # events taken off the front of pending for good (stored or rejected)
         self._spilled_since_ingest = False
         self._journaling = False  # the database failed a write: new events go to the spill file
-        self._write_future: asyncio.Future[int] | None = None  # the last write or probe, maybe still running
+        self._write_future: asyncio.Future[Any] | None = None  # the last write or probe, maybe still running
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._spill_task: asyncio.Task[None] | None = None
@@ -285,7 +285,8 @@ class SpendWriter:
         """`fn(*args)` in a thread, waited for at most `write_timeout` (TimeoutError, transient); never two at once."""
         if self._write_future is not None and not self._write_future.done():
             raise TimeoutError("the previous database call has not returned yet")
-        future = self._write_future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        future: asyncio.Future[T] = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        self._write_future = future
         return await asyncio.wait_for(asyncio.shield(future), self._write_timeout)
 
     async def _database_answers(self) -> bool:
