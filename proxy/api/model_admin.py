@@ -15,7 +15,7 @@ from ..pricing import price_for
 from ..secret_box import public_params
 from ..settings import ConfigError
 from ..spend.stored_models import StoredModel
-from .admin_types import ADMIN_RESPONSES
+from .admin_types import ADMIN_RESPONSES, Metadata, Name
 from .audit import audited
 from .deps import AdminDep, CallerDep, RuntimeDep
 from .runtime import Runtime
@@ -28,23 +28,23 @@ class _Body(BaseModel):
 
 
 class ModelNew(_Body):
-    model_name: str = Field(min_length=1, max_length=256)
-    litellm_params: dict[str, Any]
-    model_info: dict[str, Any] = Field(default_factory=dict)
+    model_name: Name
+    litellm_params: Metadata
+    model_info: Metadata = Field(default_factory=dict)
 
 
 class ModelInfoRef(_Body):
-    id: str = Field(min_length=1, max_length=256)
+    id: Name
 
 
 class ModelUpdate(_Body):
-    model_name: str | None = Field(default=None, min_length=1, max_length=256)
-    litellm_params: dict[str, Any] | None = None
-    model_info: dict[str, Any] | None = None
+    model_name: Name | None = None
+    litellm_params: Metadata | None = None
+    model_info: Metadata | None = None
 
 
 class ModelUpdateById(ModelUpdate):
-    model_info: dict[str, Any]
+    model_info: Metadata
     """Must hold `id`: the model to change (LiteLLM's `updateDeployment`)."""
 
 
