@@ -16,7 +16,21 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from .api import audit, customers, health, keys, metrics, model_admin, models, rerank, spend, teams, users
+from .api import (
+    audit,
+    customers,
+    health,
+    keys,
+    metrics,
+    model_admin,
+    models,
+    reports,
+    rerank,
+    spend,
+    tags,
+    teams,
+    users,
+)
 from .api.rendering import install_error_handlers
 from .api.runtime import Runtime
 from .auth.caller import Authenticator
@@ -31,7 +45,9 @@ from .process_tuning import settle_for_serving
 from .routing import BackgroundHealthChecks, Router
 from .routing.state import State
 from .spend.db import SchemaBehindError, check_schema, migrate
+from .spend.durations import parse_duration
 from .spend.gate import DatabaseGate
+from .spend.retention import Retention
 from .spend.store import Store
 from .spend.writer import SpendWriter
 from .transport import Transport, server_transport
@@ -148,6 +164,11 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
         health_checks = BackgroundHealthChecks(router.check_health, general.health_check_interval)
         if general.background_health_checks:
             health_checks.start()
+        retention = None
+        if general.maximum_spend_logs_retention_period is not None:
+            retention = Retention(store, parse_duration(general.maximum_spend_logs_retention_period),
+                                  parse_duration(general.maximum_spend_logs_retention_interval).seconds())
+            retention.start()
         app.state.runtime = Runtime(
             settings=settings, store=store, writer=writer,
             authenticator=Authenticator(gate, settings.master_key, general.key_cache_ttl,
@@ -161,6 +182,8 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
         finally:
             # In-flight requests are done: deliver queued callback events and spend rows side by side.
             await health_checks.stop()
+            if retention is not None:
+                await retention.stop()
             if cache is not None:
                 await cache.aclose()
             await live.stop()
@@ -186,7 +209,8 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
         max_connections=general.max_connections)
     install_error_handlers(app)
     install_ui(app)
-    for module in (rerank, keys, customers, teams, users, audit, spend, health, models, model_admin, metrics):
+    for module in (rerank, keys, customers, teams, users, tags, audit, spend, reports, health, models, model_admin,
+                   metrics):
         app.include_router(module.router)
     return app
 

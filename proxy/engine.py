@@ -29,6 +29,7 @@ from .normalise import Ranked
 from .request import make_request
 from .routing import Outcome, Router
 from .spend.events import SpendEvent
+from .tags import deployment_tags, merged
 from .wire import RerankBody
 
 log = logging.getLogger("proxy.engine")
@@ -104,6 +105,8 @@ class Call:
     """The request's `Cache-Control` header."""
     cache: CacheUse | None = None
     """How this call used the result cache (None: it did not)."""
+    tags: tuple[str, ...] = ()
+    """The request's, its key's and its team's tags (`proxy.tags`); the deployment's join on the spend row."""
 
     @property
     def elapsed_ms(self) -> float:
@@ -202,6 +205,8 @@ class Engine:
         response, deployment, caller = call.response, call.outcome.deployment, call.caller
         usage = response.usage if response is not None else None
         error = call.error
+        tags = merged(call.tags, deployment_tags(deployment.params)) if deployment is not None else call.tags
+        key = caller.record
         self.spend.submit(SpendEvent(
             request_id=call.request_id,
             started_at=call.started_at,
@@ -224,6 +229,9 @@ class Engine:
             guardrails=call.guardrails or None,
             cache=call.cache.status if call.cache is not None and error is None else None,
             cost_saved=call.cache.saved if call.cache is not None else Decimal(0),
+            key_id=key.key_id if key is not None else None,
+            team_id=key.team_id if key is not None else None,
+            tags=list(tags) if tags else None,
         ))
 
 

@@ -23,11 +23,8 @@ class Refusal:
         return not any(value is ok or (type(value) is type(ok) and value == ok) for ok in self.allowed)
 
 
-# Features other issues deliver: each line goes when its feature lands (tags: issue 21).
-NOT_YET: dict[str, Refusal] = {
-    "litellm_params.tags": Refusal("tag-based routing and spend tags are not available in this version; remove it",
-                                   (None, [])),
-}
+# Features other issues deliver: each line goes when its feature lands.
+NOT_YET: dict[str, Refusal] = {}
 
 _DROPS = Refusal("rerank-proxy always drops a request option the chosen provider does not support and names it "
                  "in the response's meta.warnings; only `drop_params: true` describes that", (None, True))

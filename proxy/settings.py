@@ -27,7 +27,7 @@ ENV_PREFIX = "os.environ/"
 DEPLOYMENT_PARAMS = {
     "model", "api_key", "api_base", "timeout", "rpm", "tpm", "weight", "order", "headers", "extra_headers",
     "input_cost_per_query", "input_cost_per_token", "max_retries", "custom_llm_provider", "max_parallel_requests",
-    "cache_scores",
+    "cache_scores", "tags",
 }
 
 
@@ -91,6 +91,9 @@ class ModelEntry(_Strict):
         routing_fields(params)
         if "cache_scores" in params and not isinstance(params["cache_scores"], bool):
             raise ValueError("litellm_params.cache_scores must be true or false")
+        tags = params.get("tags")
+        if tags is not None and (not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)):
+            raise ValueError("litellm_params.tags must be a list of strings (added to the spend row's tags)")
         return params
 
 
@@ -183,8 +186,13 @@ class GeneralSettings(_Strict):
     document, plus the request's size. Larger answers: 502 at once, connection dropped."""
     upstream_response_kb_per_document: float = Field(4.0, ge=0)
     """The share of the upstream answer body limit each document of the request adds."""
+    maximum_spend_logs_retention_period: str | None = None
+    """Delete spend rows older than this (`7d`, `30d`, `1mo`...) in small background batches; reports (rollups)
+    and budgets keep them. Default: keep every row."""
+    maximum_spend_logs_retention_interval: str = "1h"
+    """How often the retention sweep runs."""
 
-    @field_validator("budget_duration")
+    @field_validator("budget_duration", "maximum_spend_logs_retention_period", "maximum_spend_logs_retention_interval")
     @classmethod
     def _check_duration(cls, value: str | None) -> str | None:
         from .spend.durations import parse_duration

@@ -20,7 +20,7 @@ from proxy.spend.events import SpendEvent
 from proxy.spend.store import Store
 from tests.fakes.cohere import FakeCohere
 from tests.fakes.held import HeldCohere
-from tests.serving import admin
+from tests.serving import admin, config_for, running_proxy
 
 CAPITALS = [
     "Carson City is the capital city of the American state of Nevada.",
@@ -222,4 +222,21 @@ def spend_event() -> Callable[..., SpendEvent]:
 def admin_client(proxy_url):
     """An admin (master key) client for the module's own `proxy_url` server."""
     with admin(proxy_url) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def admin_server(db_backend, fake_cohere, tmp_path_factory):
+    """A proxy per module on a new database of the backend: the fake Cohere, `local-bm25`, and `tagged-bm25`
+    (a deployment with `litellm_params.tags: [d-tag]`)."""
+    tagged = [{"model_name": "tagged-bm25", "litellm_params": {"model": "local/bm25", "tags": ["d-tag"]}}]
+    with scratch_database(db_backend, tmp_path_factory.mktemp("db")) as url, \
+            running_proxy(config_for(fake_cohere.url, url, model_list=tagged)) as live:
+        yield live.url
+
+
+@pytest.fixture
+def admin_api(admin_server):
+    """A master-key client of `admin_server`."""
+    with admin(admin_server) as client:
         yield client

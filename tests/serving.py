@@ -56,6 +56,12 @@ def admin(server_url: str) -> httpx.Client:
     return httpx.Client(base_url=server_url, headers={"authorization": f"Bearer {MASTER_KEY}"}, timeout=30)
 
 
+def answered(response: httpx.Response) -> Any:
+    """The JSON of a 200 answer (else the test fails showing the body)."""
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05):
     deadline = time.monotonic() + timeout
     while True:

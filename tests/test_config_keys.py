@@ -170,6 +170,12 @@ PROVEN: dict[str, str] = {
     "litellm_params.api_base": "test_contract.py::test_happy_path_sends_the_exact_upstream_request",
     "litellm_params.timeout": "test_router.py::test_an_upstream_timeout_is_retried",
     "litellm_params.rpm": "test_router.py::test_usage_based_keeps_each_deployment_under_its_rpm",
+    "general_settings.maximum_spend_logs_retention_period": "test_retention.py::"
+                                                            "test_the_server_sweeps_at_start_with_maximum_spend_logs_retention_period",
+    "general_settings.maximum_spend_logs_retention_interval": "test_retention.py::"
+                                                              "test_the_server_sweeps_at_start_with_maximum_spend_logs_retention_period",
+    "litellm_params.tags": "test_tags_reports.py::"
+                           "test_tags_flow_from_body_header_key_team_and_deployment_to_the_spend_row_and_spend_tags",
     "litellm_params.tpm": "test_router.py::test_a_deployment_over_its_tpm_is_skipped_counting_reported_tokens",
     "litellm_params.weight": "test_router.py::test_simple_shuffle_spreads_calls_by_weight",
     "litellm_params.order": "test_router.py::test_order_tiers_are_used_only_when_every_lower_order_is_unavailable",
@@ -250,7 +256,7 @@ def test_every_proving_test_exists():
 
 REFUSED_SAMPLES: dict[str, Any] = {"alerting": ["slack"], "store_prompts_in_spend_logs": True,
                                    "drop_params": False, "telemetry": True,
-                                   "tags": ["team-a"], "vertex_location": "us-central1"}
+                                   "vertex_location": "us-central1"}
 
 
 @pytest.mark.parametrize("path", sorted(SETTINGS))
@@ -283,7 +289,7 @@ def test_guardrail_info_is_refused_with_its_path():
 
 
 def test_features_not_yet_served_are_refused_in_one_place():
-    assert set(NOT_YET) == {"litellm_params.tags"}
+    assert set(NOT_YET) == set()
 
 
 def test_a_key_of_another_provider_is_refused_naming_its_provider():

@@ -18,8 +18,8 @@ from proxy.spend.db import DEFAULT_URL, database_url, downgrade, make_engine, mi
 from proxy.spend.store import Store
 
 TABLES = {"verification_tokens", "end_users", "spend_logs", "proxy_spend", "teams", "internal_users",
-          "team_memberships", "tags", "spend_rollups", "spend_tag_rollups", "audit_logs", "proxy_models",
-          "config_revisions"}
+          "team_memberships", "tags", "spend_rollups", "spend_end_user_rollups", "spend_tag_rollups",
+          "audit_logs", "proxy_models", "config_revisions"}
 
 
 def schema_diff(engine: Engine, metadata: MetaData) -> list[object]:
@@ -159,4 +159,9 @@ def test_upgrading_a_0002_database_keeps_its_keys_and_spend_and_gives_each_key_a
     assert len(ids) == 2
     logs, total = store.spend_logs()
     assert total == 1 and logs[0].cost == Decimal("1.5") and logs[0].key_hash == "a" * 64
+    # the rollups were rebuilt from the stored rows: reports cover spend from before the upgrade
+    key_id = store.get_key("a" * 64).key_id
+    [row] = store.spend_report(group_by=["key", "model"], granularity="day")
+    assert (row["key"], row["model"], row["period"], row["requests"], row["spend"]) == (
+        key_id, "m", "2026-01-01", 1, Decimal("1.5"))
     assert schema_diff(fresh_engine, tables.metadata) == []

@@ -4,149 +4,131 @@ on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import httpx
-import pytest
 
-from tests.conftest import CAPITAL_QUERY, CAPITALS, scratch_database
-from tests.serving import admin, config_for, running_proxy
-
-
-@pytest.fixture(scope="module")
-def server(db_backend, fake_cohere, tmp_path_factory):
-    with scratch_database(db_backend, tmp_path_factory.mktemp("db")) as url, \
-            running_proxy(config_for(fake_cohere.url, url)) as live:
-        yield live.url
+from tests.conftest import CAPITAL_QUERY, CAPITALS
+from tests.serving import answered
 
 
-@pytest.fixture
-def api(server):
-    with admin(server) as client:
-        yield client
-
-
-def rerank(server: str, key: str, model: str = "local-bm25") -> httpx.Response:
-    return httpx.post(f"{server}/v2/rerank", headers={"authorization": f"Bearer {key}"},
+def rerank(admin_server: str, key: str, model: str = "local-bm25") -> httpx.Response:
+    return httpx.post(f"{admin_server}/v2/rerank", headers={"authorization": f"Bearer {key}"},
                       json={"model": model, "query": CAPITAL_QUERY, "documents": CAPITALS}, timeout=30)
 
 
-def ok(response: httpx.Response) -> dict:
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def test_team_lifecycle_has_litellm_shapes(api):
-    team = ok(api.post("/team/new", json={"team_alias": "search", "models": ["local-bm25"], "max_budget": 10,
-                                          "budget_duration": "30d", "rpm_limit": 100, "metadata": {"cc": "42"},
-                                          "members_with_roles": [{"role": "admin", "user_id": "ann"}]}))
+def test_team_lifecycle_has_litellm_shapes(admin_api):
+    team = answered(admin_api.post("/team/new", json={
+        "team_alias": "search", "models": ["local-bm25"], "max_budget": 10, "budget_duration": "30d",
+        "rpm_limit": 100, "metadata": {"cc": "42"}, "members_with_roles": [{"role": "admin", "user_id": "ann"}]}))
     team_id = team["team_id"]
     assert team["team_alias"] == "search" and team["models"] == ["local-bm25"] and team["spend"] == 0
     assert team["max_budget"] == 10 and team["budget_reset_at"] is not None and team["blocked"] is False
     assert team["members_with_roles"] == [{"user_id": "ann", "role": "admin"}]
 
-    info = ok(api.get("/team/info", params={"team_id": team_id}))
+    info = answered(admin_api.get("/team/info", params={"team_id": team_id}))
     assert set(info) == {"team_id", "team_info", "keys", "team_memberships"}
     assert info["team_info"]["remaining_budget"] == 10 and info["keys"] == []
     assert [(m["user_id"], m["role"]) for m in info["team_memberships"]] == [("ann", "admin")]
 
-    updated = ok(api.post("/team/update", json={"team_id": team_id, "rpm_limit": 5, "team_alias": "search2"}))
+    updated = answered(admin_api.post("/team/update", json={"team_id": team_id, "rpm_limit": 5,
+                                                            "team_alias": "search2"}))
     assert updated["team_id"] == team_id and updated["data"]["rpm_limit"] == 5
     assert updated["data"]["team_alias"] == "search2" and updated["data"]["max_budget"] == 10
 
-    assert ok(api.post("/team/block", json={"team_id": team_id}))["blocked"] is True
-    assert ok(api.post("/team/unblock", json={"team_id": team_id}))["blocked"] is False
-    assert team_id in [t["team_id"] for t in ok(api.get("/team/list"))]
-    assert [t["team_id"] for t in ok(api.get("/team/list", params={"user_id": "ann"}))] == [team_id]
+    assert answered(admin_api.post("/team/block", json={"team_id": team_id}))["blocked"] is True
+    assert answered(admin_api.post("/team/unblock", json={"team_id": team_id}))["blocked"] is False
+    assert team_id in [t["team_id"] for t in answered(admin_api.get("/team/list"))]
+    assert [t["team_id"] for t in answered(admin_api.get("/team/list", params={"user_id": "ann"}))] == [team_id]
 
-    assert ok(api.post("/team/delete", json={"team_ids": [team_id]})) == {"deleted_teams": [team_id]}
-    assert api.get("/team/info", params={"team_id": team_id}).status_code == 404
-    assert api.post("/team/delete", json={"team_ids": [team_id]}).status_code == 404
+    assert answered(admin_api.post("/team/delete", json={"team_ids": [team_id]})) == {"deleted_teams": [team_id]}
+    assert admin_api.get("/team/info", params={"team_id": team_id}).status_code == 404
+    assert admin_api.post("/team/delete", json={"team_ids": [team_id]}).status_code == 404
 
 
-def test_team_members_are_added_and_removed(api):
-    team_id = ok(api.post("/team/new", json={"team_id": "members-team"}))["team_id"]
-    added = ok(api.post("/team/member_add", json={"team_id": team_id,
+def test_team_members_are_added_and_removed(admin_api):
+    team_id = answered(admin_api.post("/team/new", json={"team_id": "members-team"}))["team_id"]
+    added = answered(admin_api.post("/team/member_add", json={"team_id": team_id,
                                                   "member": [{"role": "user", "user_id": "bo"},
                                                              {"role": "admin", "user_id": "cy"}]}))
     assert sorted(m["user_id"] for m in added["members_with_roles"]) == ["bo", "cy"]
     assert sorted(u["user_id"] for u in added["updated_users"]) == ["bo", "cy"]  # created on first sight
     assert {(m["user_id"], m["role"]) for m in added["updated_team_memberships"]} == {("bo", "user"),
                                                                                       ("cy", "admin")}
-    after = ok(api.post("/team/member_delete", json={"team_id": team_id, "user_id": "bo"}))
+    after = answered(admin_api.post("/team/member_delete", json={"team_id": team_id, "user_id": "bo"}))
     assert [m["user_id"] for m in after["members_with_roles"]] == ["cy"]
-    assert api.post("/team/member_delete", json={"team_id": team_id, "user_id": "bo"}).status_code == 404
-    assert api.post("/team/member_add", json={"team_id": "nope", "member": {"user_id": "x"}}).status_code == 404
+    assert admin_api.post("/team/member_delete", json={"team_id": team_id, "user_id": "bo"}).status_code == 404
+    assert admin_api.post("/team/member_add", json={"team_id": "nope", "member": {"user_id": "x"}}).status_code == 404
 
 
-def test_user_lifecycle_has_litellm_shapes(api, server):
-    ok(api.post("/team/new", json={"team_id": "user-team"}))
-    user = ok(api.post("/user/new", json={"user_id": "dee", "user_email": "dee@example.com", "max_budget": 3,
-                                          "teams": ["user-team"], "key_alias": "dee-key"}))
+def test_user_lifecycle_has_litellm_shapes(admin_api, admin_server):
+    answered(admin_api.post("/team/new", json={"team_id": "user-team"}))
+    user = answered(admin_api.post("/user/new", json={"user_id": "dee", "user_email": "dee@example.com",
+                                                      "max_budget": 3, "teams": ["user-team"], "key_alias": "dee-key"}))
     assert user["user_id"] == "dee" and user["user_email"] == "dee@example.com" and user["max_budget"] == 3
     assert user["teams"] == ["user-team"] and user["key"].startswith("sk-") and user["key_alias"] == "dee-key"
-    assert rerank(server, user["key"]).status_code == 200
+    assert rerank(admin_server, user["key"]).status_code == 200
 
-    info = ok(api.get("/user/info", params={"user_id": "dee"}))
+    info = answered(admin_api.get("/user/info", params={"user_id": "dee"}))
     assert info["user_id"] == "dee" and info["user_info"]["user_email"] == "dee@example.com"
     assert [k["key_alias"] for k in info["keys"]] == ["dee-key"] and info["keys"][0]["user_id"] == "dee"
     assert [t["team_id"] for t in info["teams"]] == ["user-team"]
 
-    listed = ok(api.get("/user/list", params={"user_ids": "dee", "page_size": 10}))
+    listed = answered(admin_api.get("/user/list", params={"user_ids": "dee", "page_size": 10}))
     assert listed["total"] == 1 and listed["users"][0]["teams"] == ["user-team"]
     assert set(listed) == {"users", "total", "page", "page_size", "total_pages"}
 
-    updated = ok(api.post("/user/update", json={"user_id": "dee", "max_budget": 5}))
+    updated = answered(admin_api.post("/user/update", json={"user_id": "dee", "max_budget": 5}))
     assert updated["data"]["max_budget"] == 5
-    assert api.post("/user/update", json={"user_id": "ghost", "max_budget": 5}).status_code == 404
-    assert api.post("/user/new", json={"user_id": "dee"}).status_code == 400
-    assert api.post("/user/new", json={"user_role": "proxy_admin"}).status_code == 422
+    assert admin_api.post("/user/update", json={"user_id": "ghost", "max_budget": 5}).status_code == 404
+    assert admin_api.post("/user/new", json={"user_id": "dee"}).status_code == 400
+    assert admin_api.post("/user/new", json={"user_role": "proxy_admin"}).status_code == 422
 
-    no_key = ok(api.post("/user/new", json={"user_id": "eve", "auto_create_key": False}))
+    no_key = answered(admin_api.post("/user/new", json={"user_id": "eve", "auto_create_key": False}))
     assert no_key["key"] is None
-    assert ok(api.post("/user/delete", json={"user_ids": ["eve", "ghost"]})) == {"deleted_users": ["eve"]}
-    assert api.get("/user/info", params={"user_id": "eve"}).status_code == 404
+    assert answered(admin_api.post("/user/delete", json={"user_ids": ["eve", "ghost"]})) == {"deleted_users": ["eve"]}
+    assert admin_api.get("/user/info", params={"user_id": "eve"}).status_code == 404
 
 
-def test_a_teams_models_restrict_its_keys_and_a_blocked_team_blocks_them(api, server):
-    ok(api.post("/team/new", json={"team_id": "bm25-only", "models": ["local-bm25"]}))
-    key = ok(api.post("/key/generate", json={"team_id": "bm25-only"}))
+def test_a_teams_models_restrict_its_keys_and_a_blocked_team_blocks_them(admin_api, admin_server):
+    answered(admin_api.post("/team/new", json={"team_id": "bm25-only", "models": ["local-bm25"]}))
+    key = answered(admin_api.post("/key/generate", json={"team_id": "bm25-only"}))
     assert key["team_id"] == "bm25-only"
-    assert rerank(server, key["key"]).status_code == 200
-    refused = rerank(server, key["key"], "rerank-english-v3.0")
+    assert rerank(admin_server, key["key"]).status_code == 200
+    refused = rerank(admin_server, key["key"], "rerank-english-v3.0")
     assert refused.status_code == 403 and "team 'bm25-only'" in refused.json()["message"]
-    ok(api.post("/team/block", json={"team_id": "bm25-only"}))
-    blocked = rerank(server, key["key"])
+    answered(admin_api.post("/team/block", json={"team_id": "bm25-only"}))
+    blocked = rerank(admin_server, key["key"])
     assert blocked.status_code == 403 and "team 'bm25-only' is blocked" in blocked.json()["message"]
-    ok(api.post("/team/unblock", json={"team_id": "bm25-only"}))
-    assert rerank(server, key["key"]).status_code == 200
-    assert [k["team_id"] for k in ok(api.get("/key/list", params={"team_id": "bm25-only",
+    answered(admin_api.post("/team/unblock", json={"team_id": "bm25-only"}))
+    assert rerank(admin_server, key["key"]).status_code == 200
+    assert [k["team_id"] for k in answered(admin_api.get("/key/list", params={"team_id": "bm25-only",
                                                                   "return_full_object": True}))["keys"]] == [
         "bm25-only"]
 
 
-def test_a_key_cannot_join_a_team_that_does_not_exist(api):
-    refused = api.post("/key/generate", json={"team_id": "no-such-team"})
+def test_a_key_cannot_join_a_team_that_does_not_exist(admin_api):
+    refused = admin_api.post("/key/generate", json={"team_id": "no-such-team"})
     assert refused.status_code == 400 and "team_id" in refused.json()["message"]
-    key = ok(api.post("/key/generate", json={}))
-    assert api.post("/key/update", json={"key": key["key"], "team_id": "no-such-team"}).status_code == 400
+    key = answered(admin_api.post("/key/generate", json={}))
+    assert admin_api.post("/key/update", json={"key": key["key"], "team_id": "no-such-team"}).status_code == 400
 
 
-def test_every_admin_change_is_audited_without_secrets(api):
-    team_id = ok(api.post("/team/new", json={"team_alias": "audited", "max_budget": 1}))["team_id"]
-    ok(api.post("/team/update", json={"team_id": team_id, "max_budget": 2}))
-    logs = ok(api.get("/audit/logs", params={"table_name": "teams", "object_id": team_id}))
+def test_every_admin_change_is_audited_without_secrets(admin_api):
+    team_id = answered(admin_api.post("/team/new", json={"team_alias": "audited", "max_budget": 1}))["team_id"]
+    answered(admin_api.post("/team/update", json={"team_id": team_id, "max_budget": 2}))
+    logs = answered(admin_api.get("/audit/logs", params={"table_name": "teams", "object_id": team_id}))
     assert logs["total"] == 2 and [e["action"] for e in logs["audit_logs"]] == ["updated", "created"]
     update = logs["audit_logs"][0]
     assert update["changed_by"] == "master_key"
     assert update["before_value"]["max_budget"] == 1 and update["updated_values"]["max_budget"] == 2
 
-    key = ok(api.post("/key/generate", json={"key_alias": "audited-key"}))
-    ok(api.post("/key/update", json={"key": key["key"], "rpm_limit": 7}))
-    ok(api.post("/key/block", json={"key": key["key"]}))
-    ok(api.post("/key/delete", json={"keys": [key["key"]]}))
-    ok(api.post("/customer/new", json={"user_id": "audited-customer"}))
-    entries = ok(api.get("/audit/logs", params={"object_id": key["key_id"]}))["audit_logs"]
+    key = answered(admin_api.post("/key/generate", json={"key_alias": "audited-key"}))
+    answered(admin_api.post("/key/update", json={"key": key["key"], "rpm_limit": 7}))
+    answered(admin_api.post("/key/block", json={"key": key["key"]}))
+    answered(admin_api.post("/key/delete", json={"keys": [key["key"]]}))
+    answered(admin_api.post("/customer/new", json={"user_id": "audited-customer"}))
+    entries = answered(admin_api.get("/audit/logs", params={"object_id": key["key_id"]}))["audit_logs"]
     assert [e["action"] for e in entries] == ["deleted", "blocked", "updated", "created"]
     assert all(e["table_name"] == "verification_tokens" for e in entries)
     text = str(entries)
     assert key["key"] not in text and key["token"] not in text
-    assert ok(api.get("/audit/logs", params={"table_name": "end_users", "action": "created"}))["total"] >= 1
-    assert api.get("/audit/logs", params={"start_date": "2020-01-01T00:00:00"}).status_code == 400
+    assert answered(admin_api.get("/audit/logs", params={"table_name": "end_users", "action": "created"}))["total"] >= 1
+    assert admin_api.get("/audit/logs", params={"start_date": "2020-01-01T00:00:00"}).status_code == 400

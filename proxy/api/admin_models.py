@@ -155,3 +155,30 @@ class UserUpdate(UserFields):
 
 class UserIds(AdminBody):
     user_ids: Names
+
+
+class TagFields(BudgetFields):
+    description: Annotated[str, Field(max_length=4096)] | None = None
+    models: Names | None = None
+    """When set, a request carrying the tag may only use these model aliases."""
+
+
+class TagNew(TagFields):
+    name: Name
+
+
+class TagNames(AdminBody):
+    names: Names
+
+
+class TagName(AdminBody):
+    name: Name
+
+
+class KeyRegenerate(KeyFields):
+    key: KeyText | None = None
+    """The key to rotate (plain or its hash); or in the path, `/key/{key}/regenerate`."""
+    new_key: NewKey | None = None
+    """A caller-chosen new secret (must start with sk-); generated when absent."""
+    grace_period: DurationText | None = None
+    """How long the old secret keeps working, e.g. "24h"; it stops at once when absent."""

@@ -14,7 +14,7 @@ from ..auth.keys import display_name, generate_key, hash_key, looks_like_hash
 from ..errors import InvalidRequestError, NotFoundError, PermissionDeniedError
 from ..spend.durations import parse_duration
 from ..spend.holders import TEAM
-from .admin_models import KeyDelete, KeyFields, KeyGenerate, KeyRef, KeyUpdate
+from .admin_models import KeyDelete, KeyFields, KeyGenerate, KeyRef, KeyRegenerate, KeyUpdate
 from .admin_types import ADMIN_RESPONSES, Page, PageSize, QueryKey, QueryName
 from .audit import audited
 from .deps import AdminDep, CallerDep, RuntimeDep
@@ -30,7 +30,7 @@ def digest_of(key: str) -> str:
 
 
 def _fields(body: KeyFields, now: datetime) -> dict[str, Any]:
-    fields = body.model_dump(exclude_none=True, exclude={"key", "duration"})
+    fields = body.model_dump(exclude_none=True, exclude={"key", "duration", "new_key", "grace_period"})
     if body.duration:
         fields["expires"] = parse_duration(body.duration).after(now)
     return fields  # the store starts the budget period when budget_duration is set
@@ -117,6 +117,36 @@ async def delete(body: KeyDelete, caller: AdminDep, runtime: RuntimeDep) -> dict
     for record in existing:
         await audited(runtime, caller, "deleted", "verification_tokens", record.key_id, before=record)
     return {"deleted_keys": [*(body.keys or []), *(body.key_aliases or [])]}
+
+
+@router.post("/key/regenerate")
+@router.post("/key/{key}/regenerate")
+async def regenerate(caller: AdminDep, runtime: RuntimeDep, body: KeyRegenerate | None = None,
+                     key: str | None = None) -> dict[str, Any]:
+    """A new secret for the same key (same `key_id`, spend, budgets and history); with `grace_period` the old
+    secret keeps working that long."""
+    body = body or KeyRegenerate()
+    target = key or body.key
+    if target is None:
+        raise InvalidRequestError("pass the key to regenerate as 'key' or in the path /key/{key}/regenerate")
+    if body.new_key is not None and not body.new_key.startswith("sk-"):
+        raise InvalidRequestError("new_key must start with 'sk-'")
+    digest = digest_of(target)
+    before = await in_thread(runtime.store.get_key, digest)
+    if before is None:
+        raise NotFoundError("key not found")
+    _check_guardrails(runtime, body.guardrails)
+    await _check_team(runtime, body.team_id)
+    now = datetime.now(UTC)
+    secret = body.new_key or generate_key()
+    grace = parse_duration(body.grace_period).after(now) if body.grace_period else None
+    record = await in_thread(runtime.store.rotate_key, digest, hash_key(secret), grace_until=grace, now=now,
+                             key_name=display_name(secret), **_fields(body, now))
+    if record is None:
+        raise NotFoundError("key not found")
+    runtime.authenticator.forget_all()
+    await audited(runtime, caller, "rotated", "verification_tokens", record.key_id, before=before, after=record)
+    return {**budget_view(record), "key": secret, "token": record.token, "token_id": record.key_id}
 
 
 async def _set_blocked(body: KeyRef, caller: Caller, runtime: Runtime, blocked: bool) -> dict[str, Any]:

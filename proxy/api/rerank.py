@@ -24,6 +24,7 @@ from ..errors import (
     ServerBusyError,
     UnprocessableRequestError,
 )
+from ..tags import configured_tags, merged, request_tags
 from ..wire import RerankBody, RerankResponse
 from .rendering import dumps, error_headers, raw_json_response, validation_message
 
@@ -31,7 +32,8 @@ router = APIRouter(tags=["rerank"])
 log = logging.getLogger("proxy.api")
 
 END_USER_HEADERS = (b"x-end-user-id", b"x-litellm-end-user-id", b"x-litellm-customer-id")
-_READ_HEADERS = frozenset((b"authorization", b"content-length", b"cache-control", *END_USER_HEADERS))
+TAGS_HEADER = b"x-litellm-tags"
+_READ_HEADERS = frozenset((b"authorization", b"content-length", b"cache-control", TAGS_HEADER, *END_USER_HEADERS))
 _JSON = (b"content-type", b"application/json")
 _DOC = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": RerankBody.model_json_schema()}}},
@@ -139,7 +141,9 @@ async def answer(scope: Scope, receive: Receive, api_version: int) -> Reply:
         body = parse_body(raw)
         del raw  # the parsed body is what the call keeps
         call = Call(body=body, caller=caller, api_version=api_version, end_user=end_user_of(body, wanted),
-                    cache_control=wanted.get(b"cache-control"))
+                    cache_control=wanted.get(b"cache-control"),
+                    tags=merged(request_tags(body.metadata, wanted.get(TAGS_HEADER)), configured_tags(caller.record),
+                                configured_tags(caller.team)))
         await runtime.engine.rerank(call)
     except ProxyError as exc:
         if call is not None:

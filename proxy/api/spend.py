@@ -30,8 +30,11 @@ async def spend_logs(
     page: Page = 1,
     page_size: PageSize = 100,
 ) -> Response:
+    digest = digest_of(api_key) if api_key else None
+    key = await in_thread(runtime.store.get_key, digest) if digest else None
     rows, total = await in_thread(
-        runtime.store.spend_logs, api_key_hash=digest_of(api_key) if api_key else None,
+        runtime.store.spend_logs, api_key_hash=key.token if key is not None else digest,
+        key_id=key.key_id if key is not None else None,
         end_user=end_user or user_id, model=model, start=start_date, end=end_date, page=page, size=page_size,
     )
     body: list[dict[str, Any]] = [as_dict(r) for r in rows]

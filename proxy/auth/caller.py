@@ -98,12 +98,15 @@ class Authenticator:
         key = _bearer(authorization)
         if same_key(key, self._master_key):
             return self._master
-        caller = await self._lookup(hash_key(key))
+        digest = hash_key(key)
+        caller = await self._lookup(digest)
         if caller is None:
             raise AuthenticationError("invalid api key")
         record = caller.record
         if record is None:  # unverified while the database is unreachable
             return caller
+        if getattr(record, "previous_token", None) == digest and not _in_grace(record):  # cached past its grace
+            raise AuthenticationError("invalid api key")
         if record.blocked:
             raise PermissionDeniedError("this key is blocked")
         if caller.team is not None and caller.team.blocked:
@@ -150,6 +153,11 @@ def _caller(record: Any, team: Any, user: Any) -> Caller:
                   models=tuple(record.models or ()), record=record, metadata=record.metadata or {}, team=team,
                   user=user, team_models=tuple(team.models or ()) if team is not None else (),
                   user_models=tuple(user.models or ()) if user is not None else ())
+
+
+def _in_grace(record: Any) -> bool:
+    expires = record.previous_token_expires
+    return expires is not None and _aware(expires) > datetime.now(UTC)
 
 
 def _aware(moment: datetime) -> datetime:

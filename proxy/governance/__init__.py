@@ -18,6 +18,7 @@ from ..config_loading import Settings
 from ..guardrails import GuardrailChain
 from ..limits import EndUserRecords, LocalCounters, RedisLink
 from ..routing import Router
+from ..spend.holders import TAG
 from .budgets import ProxyBudgets
 from .checks import CallChecks
 from .live_spend import LiveSpend
@@ -38,9 +39,11 @@ class Governance:
         self.local = LocalCounters()
         self.gate = gate
         self.end_users = EndUserRecords(gate, settings.general.key_cache_ttl)
+        self.tags = EndUserRecords(gate, settings.general.key_cache_ttl, kind="tag",
+                                   fetch=lambda name: gate.store.get_holder(TAG, name))
         self.link = RedisLink()
         self.budgets = ProxyBudgets(settings, store)
-        self.checks = CallChecks(router, self.local, self.end_users, self.link, self.budgets, self.clock)
+        self.checks = CallChecks(router, self.local, self.end_users, self.link, self.budgets, self.clock, self.tags)
         self.live_spend = LiveSpend(self.local, self.link, self.budgets, self.clock)
         self.upkeep = Upkeep(settings.general, self.budgets, self.checks, self.local,
                              database_ready=lambda: gate.connected)
@@ -81,6 +84,9 @@ class Governance:
 
     def forget_end_user(self, user_id: str) -> None:
         self.end_users.forget(user_id)
+
+    def forget_tag(self, name: str) -> None:
+        self.tags.forget(name)
 
     async def describe_key(self, info: dict[str, Any], record: Any) -> dict[str, Any]:
         return await self.live_spend.describe_key(info, record)

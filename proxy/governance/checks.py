@@ -59,10 +59,11 @@ class Admission:
 
 class CallChecks:
     def __init__(self, router: Router, local: LocalCounters, end_users: EndUserRecords, link: RedisLink,
-                 budgets: ProxyBudgets, clock: Callable[[], datetime]) -> None:
+                 budgets: ProxyBudgets, clock: Callable[[], datetime], tags: EndUserRecords) -> None:
         self.router = router
         self.local = local
         self.end_users = end_users
+        self.tags = tags
         self.link = link
         self.budgets = budgets
         self.clock = clock
@@ -101,10 +102,15 @@ class CallChecks:
         key_guardrails = key.guardrails if key is not None else None
         if self.chain or key_guardrails or call.body.guardrails:
             await self._guard(call, key_guardrails)
+        tags = [t for t in [await self.tags.get(name) for name in call.tags] if t is not None] if call.tags else ()
+        for tag in tags:
+            if tag.models and call.alias not in tag.models:
+                raise PermissionDeniedError(f"tag '{tag.tag_name}' is not allowed to use model '{call.alias}'")
         now = self.clock()
         limits = call_limits(key_hash=call.caller.key_hash, key=key, alias=call.alias, end_user_id=call.end_user,
                              end_user=end_user, default_end_user_budget=self.budgets.default_end_user,
-                             proxy=self.budgets.current, now=now)
+                             proxy=self.budgets.current, now=now, team=call.caller.team, user=call.caller.user,
+                             tags=tuple(tags))
         if limits:
             call.extra[ADMISSION] = await self._admit(call, limits, now)
 

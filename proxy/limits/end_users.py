@@ -21,8 +21,13 @@ MAX_ENTRIES = 100_000
 
 
 class EndUserRecords:
-    def __init__(self, gate: Any, ttl: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+    """End-user records by default; `kind` and `fetch` (a sync store read) serve other records, e.g. tags."""
+
+    def __init__(self, gate: Any, ttl: float, *, clock: Callable[[], float] = time.monotonic,
+                 kind: str = "end_user", fetch: Callable[[str], Any] | None = None) -> None:
         self._gate = gate
+        self._kind = kind
+        self._fetch = fetch
         self._cache: TtlCache[str, Any] = TtlCache(ttl, MAX_ENTRIES, max_stale=math.inf, clock=clock)
 
     def forget(self, user_id: str) -> None:
@@ -32,7 +37,8 @@ class EndUserRecords:
         cached = self._cache.get(user_id)
         if cached is not None and cached[1]:
             return cached[0]
-        future = self._gate.read(("end_user", user_id), self._gate.store.get_customer, user_id,
+        fetch = self._fetch or self._gate.store.get_customer
+        future = self._gate.read((self._kind, user_id), fetch, user_id,
                                  then=partial(self._remember, user_id))
         try:
             if future is None:

@@ -1,4 +1,4 @@
-"""What one call must fit in: the rate limits and budgets that apply to its key, end-user and the proxy.
+"""What one call must fit in: the rate limits and budgets of its key, user, team, end-user, tags and the proxy.
 
 A `Limit` names a counter (shared by every call that counts against it), its ceiling and, for budgets,
 the current period and the spend the database already holds for it. `refusal` turns the first limit
@@ -66,10 +66,25 @@ def _budget(counter: str, label: str, setting: str, max_budget: Any, reset_at: d
     return Limit("budget", counter, Decimal(max_budget), label, setting, period_end, seed)
 
 
+def _holder(limits: list[Limit], counter: str, label: str, record: Any, now: datetime) -> None:
+    """A team's, internal user's or tag's rpm, tpm, parallel and budget limits (the fields keys have)."""
+    if record.rpm_limit is not None:
+        limits.append(Limit("rpm", counter, record.rpm_limit, label, "rpm_limit"))
+    if record.tpm_limit is not None:
+        limits.append(Limit("tpm", counter, record.tpm_limit, label, "tpm_limit"))
+    if record.max_parallel_requests is not None:
+        limits.append(Limit("parallel", counter, record.max_parallel_requests, label, "max_parallel_requests"))
+    if record.max_budget is not None:
+        limits.append(_budget(counter, label, "max_budget", record.max_budget, record.budget_reset_at,
+                              record.budget_duration, record.spend, now))
+
+
 def call_limits(*, key_hash: str | None, key: KeyRecord | None, alias: str, end_user_id: str | None,
                 end_user: CustomerRecord | None, default_end_user_budget: Decimal | None, proxy: ProxyBudget | None,
-                now: datetime) -> list[Limit]:
-    """Every limit this call counts against (empty for most deployments: then nothing is checked)."""
+                now: datetime,
+                team: Any = None, user: Any = None, tags: tuple[Any, ...] = ()) -> list[Limit]:
+    """Every limit this call counts against (empty for most deployments: then nothing is checked): its key,
+    the key's internal user and team, its end-user, its tags and the proxy, in that order."""
     limits: list[Limit] = []
     if key is not None and key_hash is not None:
         label, counter = key_label(key), f"key:{getattr(key, 'key_id', None) or key_hash}"
@@ -86,6 +101,10 @@ def call_limits(*, key_hash: str | None, key: KeyRecord | None, alias: str, end_
         if key.max_budget is not None:
             limits.append(_budget(counter, label, "max_budget", key.max_budget, key.budget_reset_at,
                                   key.budget_duration, key.spend, now))
+    if user is not None:
+        _holder(limits, f"user:{user.user_id}", f"user '{user.user_id}'", user, now)
+    if team is not None:
+        _holder(limits, f"team:{team.team_id}", f"team '{team.team_id}'", team, now)
     if end_user_id is not None:
         label, counter = f"end-user '{end_user_id}'", f"end_user:{end_user_id}"
         if end_user is not None:
@@ -102,6 +121,8 @@ def call_limits(*, key_hash: str | None, key: KeyRecord | None, alias: str, end_
         elif default_end_user_budget is not None:
             limits.append(_budget(counter, label, "max_end_user_budget", default_end_user_budget, None, None,
                                   end_user.spend if end_user is not None else 0, now))
+    for tag in tags:
+        _holder(limits, f"tag:{tag.tag_name}", f"tag '{tag.tag_name}'", tag, now)
     if proxy is not None:
         limits.append(_budget("proxy", "the proxy", "max_budget", proxy.max_budget, proxy.reset_at,
                               proxy.budget_duration, proxy.spend, now))

@@ -22,7 +22,7 @@ from .tables import end_users, internal_users, proxy_spend, tags, teams, verific
 from .transactions import Transactions, check_aware, checked_fields, chunks, start_budget_period, utc_now
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
-_KEY_FIELDS = frozenset(verification_tokens.c.keys()) - {"token", "created_at", "updated_at"}
+_KEY_FIELDS = frozenset(verification_tokens.c.keys()) - {"token", "key_id", "created_at", "updated_at"}
 _CUSTOMER_FIELDS = frozenset(end_users.c.keys()) - {"user_id", "created_at"}
 _KEY_DEFAULTS: dict[str, Any] = {"models": [], "metadata": {}, "blocked": False, "spend": Decimal(0)}
 _CUSTOMER_DEFAULTS: dict[str, Any] = {"metadata": {}, "blocked": False, "spend": Decimal(0)}
@@ -65,8 +65,9 @@ class Accounts(Transactions):
     def update_key(self, token_hash: str, *, now: datetime | None = None, **fields: Any) -> KeyRecord | None:
         """Change `fields` of a key; None when it does not exist. Setting `budget_duration` without
         `budget_reset_at` restarts the budget period now. AlreadyExistsError when the alias is taken."""
-        now = now or utc_now()
-        values = checked_fields(fields, _KEY_FIELDS)
+        return self._change_key(token_hash, checked_fields(fields, _KEY_FIELDS), now or utc_now())
+
+    def _change_key(self, token_hash: str, values: dict[str, Any], now: datetime) -> KeyRecord | None:
         start_budget_period(values, now, restart=True)
         statement = (
             update(verification_tokens)
@@ -80,6 +81,17 @@ class Accounts(Transactions):
         except IntegrityError as exc:
             raise AlreadyExistsError("a key with this key_alias already exists") from exc
         return None if row is None else KeyRecord(**row._mapping)
+
+    def rotate_key(self, token_hash: str, new_hash: str, *, grace_until: datetime | None = None,
+                   now: datetime | None = None, **fields: Any) -> KeyRecord | None:
+        """Give a key a new secret (digest `new_hash`), keeping its `key_id`, spend, budgets and history; the
+        old secret keeps working until `grace_until` (not at all when None). None when there is no such key."""
+        _check_digest(new_hash)
+        check_aware(grace_until)
+        values = {**checked_fields(fields, _KEY_FIELDS), "token": new_hash,
+                  "previous_token": token_hash if grace_until is not None else None,
+                  "previous_token_expires": grace_until}
+        return self._change_key(token_hash, values, now or utc_now())
 
     def set_blocked(self, token_hash: str, blocked: bool) -> KeyRecord | None:
         return self.update_key(token_hash, blocked=blocked)

@@ -32,6 +32,16 @@ class Duration:
             return _add_months(moment, self.count)
         return moment + timedelta(seconds=self.count * _FIXED[self.unit])
 
+    def before(self, moment: datetime) -> datetime:
+        """`moment` minus this duration."""
+        if self.unit == "mo":
+            return _add_months(moment, -self.count)
+        return moment - timedelta(seconds=self.count * _FIXED[self.unit])
+
+    def seconds(self) -> float:
+        """Its length in seconds (a month: 30 days)."""
+        return self.count * (30 * 86400 if self.unit == "mo" else _FIXED[self.unit])
+
     def next_after(self, start: datetime, now: datetime) -> datetime:
         """The first `start + k * self` (k >= 1) that is later than `now`."""
         if self.unit != "mo":

@@ -37,3 +37,8 @@ class SpendEvent:
     """hit | partial | miss when the result cache was consulted."""
     cost_saved: Decimal = Decimal(0)
     """USD the result cache saved (`cost` is what was paid)."""
+    key_id: str | None = None
+    """The key's stable id (kept across /key/regenerate, unlike `key_hash`)."""
+    team_id: str | None = None
+    tags: list[str] | None = None
+    """The request's tags (body, header, key, team and deployment), for chargeback and tag budgets."""

@@ -2,7 +2,7 @@
 
 Sync on purpose: callers on the event loop run methods with `asyncio.to_thread`. The methods live with
 their tables — `Accounts` (keys, end users, budget resets), `Holders` (teams, internal users, tags), `Audit` (admin
-changes) and `Ledger` (spend rows and totals) — over the
+changes), `Reports` (aggregates over the rollups) and `Ledger` (spend rows, totals and rollups) — over the
 shared `Transactions`; this class adds connecting and closing. Records come back as frozen dataclasses
 (`KeyRecord`, `CustomerRecord`, `SpendLogRecord`, `ProxySpendRecord`).
 """
@@ -21,13 +21,15 @@ from .db import WRITE, check_schema, make_engine, migrate
 from .holders import Holders
 from .ledger import Ledger
 from .records import AlreadyExistsError, CustomerRecord, KeyRecord, ProxySpendRecord, SpendLogRecord
+from .reports import Reports
+from .retention import RetentionQueries
 from .stored_models import StoredModel, StoredModels
 
 __all__ = ["AlreadyExistsError", "CustomerRecord", "KeyRecord", "ProxySpendRecord", "SpendLogRecord", "Store",
            "StoredModel"]
 
 
-class Store(Accounts, Holders, Audit, Ledger, StoredModels, Activity):
+class Store(Accounts, Holders, Audit, Reports, RetentionQueries, Ledger, StoredModels, Activity):
     """Persistence for keys, end users and spend on one sync SQLAlchemy engine (SQLite or PostgreSQL)."""
 
     @classmethod

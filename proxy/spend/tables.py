@@ -255,8 +255,10 @@ tags = Table(
     *_budgeted(),
 )
 
-ROLLUP_DIMENSIONS = ("key_id", "team_id", "user_id", "end_user", "model_alias", "deployment", "provider")
-"""What `spend_rollups` groups by besides the hour; '' stands for none (NULLs would not collide in the key)."""
+ROLLUP_DIMENSIONS = ("key_id", "team_id", "user_id", "model_alias", "deployment", "provider")
+"""What `spend_rollups` groups by besides the day; '' stands for none (NULLs would not collide in the key).
+End-users (many, as many as callers' users) and tags (several per request) have rollups of their own
+(migration 0006), so the main rollup stays as small as the admin-made dimensions."""
 
 
 def _rollup_measures() -> list[Column[Any]]:
@@ -267,14 +269,24 @@ def _rollup_measures() -> list[Column[Any]]:
         Column("search_units", Float, nullable=False, server_default=ZERO),
         Column("input_tokens", BigInteger, nullable=False, server_default=ZERO),
         Column("total_tokens", BigInteger, nullable=False, server_default=ZERO),
+        Column("cost_saved", Money(), nullable=False, server_default=ZERO),  # the result cache's savings
     ]
 
 
 spend_rollups = Table(
     "spend_rollups",
     metadata,
-    Column("bucket", UTCDateTime(), primary_key=True),  # the hour the requests started in
+    Column("bucket", UTCDateTime(), primary_key=True),  # the UTC day the requests started in
     *(Column(name, String, primary_key=True) for name in ROLLUP_DIMENSIONS),
+    *_rollup_measures(),
+)
+
+spend_end_user_rollups = Table(
+    "spend_end_user_rollups",
+    metadata,
+    Column("bucket", UTCDateTime(), primary_key=True),
+    Column("end_user", String, primary_key=True),
+    Column("model_alias", String, primary_key=True),
     *_rollup_measures(),
 )
 

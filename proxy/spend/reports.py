@@ -1,0 +1,91 @@
+"""`Reports`: spend aggregated over the daily rollups (never a scan of spend logs), so reports stay fast on
+millions of rows and survive log retention.
+
+Dimensions: key (its stable `key_id`), team, user, model (the alias asked for), deployment, provider — any
+combination; or end_user (with model), read from the end-user rollup; or tag (alone: a request with two tags
+counts under each). Periods are UTC days (or the whole range); a range covers every day it touches (the
+rollups keep days), `end` itself excluded.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, func, select
+
+from .aggregates import MEASURES, day_of
+from .tables import spend_end_user_rollups, spend_rollups, spend_tag_rollups, verification_tokens
+from .transactions import Transactions, check_aware, chunks
+
+DIMENSIONS = {"key": "key_id", "team": "team_id", "user": "user_id", "end_user": "end_user", "tag": "tag",
+              "model": "model_alias", "deployment": "deployment", "provider": "provider"}
+"""Report name → rollup column."""
+TABLES = ((spend_rollups, frozenset({"key", "team", "user", "model", "deployment", "provider"})),
+          (spend_end_user_rollups, frozenset({"end_user", "model"})),
+          (spend_tag_rollups, frozenset({"tag"})))
+"""Each rollup and the dimensions it can group and filter by; a report reads the first that has them all."""
+GRANULARITIES = ("day", "all")
+
+
+class Reports(Transactions):
+    def spend_report(self, *, group_by: list[str], granularity: str = "day", start: datetime | None = None,
+                     end: datetime | None = None, filters: dict[str, str] | None = None,
+                     limit: int = 10_000) -> list[dict[str, Any]]:
+        """One row per period and group: the dimensions, `period` (ISO date; absent for "all") and the
+        measures (requests, errors, spend, search_units, input_tokens, total_tokens), by period then spend."""
+        check_aware(start)
+        check_aware(end)
+        wanted = {*group_by, *(filters or {})}
+        unknown = sorted(wanted - set(DIMENSIONS))
+        if unknown:
+            raise ValueError(f"unknown dimension(s): {', '.join(unknown)}; use {', '.join(DIMENSIONS)}")
+        if granularity not in GRANULARITIES:
+            raise ValueError(f"granularity must be one of {', '.join(GRANULARITIES)}")
+        table = next((t for t, has in TABLES if wanted <= has), None)
+        if table is None:
+            raise ValueError("end_user combines only with model, and tag with nothing else")
+        columns = {name: table.c[DIMENSIONS[name]] for name in group_by}
+        conditions: list[ColumnElement[bool]] = [table.c[DIMENSIONS[name]] == value
+                                                 for name, value in (filters or {}).items()]
+        if start is not None:
+            conditions.append(table.c.bucket >= day_of(start))
+        if end is not None:
+            conditions.append(table.c.bucket < end)
+        period = self._period(table, granularity)
+        keys = [*([period.label("period")] if period is not None else []), *(c.label(n) for n, c in columns.items())]
+        sums = [func.sum(table.c[m]).label(m) for m in MEASURES]
+        statement = (select(*keys, *sums).where(*conditions).group_by(*(k.element for k in keys))
+                     .order_by(*(k.element for k in keys[:1] if period is not None), func.sum(table.c.spend).desc())
+                     .limit(limit))
+        with self._read() as connection:
+            rows = [dict(row._mapping) for row in connection.execute(statement)]
+        for row in rows:
+            for name in columns:
+                row[name] = row[name] or None
+            if period is not None:
+                row["period"] = str(row["period"])
+            row["spend"] = Decimal(row["spend"] or 0)
+            row["cost_saved"] = Decimal(row["cost_saved"] or 0)
+        return rows
+
+    def _period(self, table: Table, granularity: str) -> Any:
+        bucket = table.c.bucket
+        if granularity == "all":
+            return None
+        if self.engine.dialect.name == "sqlite":  # stored as "YYYY-MM-DD HH:MM:SS.ffffff" (UTC)
+            return func.substr(bucket, 1, 10)
+        return func.to_char(func.timezone("UTC", bucket), "YYYY-MM-DD")
+
+    def key_tokens(self, key_ids: list[str]) -> dict[str, tuple[str, str | None]]:
+        """key_id → (current digest, alias) for the keys that still exist."""
+        found: dict[str, tuple[str, str | None]] = {}
+        c = verification_tokens.c
+        with self._read() as connection:
+            for chunk in chunks(key_ids):
+                for key_id, token, alias in connection.execute(
+                        select(c.key_id, c.token, c.key_alias).where(c.key_id.in_(chunk))):
+                    found[key_id] = (token, alias)
+        return found
+
