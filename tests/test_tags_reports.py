@@ -95,7 +95,12 @@ def test_reports_aggregate_by_any_grouping_with_litellms_shapes(admin_server, ad
     by_model = {r["model"]: r for r in own["rows"]}
     assert by_model[PAID]["requests"] == 3 and by_model[PAID]["spend"] == pytest.approx(0.006)
     assert by_model["local-bm25"]["requests"] == 1 and by_model[PAID]["period"] == today
-    assert all(r["team"] == "report-team" for r in own["rows"])
+    assert all(r["team"] == "report-team" for r in own["rows"]) and own["truncated"] is False
+    cut = answered(admin_api.get("/spend/report", params={"group_by": "team,model", "team": "report-team",
+                                                          "limit": 1}))
+    assert len(cut["rows"]) == 1 and cut["truncated"] is True
+    too_big = admin_api.get("/global/spend/report", params={"team_id": "report-team", "limit": 1})
+    assert too_big.status_code == 400 and "more than 1 rows" in too_big.json()["message"]
     keyed = answered(admin_api.get("/spend/report", params={"group_by": "key", "key": key["key"],
                                                             "granularity": "all"}))
     assert keyed["rows"] == [pytest.approx(keyed["rows"][0])] and keyed["rows"][0]["key_alias"] == "report-key"

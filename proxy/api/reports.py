@@ -63,13 +63,15 @@ async def spend_report(_: AdminDep, runtime: RuntimeDep, group_by: str = "model"
         filters["key"] = await _key_id(runtime, key)
     rows = await in_thread(runtime.store.spend_report, group_by=groups, granularity=granularity,
                            start=_moment(start_date, "start_date"), end=_moment(end_date, "end_date", end=True),
-                           filters=filters, limit=limit)
+                           filters=filters, limit=limit + 1)
+    truncated = len(rows) > limit
+    rows = rows[:limit]
     if "key" in groups:
         known = await in_thread(runtime.store.key_tokens, [r["key"] for r in rows if r["key"]])
         for row in rows:
             row["key_alias"] = known.get(row["key"], (None, None))[1]
     return {"group_by": groups, "granularity": granularity, "start_date": start_date, "end_date": end_date,
-            "rows": [_money(r) for r in rows]}
+            "rows": [_money(r) for r in rows], "truncated": truncated}
 
 
 @router.get("/global/spend/report")
@@ -77,7 +79,10 @@ async def global_spend_report(_: AdminDep, runtime: RuntimeDep, start_date: str 
                               end_date: str | None = None,
                               group_by: Literal["team", "customer", "api_key"] = "team",
                               api_key: str | None = None, internal_user_id: str | None = None,
-                              team_id: str | None = None, customer_id: str | None = None) -> list[dict[str, Any]]:
+                              team_id: str | None = None, customer_id: str | None = None,
+                              limit: int = Query(100_000, ge=1, le=100_000)) -> list[dict[str, Any]]:
+    """LiteLLM's report. Ours on purpose: a report of more than `limit` rollup rows is refused (400) rather
+    than cut short without a word, since this shape has no room to say it was."""
     filters = {name: value for name, value in (("user", internal_user_id), ("team", team_id),
                                                 ("end_user", customer_id)) if value is not None}
     if api_key is not None:
@@ -85,12 +90,12 @@ async def global_spend_report(_: AdminDep, runtime: RuntimeDep, start_date: str 
     start, end = _moment(start_date, "start_date"), _moment(end_date, "end_date", end=True)
     if group_by == "api_key":
         rows = await in_thread(runtime.store.spend_report, group_by=["key", "model"], granularity="all",
-                               start=start, end=end, filters=filters)
-        return await _by_api_key(runtime, rows)
+                               start=start, end=end, filters=filters, limit=limit + 1)
+        return await _by_api_key(runtime, _whole(rows, limit))
     dimension = "team" if group_by == "team" else "end_user"
     grouping = ["team", "key", "model"] if dimension == "team" else ["end_user", "model"]  # end-users: by model
-    rows = await in_thread(runtime.store.spend_report, group_by=grouping, granularity="day",
-                           start=start, end=end, filters=filters)
+    rows = _whole(await in_thread(runtime.store.spend_report, group_by=grouping, granularity="day",
+                                  start=start, end=end, filters=filters, limit=limit + 1), limit)
     tokens = await in_thread(runtime.store.key_tokens, list({r["key"] for r in rows if r.get("key")}))
     names: dict[str | None, str] = {}
     if dimension == "team":
@@ -106,6 +111,13 @@ async def global_spend_report(_: AdminDep, runtime: RuntimeDep, start_date: str 
          "metadata": [{"model": r["model"], "spend": float(r["spend"]), "total_tokens": r["total_tokens"],
                        "api_key": _token(tokens, r.get("key"))} for r in members]}
         for group, members in groups.items()]} for day, groups in sorted(days.items())]
+
+
+def _whole(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    if len(rows) > limit:
+        raise InvalidRequestError(f"the report has more than {limit:,} rows: narrow the dates or filters, or use "
+                                  "GET /spend/report, which answers the first `limit` rows and says `truncated`")
+    return rows
 
 
 async def _by_api_key(runtime: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
