@@ -23,7 +23,7 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).parent / "artifacts" / "ui"
 PAGES = ["/ui", "/ui?window=hour", "/ui?window=month", "/ui/keys", "/ui/teams", "/ui/users", "/ui/customers",
-         "/ui/models", "/ui/logs"]
+         "/ui/tags", "/ui/models", "/ui/logs"]
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install -e '.[test]')")
 if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
@@ -119,6 +119,26 @@ def test_sign_in_create_a_key_use_it_see_it_block_it_and_sign_out(driver, proxy_
                                                   driver.find_elements(By.CSS_SELECTOR, ".totals dd"), strict=True)}
     assert int(totals["Requests"].replace(",", "")) >= 1
     assert driver.find_elements(By.CSS_SELECTOR, "svg.chart polyline, svg.chart circle")
+
+    driver.get(proxy_url + "/ui/keys")
+    row = driver.find_element(By.CSS_SELECTOR, "tr[data-alias='browser-key']")
+    row.find_element(By.XPATH, ".//summary[text()='Regenerate']").click()
+    row.find_element(By.CSS_SELECTOR, "button[name='regenerate']").click()
+    rotated = wait_for(driver, By.ID, "new-key").text
+    assert rotated.startswith("sk-") and rotated != key
+    body = {"model": "local-bm25", "query": CAPITAL_QUERY, "documents": CAPITALS}
+    assert httpx.post(f"{proxy_url}/v1/rerank", headers={"authorization": f"Bearer {key}"}, json=body,
+                      timeout=10).status_code == 401
+    key = rotated
+
+    driver.get(proxy_url + "/ui/tags")
+    driver.find_element(By.CSS_SELECTOR, "details.card > summary").click() if not driver.find_element(
+        By.NAME, "id").is_displayed() else None
+    driver.find_element(By.NAME, "id").send_keys("browser-tag")
+    driver.find_element(By.NAME, "max_budget").send_keys("5")
+    driver.find_element(By.CSS_SELECTOR, "form.grid button[type=submit]").click()
+    assert "browser-tag" in wait_for(driver, By.CSS_SELECTOR, "[role=status]").find_element(
+        By.XPATH, "//table").text
 
     driver.get(proxy_url + "/ui/keys")
     row = driver.find_element(By.CSS_SELECTOR, "tr[data-alias='browser-key']")

@@ -16,14 +16,16 @@ from fastapi import APIRouter, Depends, Query
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from ..api import customers, keys, teams, users
+from ..api import customers, keys, tags, teams, users
 from ..api.admin_models import (
     CustomerIds,
     CustomerNew,
     KeyDelete,
     KeyGenerate,
     KeyRef,
+    KeyRegenerate,
     KeyUpdate,
+    TagNew,
     TeamNew,
     TeamRef,
     UserNew,
@@ -118,12 +120,14 @@ async def key_new(request: Request, session: SessionDep) -> Response:
         created = await keys.generate(body, UI_CALLER, runtime_of(request))
     except (ProxyError, ValueError) as exc:
         return back("/ui/keys", error=_message(exc))
-    runtime = runtime_of(request)
-    listing = await keys.list_keys(UI_CALLER, runtime, page=1, size=PAGE_SIZE, user_id=None, key_alias=None,
-                                   team_id=None, return_full_object=True)
-    # The secret is shown once, in this answer only: never in a URL, a redirect or a log.
-    return page(request, "keys.html", session, keys=listing["keys"], paging=_paging(listing, 1),
-                created=created)
+    return await _keys_with_secret(request, session, created)
+
+
+async def _keys_with_secret(request: Request, session: Session, created: dict[str, Any]) -> HTMLResponse:
+    """The keys page with a new secret on it: shown once, in this answer only (never a URL, redirect or log)."""
+    listing = await keys.list_keys(UI_CALLER, runtime_of(request), page=1, size=PAGE_SIZE, user_id=None,
+                                   key_alias=None, team_id=None, return_full_object=True)
+    return page(request, "keys.html", session, keys=listing["keys"], paging=_paging(listing, 1), created=created)
 
 
 @router.post("/keys/{token}/{action}")
@@ -131,6 +135,10 @@ async def key_action(request: Request, session: SessionDep, token: str, action: 
     fields = await form_of(request, session)
     runtime = runtime_of(request)
     try:
+        if action == "regenerate":
+            rotated = await keys.regenerate(UI_CALLER, runtime, KeyRegenerate(
+                key=token, grace_period=optional(fields, "grace_period")))
+            return await _keys_with_secret(request, session, rotated)
         if action == "update":
             await keys.update(KeyUpdate(key=token, **_key_fields(fields)), UI_CALLER, runtime)
         elif action in ("block", "unblock"):
@@ -178,6 +186,13 @@ async def customers_page(request: Request, session: SessionDep) -> HTMLResponse:
                 name_field="alias", new_action="/ui/customers/new", block_base="/ui/customers")
 
 
+@router.get("/tags")
+async def tags_page(request: Request, session: SessionDep) -> HTMLResponse:
+    rows = await tags.list_tags(UI_CALLER, runtime_of(request))
+    return page(request, "holders.html", session, title="Tags", rows=rows, id_field="name",
+                name_field="description", new_action="/ui/tags/new", block_base=None)
+
+
 @router.post("/{kind}/new")
 async def holder_new(request: Request, session: SessionDep, kind: str) -> Response:
     fields = await form_of(request, session)
@@ -193,6 +208,9 @@ async def holder_new(request: Request, session: SessionDep, kind: str) -> Respon
                                           **limits), UI_CALLER, runtime)
         elif kind == "users":
             await users.new(UserNew(user_id=ident, user_alias=alias, **limits), UI_CALLER, runtime)
+        elif kind == "tags":
+            await tags.new(TagNew(name=ident or "", description=alias, models=names(fields, "models"), **limits),
+                           UI_CALLER, runtime)
         elif kind == "customers":
             await customers.new(CustomerNew(user_id=ident or "", alias=alias, **limits), UI_CALLER, runtime)
         else:
