@@ -1,4 +1,5 @@
-"""`Activity`: spend rows summed over time, for the admin UI's charts and its models page.
+"""`Activity`: reading spend rows — one page of them (`GET /spend/logs`, the UI's Logs), and their sums over
+time for the admin UI's charts and its models page.
 
 The sums run in the database (GROUP BY a time bucket), so a page moves one row per bucket and model, not
 one per request. Latency percentiles need the values themselves: `latencies` reads at most `limit` of the
@@ -12,7 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Integer, case, cast, func, select
+from sqlalchemy import Integer, case, cast, func, or_, select
 
 from .records import SpendLogRecord
 from .tables import spend_logs
@@ -30,6 +31,49 @@ class Bucket:
 
 
 class Activity(Transactions):
+    def spend_logs(
+        self,
+        *,
+        api_key_hash: str | None = None,
+        key_id: str | None = None,
+        end_user: str | None = None,
+        model: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        team_id: str | None = None,
+        failed: bool | None = None,
+        page: int = 1,
+        size: int = 100,
+    ) -> tuple[list[SpendLogRecord], int]:
+        """One page (1-based) of spend logs, newest first, and the total matching. `start` is inclusive,
+        `end` exclusive; `model` matches the model alias the caller asked for; `failed` picks status >= 400
+        (True) or below (False); with `key_id`, a key's rows are found under its stable id as well as under
+        `api_key_hash`."""
+        check_aware(start)
+        check_aware(end)
+        c = spend_logs.c
+        conditions = []
+        if api_key_hash is not None and key_id is not None:  # rows from before and after the key's rotations
+            conditions.append(or_(c.key_id == key_id, c.key_hash == api_key_hash))
+        elif api_key_hash is not None:
+            conditions.append(c.key_hash == api_key_hash)
+        if end_user is not None:
+            conditions.append(c.end_user == end_user)
+        if model is not None:
+            conditions.append(c.model_alias == model)
+        if team_id is not None:
+            conditions.append(c.team_id == team_id)
+        if failed is not None:
+            conditions.append(c.status >= 400 if failed else c.status < 400)
+        if start is not None:
+            conditions.append(c.started_at >= start)
+        if end is not None:
+            conditions.append(c.started_at < end)
+        rows, total = self._page(
+            spend_logs, conditions, (c.started_at.desc(), c.request_id.desc()), page, size
+        )
+        return [SpendLogRecord(**row) for row in rows], total
+
     def _epoch(self) -> Any:
         column = spend_logs.c.started_at
         if self.engine.dialect.name == "sqlite":

@@ -16,7 +16,7 @@ from decimal import Decimal
 from functools import cache, cached_property
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, Executable, bindparam, or_, select, update
+from sqlalchemy import Connection, Engine, Executable, bindparam, select, update
 from sqlalchemy.exc import DBAPIError
 
 from .aggregates import (
@@ -31,7 +31,7 @@ from .aggregates import (
 )
 from .encoding import to_json
 from .events import SpendEvent
-from .records import ProxySpendRecord, SpendLogRecord
+from .records import ProxySpendRecord
 from .tables import (
     PROXY_ROW,
     ROLLUP_DIMENSIONS,
@@ -39,7 +39,6 @@ from .tables import (
     internal_users,
     proxy_spend,
     spend_end_user_rollups,
-    spend_logs,
     spend_rollups,
     spend_tag_rollups,
     tags,
@@ -176,49 +175,6 @@ class Ledger(Transactions):
                 },
             ),
         )
-
-    def spend_logs(
-        self,
-        *,
-        api_key_hash: str | None = None,
-        key_id: str | None = None,
-        end_user: str | None = None,
-        model: str | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        team_id: str | None = None,
-        failed: bool | None = None,
-        page: int = 1,
-        size: int = 100,
-    ) -> tuple[list[SpendLogRecord], int]:
-        """One page (1-based) of spend logs, newest first, and the total matching. `start` is inclusive,
-        `end` exclusive; `model` matches the model alias the caller asked for; `failed` picks status >= 400
-        (True) or below (False); with `key_id`, a key's rows are found under its stable id as well as under
-        `api_key_hash`."""
-        check_aware(start)
-        check_aware(end)
-        c = spend_logs.c
-        conditions = []
-        if api_key_hash is not None and key_id is not None:  # rows from before and after the key's rotations
-            conditions.append(or_(c.key_id == key_id, c.key_hash == api_key_hash))
-        elif api_key_hash is not None:
-            conditions.append(c.key_hash == api_key_hash)
-        if end_user is not None:
-            conditions.append(c.end_user == end_user)
-        if model is not None:
-            conditions.append(c.model_alias == model)
-        if team_id is not None:
-            conditions.append(c.team_id == team_id)
-        if failed is not None:
-            conditions.append(c.status >= 400 if failed else c.status < 400)
-        if start is not None:
-            conditions.append(c.started_at >= start)
-        if end is not None:
-            conditions.append(c.started_at < end)
-        rows, total = self._page(
-            spend_logs, conditions, (c.started_at.desc(), c.request_id.desc()), page, size
-        )
-        return [SpendLogRecord(**row) for row in rows], total
 
     def get_proxy_spend(self) -> ProxySpendRecord | None:
         """The proxy-wide total; None before the first spend or budget was recorded."""
