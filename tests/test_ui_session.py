@@ -1,4 +1,5 @@
-"""The admin UI's sign-in, over HTTP: cookie flags, CSRF on every form, expiry, forged cookies, no key in logs."""
+"""The admin UI's sign-in, over HTTP: cookie flags, CSRF on every form, expiry, forged cookies, no key in logs,
+failed sign-ins limited per address and in total."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
 from proxy.ui.session import SESSION_SECONDS, Sessions
+from proxy.ui.sign_in_limits import PER_ADDRESS, WINDOW_SECONDS, SignInLimits
 from tests.serving import MASTER_KEY, config_for, running_proxy
 
 
@@ -93,3 +96,66 @@ def test_the_master_key_never_reaches_a_log_line(ui_url, caplog) -> None:
     httpx.post(ui_url + "/ui/login", data={"master_key": MASTER_KEY})
     httpx.post(ui_url + "/ui/login", data={"master_key": "sk-a-wrong-guess"})
     assert MASTER_KEY not in caplog.text and "sk-a-wrong-guess" not in caplog.text
+
+
+def test_failed_sign_ins_are_limited_per_address_and_in_total_in_bounded_memory() -> None:
+    now = [1_000_000.0]
+    limits = SignInLimits(lambda: now[0], window=600, per_address=3, total=5, max_addresses=4)
+    for _ in range(3):
+        assert limits.retry_after("10.0.0.1") is None
+        limits.failed("10.0.0.1")
+        now[0] += 10
+    assert limits.retry_after("10.0.0.1") == 600 - 30  # until its first failure leaves the window
+    assert limits.retry_after("10.0.0.2") is None  # another address is not limited by that one
+    now[0] += 570
+    assert limits.retry_after("10.0.0.1") is None
+    limits.failed("10.0.0.2")
+    limits.failed("10.0.0.3")
+    limits.failed("10.0.0.4")
+    assert limits.retry_after("10.0.0.9") == 10  # five failures from anywhere in the window: everyone waits
+    limits.succeeded("10.0.0.2")
+    for n in range(100):  # a flood of addresses: the oldest are forgotten, the total still counts them all
+        limits.failed(f"192.0.2.{n}")
+    assert limits.addresses == 4 and limits.retry_after("10.0.0.1") == 600
+    now[0] += 600
+    assert limits.retry_after("192.0.2.99") is None
+
+
+@pytest.fixture()
+def pinned() -> Iterator[tuple[str, list[datetime]]]:
+    now = [datetime(2026, 12, 1, 12, tzinfo=UTC)]
+    with running_proxy(config_for(None, "sqlite://"), clock=lambda: now[0]) as server:
+        yield server.url, now
+
+
+def test_too_many_wrong_keys_get_429_with_retry_after_until_the_window_passes(pinned, caplog) -> None:
+    url, now = pinned
+    caplog.set_level(logging.INFO)
+    for n in range(PER_ADDRESS):
+        assert httpx.post(url + "/ui/login", data={"master_key": f"sk-guess-{n}"}).status_code == 401
+    refused = httpx.post(url + "/ui/login", data={"master_key": MASTER_KEY})  # even the right key, now
+    assert refused.status_code == 429 and "set-cookie" not in refused.headers
+    assert int(refused.headers["retry-after"]) == WINDOW_SECONDS
+    assert "Too many failed sign-ins. Try again in 15 minutes." in refused.text
+    forwarded = httpx.post(url + "/ui/login", data={"master_key": "sk-guess"},
+                           headers={"x-forwarded-for": "203.0.113.7"})
+    assert forwarded.status_code == 401  # a loopback peer is a trusted proxy by default: its client counts
+    assert httpx.get(url + "/health/liveliness").status_code == 200  # the API is not affected
+    now[0] += timedelta(seconds=WINDOW_SECONDS - 1)
+    assert httpx.post(url + "/ui/login", data={"master_key": MASTER_KEY}).status_code == 429
+    now[0] += timedelta(seconds=1)
+    assert httpx.post(url + "/ui/login", data={"master_key": MASTER_KEY}).status_code == 303
+    failures = [r.getMessage() for r in caplog.records if "sign-in refused" in r.getMessage()]
+    assert len(failures) == PER_ADDRESS + 1 and "127.0.0.1" in failures[-2] and "203.0.113.7" in failures[-1]
+    assert not any("sk-guess" in r.getMessage() or MASTER_KEY in r.getMessage() for r in caplog.records)
+
+
+def test_x_forwarded_for_is_ignored_from_a_peer_that_is_not_a_trusted_proxy(monkeypatch) -> None:
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "192.0.2.1")  # uvicorn's trusted proxies: not loopback
+    with running_proxy(config_for(None, "sqlite://")) as server:
+        for n in range(PER_ADDRESS):
+            httpx.post(server.url + "/ui/login", data={"master_key": f"sk-guess-{n}"},
+                       headers={"x-forwarded-for": f"203.0.113.{n}"})
+        spoofed = httpx.post(server.url + "/ui/login", data={"master_key": MASTER_KEY},
+                             headers={"x-forwarded-for": "198.51.100.1"})
+        assert spoofed.status_code == 429  # every guess counted against the real peer

@@ -8,6 +8,7 @@ exactly as the same change through curl.
 from __future__ import annotations
 
 import hmac
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
@@ -37,6 +38,7 @@ from .session import COOKIE, SESSION_SECONDS, Session
 from .web import (
     UI_CALLER,
     back,
+    client_address,
     form_of,
     names,
     number,
@@ -44,6 +46,7 @@ from .web import (
     page,
     runtime_of,
     sessions_of,
+    sign_in_limits_of,
     signed_in,
 )
 
@@ -65,12 +68,21 @@ async def login(request: Request) -> Response:
     sessions = sessions_of(request)
     if sessions is None:
         return RedirectResponse("/ui", status_code=303)
+    limits, address = sign_in_limits_of(request), client_address(request)
+    wait = limits.retry_after(address)
+    if wait is not None:  # refused before the key is even compared: no guess counts while limited
+        refused = page(request, "login.html", Session("", 0, ""), status=429,
+                       login_error=f"Too many failed sign-ins. Try again in {_minutes(wait)}.")
+        refused.headers["retry-after"] = str(wait)
+        return refused
     body = (await request.body())[:4096].decode(errors="replace")
     given = (parse_qs(body).get("master_key") or [""])[-1]
     expected = runtime_of(request).settings.master_key or ""
     if not hmac.compare_digest(given.encode(), expected.encode()):
+        limits.failed(address)
         return page(request, "login.html", Session("", 0, ""), status=401,
                     login_error="That is not the master key.")
+    limits.succeeded(address)
     cookie, _ = sessions.issue()
     response = RedirectResponse("/ui", status_code=303)
     response.set_cookie(COOKIE, cookie, max_age=SESSION_SECONDS, httponly=True, samesite="strict",
@@ -87,6 +99,10 @@ async def logout(request: Request, session: SessionDep) -> Response:
     response = RedirectResponse("/ui/login", status_code=303)
     response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict", secure=_over_tls(request))
     return response
+
+
+def _minutes(seconds: int) -> str:
+    return f"{seconds} seconds" if seconds < 120 else f"{math.ceil(seconds / 60)} minutes"
 
 
 def _over_tls(request: Request) -> bool:

@@ -19,6 +19,7 @@ from ..api.runtime import Runtime
 from ..auth.caller import Caller
 from ..errors import PermissionDeniedError, ProxyError
 from .session import COOKIE, Session, Sessions
+from .sign_in_limits import SignInLimits
 
 HERE = Path(__file__).parent
 MAX_FORM_BYTES = 64 * 1024
@@ -44,6 +45,20 @@ def sessions_of(request: Request) -> Sessions | None:
     if sessions is None and runtime.settings.master_key:
         sessions = request.app.state.ui_sessions = Sessions(runtime.settings.master_key)
     return sessions
+
+
+def sign_in_limits_of(request: Request) -> SignInLimits:
+    """This process's failed sign-in counts, on the app's clock (which tests pin)."""
+    limits = getattr(request.app.state, "ui_sign_in_limits", None)
+    if limits is None:
+        clock = runtime_of(request).governance.clock
+        limits = request.app.state.ui_sign_in_limits = SignInLimits(lambda: clock().timestamp())
+    return limits
+
+
+def client_address(request: Request) -> str:
+    """The TCP peer, or X-Forwarded-For's client when uvicorn trusts the peer (`FORWARDED_ALLOW_IPS`)."""
+    return request.client.host if request.client else "unknown"
 
 
 def signed_in(request: Request) -> Session:
