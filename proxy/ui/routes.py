@@ -10,10 +10,10 @@ from __future__ import annotations
 import hmac
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -36,23 +36,25 @@ from ..errors import ProxyError
 from .overview import WINDOWS, build_overview
 from .session import COOKIE, SESSION_SECONDS, Session
 from .web import (
+    PAGE_SIZE,
     UI_CALLER,
+    SessionDep,
     back,
     client_address,
+    day_bound,
     form_of,
+    message_of,
     names,
     number,
     optional,
     page,
+    paging_of,
     runtime_of,
     sessions_of,
     sign_in_limits_of,
-    signed_in,
 )
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
-SessionDep = Annotated[Session, Depends(signed_in)]
-PAGE_SIZE = 50
 
 
 # -- sign-in -------------------------------------------------------------------------------------------
@@ -124,7 +126,7 @@ async def keys_page(request: Request, session: SessionDep, p: int = Query(1, ge=
     runtime = runtime_of(request)
     listing = await keys.list_keys(UI_CALLER, runtime, page=p, size=PAGE_SIZE, user_id=None, key_alias=None,
                                    team_id=None, return_full_object=True)
-    return page(request, "keys.html", session, keys=listing["keys"], paging=_paging(listing, p),
+    return page(request, "keys.html", session, keys=listing["keys"], paging=paging_of(listing, p),
                 created=None)
 
 
@@ -135,7 +137,7 @@ async def key_new(request: Request, session: SessionDep) -> Response:
         body = KeyGenerate(**_key_fields(fields))
         created = await keys.generate(body, UI_CALLER, runtime_of(request))
     except (ProxyError, ValueError) as exc:
-        return back("/ui/keys", error=_message(exc))
+        return back("/ui/keys", error=message_of(exc))
     return await _keys_with_secret(request, session, created)
 
 
@@ -143,7 +145,7 @@ async def _keys_with_secret(request: Request, session: Session, created: dict[st
     """The keys page with a new secret on it: shown once, in this answer only (never a URL, redirect or log)."""
     listing = await keys.list_keys(UI_CALLER, runtime_of(request), page=1, size=PAGE_SIZE, user_id=None,
                                    key_alias=None, team_id=None, return_full_object=True)
-    return page(request, "keys.html", session, keys=listing["keys"], paging=_paging(listing, 1), created=created)
+    return page(request, "keys.html", session, keys=listing["keys"], paging=paging_of(listing, 1), created=created)
 
 
 @router.post("/keys/{token}/{action}")
@@ -164,7 +166,7 @@ async def key_action(request: Request, session: SessionDep, token: str, action: 
         else:
             return back("/ui/keys", error=f"unknown action {action!r}")
     except (ProxyError, ValueError) as exc:
-        return back("/ui/keys", error=_message(exc))
+        return back("/ui/keys", error=message_of(exc))
     return back("/ui/keys", flash=f"key {action}d" if action != "update" else "key updated")
 
 
@@ -232,7 +234,7 @@ async def holder_new(request: Request, session: SessionDep, kind: str) -> Respon
         else:
             return back("/ui", error=f"unknown page {kind!r}")
     except (ProxyError, ValueError) as exc:
-        return back(f"/ui/{kind}", error=_message(exc))
+        return back(f"/ui/{kind}", error=message_of(exc))
     return back(f"/ui/{kind}", flash="created")
 
 
@@ -249,7 +251,7 @@ async def holder_action(request: Request, session: SessionDep, kind: str, ident:
             await (customers.block if action == "block" else customers.unblock)(
                 CustomerIds(user_ids=[ident]), UI_CALLER, runtime)
     except (ProxyError, ValueError) as exc:
-        return back(f"/ui/{kind}", error=_message(exc))
+        return back(f"/ui/{kind}", error=message_of(exc))
     return back(f"/ui/{kind}", flash=f"{action}ed")
 
 
@@ -290,7 +292,7 @@ async def logs_page(request: Request, session: SessionDep, key: str | None = Non
     filters = {"key": key, "team": team, "end_user": end_user, "model": model, "status": status,
                "since": since, "until": until}
     try:
-        start, end = _day(since), _day(until, end=True)
+        start, end = day_bound(since), day_bound(until, end=True)
         key_hash = None
         if key:
             record = await in_thread(runtime.store.get_key_by_alias, key)
@@ -300,8 +302,8 @@ async def logs_page(request: Request, session: SessionDep, key: str | None = Non
             team_id=team or None, failed={"ok": False, "error": True}.get(status or ""), start=start, end=end,
             page=p, size=PAGE_SIZE)
     except (ProxyError, ValueError) as exc:
-        rows, total, error = [], 0, _message(exc)
-    paging = _paging({"total_count": total, "total_pages": max(1, -(-total // PAGE_SIZE))}, p)
+        rows, total, error = [], 0, message_of(exc)
+    paging = paging_of({"total_count": total, "total_pages": max(1, -(-total // PAGE_SIZE))}, p)
     shown = {k: v for k, v in filters.items() if v}
     return page(request, "logs.html", session, rows=[as_dict(r) for r in rows], filters=filters, paging=paging,
                 filter_error=error, total=total, query_for=lambda n: urlencode({**shown, "p": n}))
@@ -314,24 +316,3 @@ async def log_detail(request: Request, session: SessionDep, request_id: str) -> 
         return page(request, "log.html", session, status=404, row=None, request_id=request_id)
     row = {k: v for k, v in as_dict(record).items() if k != "key_hash"}
     return page(request, "log.html", session, row=row, request_id=request_id)
-
-
-def _day(value: str | None, *, end: bool = False) -> datetime | None:
-    if not value:
-        return None
-    try:
-        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        raise ValueError(f"dates are YYYY-MM-DD, got {value!r}") from None
-    return day + timedelta(days=1) if end else day
-
-
-def _paging(listing: dict[str, Any], current: int) -> dict[str, Any]:
-    pages = int(listing.get("total_pages") or 1)
-    return {"page": current, "pages": pages, "total": listing.get("total_count"),
-            "previous": current - 1 if current > 1 else None, "next": current + 1 if current < pages else None}
-
-
-def _message(exc: Exception) -> str:
-    return exc.message if isinstance(exc, ProxyError) else str(exc)
-

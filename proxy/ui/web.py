@@ -7,10 +7,12 @@ admin API function curl reaches, so the API's checks, limits and audit trail app
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
+from fastapi import Depends
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -23,6 +25,7 @@ from .sign_in_limits import SignInLimits
 
 HERE = Path(__file__).parent
 MAX_FORM_BYTES = 64 * 1024
+PAGE_SIZE = 50
 UI_CALLER = Caller(is_admin=True, key_alias="master_key (ui)")
 """Who the audit log names for a change made in the UI."""
 
@@ -71,6 +74,9 @@ def signed_in(request: Request) -> Session:
     return session
 
 
+SessionDep = Annotated[Session, Depends(signed_in)]
+
+
 async def form_of(request: Request, session: Session) -> dict[str, str]:
     """The posted form (urlencoded, at most MAX_FORM_BYTES), after its CSRF token was checked."""
     body = b""
@@ -98,8 +104,26 @@ def back(path: str, *, flash: str | None = None, error: str | None = None) -> Re
     return RedirectResponse(f"{path}?{query}" if query else path, status_code=303)
 
 
-def problem(exc: ProxyError) -> str:
-    return exc.message
+def message_of(exc: Exception) -> str:
+    """What a refused form or filter says on the page (an API error's message, a parse error's text)."""
+    return exc.message if isinstance(exc, ProxyError) else str(exc)
+
+
+def day_bound(value: str | None, *, end: bool = False) -> datetime | None:
+    """A `YYYY-MM-DD` filter as the start of that UTC day, or with `end` the start of the next (inclusive)."""
+    if not value:
+        return None
+    try:
+        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError(f"dates are YYYY-MM-DD, got {value!r}") from None
+    return day + timedelta(days=1) if end else day
+
+
+def paging_of(listing: dict[str, Any], current: int) -> dict[str, Any]:
+    pages = int(listing.get("total_pages") or 1)
+    return {"page": current, "pages": pages, "total": listing.get("total_count"),
+            "previous": current - 1 if current > 1 else None, "next": current + 1 if current < pages else None}
 
 
 def optional(fields: dict[str, str], name: str) -> str | None:
