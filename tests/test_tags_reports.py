@@ -109,7 +109,13 @@ def test_reports_aggregate_by_any_grouping_with_litellms_shapes(admin_server, ad
                                                             "end_user": "report-customer"}))
     assert sum(r["requests"] for r in daily["rows"]) == 4 and {r["model"] for r in daily["rows"]} == {
         PAID, "local-bm25"}
-    assert admin_api.get("/spend/report", params={"group_by": "end_user,team"}).status_code == 400
+    mixed = answered(admin_api.get("/spend/report", params={"group_by": "end_user,team,key", "granularity": "hour",
+                                                            "end_user": "report-customer"}))
+    assert sum(r["requests"] for r in mixed["rows"]) == 4 and {r["team"] for r in mixed["rows"]} == {"report-team"}
+    assert all(r["period"].endswith(":00:00+00:00") and r["key_alias"] == "report-key" for r in mixed["rows"])
+    assert answered(admin_api.get("/spend/report", params={"group_by": "end_user,tag",
+                                                           "end_user": "report-customer"}))["rows"] == []  # no tags
+    assert all(0 < r["latency_p50_ms"] <= r["latency_p99_ms"] for r in daily["rows"])
     yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
     assert answered(admin_api.get("/spend/report", params={"team": "report-team", "end_date": yesterday}))["rows"] == []
     assert admin_api.get("/spend/report", params={"group_by": "colour"}).status_code == 400
@@ -165,4 +171,6 @@ def test_rollups_match_the_spend_rows_and_a_retried_batch_is_not_counted_twice(s
     assert end_user["requests"] == 4 and end_user["period"] == "2026-03-01"
     assert store.spend_report(group_by=["model"], start=at + timedelta(days=1)) == []
     assert store.spend_report(group_by=["model"], start=at - timedelta(days=1), end=at - timedelta(hours=11)) == []
-    assert len(store.spend_report(group_by=["model"], start=at + timedelta(hours=5))) == 1  # the whole day
+    assert store.spend_report(group_by=["model"], start=at + timedelta(hours=5)) == []
+    [hour] = store.spend_report(group_by=["model"], start=at + timedelta(hours=2, minutes=35))  # 12:50: its hour
+    assert hour["requests"] == 1

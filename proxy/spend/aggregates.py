@@ -1,5 +1,6 @@
 """What a batch of new spend events adds: running totals per budget holder (key, end user, team, internal
-user, tag, proxy) and the daily rollup rows that reports read instead of scanning spend logs.
+user, tag, proxy) and the hourly rollup rows (with latency histograms) that reports and the admin UI's
+charts read instead of scanning spend logs.
 
 Pure: the ledger turns these into statements. Every list is sorted, so concurrent writers (several workers)
 take row locks in one order and cannot deadlock.
@@ -9,16 +10,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
 from .events import SpendEvent
+from .latency import BUCKETS, bucket_of
+from .latency import COLUMNS as LATENCY_COLUMNS
 from .tables import ROLLUP_DIMENSIONS
 from .transactions import utc_now
 
 MEASURES = ("requests", "errors", "spend", "search_units", "input_tokens", "total_tokens", "cost_saved")
+ROLLUP_COLUMNS = (*MEASURES, *LATENCY_COLUMNS)
+"""What a rollup row adds up: the measures, then the latency histogram."""
 
 
 @dataclass(slots=True)
@@ -30,6 +35,7 @@ class Measures:
     input_tokens: int = 0
     total_tokens: int = 0
     cost_saved: Decimal = Decimal(0)
+    latency: list[int] = field(default_factory=lambda: [0] * BUCKETS)
 
     def add(self, event: SpendEvent, cost: Decimal) -> None:
         self.requests += 1
@@ -39,10 +45,13 @@ class Measures:
         self.input_tokens += event.input_tokens or 0
         self.total_tokens += event.total_tokens or 0
         self.cost_saved += event.cost_saved
+        self.latency[bucket_of(event.latency_ms)] += 1
 
 
-RollupKey = tuple[datetime, str, str, str, str, str, str]
-"""(day, *ROLLUP_DIMENSIONS) with '' for a dimension the event lacks."""
+RollupKey = tuple[datetime, str, str, str, str, str, str, str]
+"""(hour, *ROLLUP_DIMENSIONS) with '' for a dimension the event lacks."""
+TagRollupKey = tuple[datetime, str, str, str, str, str, str, str, str]
+"""(hour, tag, *ROLLUP_DIMENSIONS)."""
 
 
 class Totals(NamedTuple):
@@ -56,16 +65,14 @@ class Totals(NamedTuple):
     total: Decimal
     at: datetime
     rollups: list[tuple[RollupKey, Measures]]
-    end_user_rollups: list[tuple[tuple[datetime, str, str], Measures]]
-    tag_rollups: list[tuple[tuple[datetime, str], Measures]]
+    tag_rollups: list[tuple[TagRollupKey, Measures]]
 
     @classmethod
     def of(cls, events: Sequence[SpendEvent]) -> Totals:
         holders: dict[str, dict[str, Decimal]] = {name: defaultdict(Decimal) for name in
                                                   ("key", "key_id", "end_user", "team", "user", "tag")}
         rollups: dict[RollupKey, Measures] = defaultdict(Measures)
-        end_user_rollups: dict[tuple[datetime, str, str], Measures] = defaultdict(Measures)
-        tag_rollups: dict[tuple[datetime, str], Measures] = defaultdict(Measures)
+        tag_rollups: dict[TagRollupKey, Measures] = defaultdict(Measures)
         total = Decimal(0)
         for event in events:
             cost = event.cost if isinstance(event.cost, Decimal) else Decimal(str(event.cost))
@@ -77,22 +84,21 @@ class Totals(NamedTuple):
             for name, ident in (("end_user", event.end_user), ("team", event.team_id), ("user", event.user_id)):
                 if ident is not None:
                     holders[name][ident] += cost
-            bucket = day_of(event.started_at)
-            rollups[(bucket, *(getattr(event, d) or "" for d in ROLLUP_DIMENSIONS))].add(event, cost)  # type: ignore[index]
-            if event.end_user is not None:
-                end_user_rollups[(bucket, event.end_user, event.model_alias)].add(event, cost)
-            for tag in event.tags or ():
+            bucket = hour_of(event.started_at)
+            dimensions = (event.key_id or "", event.team_id or "", event.user_id or "", event.end_user or "",
+                          event.model_alias or "", event.deployment or "", event.provider or "")
+            rollups[(bucket, *dimensions)].add(event, cost)
+            for tag in dict.fromkeys(event.tags or ()):  # a tag given twice counts once
                 holders["tag"][tag] += cost
-                tag_rollups[(bucket, tag)].add(event, cost)
+                tag_rollups[(bucket, tag, *dimensions)].add(event, cost)
         by = {name: sorted(values.items()) for name, values in holders.items()}
         return cls(by["key"], by["key_id"], by["end_user"], by["team"], by["user"], by["tag"], total, utc_now(),
-                   sorted(rollups.items()), sorted(end_user_rollups.items()), sorted(tag_rollups.items()))
+                   sorted(rollups.items()), sorted(tag_rollups.items()))
 
 
-def day_of(moment: datetime) -> datetime:
-    """The start of the UTC day `moment` falls in: the rollup bucket. (Hours would multiply the rows by up to
-    24 and make a month's report read hundreds of thousands of them.)"""
-    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+def hour_of(moment: datetime) -> datetime:
+    """The start of the UTC hour `moment` falls in: the rollup bucket (a day's report sums its hours)."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 # statements of the SQLite fast path (the portable ones are built by the ledger) ----------------------
@@ -106,21 +112,20 @@ SQLITE_ADD_TO_HOLDERS = (  # (Totals field, statement)
 
 
 def _sqlite_rollup(table: str, key: tuple[str, ...]) -> str:
-    columns = (*key, *MEASURES)
+    columns = (*key, *ROLLUP_COLUMNS)
     return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) "
             f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET "
-            + ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in MEASURES))
+            + ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in ROLLUP_COLUMNS))
 
 
 SQLITE_ROLLUP = _sqlite_rollup("spend_rollups", ("bucket", *ROLLUP_DIMENSIONS))
-SQLITE_END_USER_ROLLUP = _sqlite_rollup("spend_end_user_rollups", ("bucket", "end_user", "model_alias"))
-SQLITE_TAG_ROLLUP = _sqlite_rollup("spend_tag_rollups", ("bucket", "tag"))
+SQLITE_TAG_ROLLUP = _sqlite_rollup("spend_tag_rollups", ("bucket", "tag", *ROLLUP_DIMENSIONS))
 
 
 def measures(m: Measures) -> dict[str, Any]:
-    return {name: getattr(m, name) for name in MEASURES}
+    return {**{name: getattr(m, name) for name in MEASURES}, **dict(zip(LATENCY_COLUMNS, m.latency, strict=True))}
 
 
 def sqlite_measures(m: Measures) -> tuple[Any, ...]:
     return (m.requests, m.errors, float(m.spend), m.search_units, m.input_tokens, m.total_tokens,
-            float(m.cost_saved))
+            float(m.cost_saved), *m.latency)

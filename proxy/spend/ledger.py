@@ -20,9 +20,8 @@ from sqlalchemy import Connection, Engine, Executable, bindparam, select, update
 from sqlalchemy.exc import DBAPIError
 
 from .aggregates import (
-    MEASURES,
+    ROLLUP_COLUMNS,
     SQLITE_ADD_TO_HOLDERS,
-    SQLITE_END_USER_ROLLUP,
     SQLITE_ROLLUP,
     SQLITE_TAG_ROLLUP,
     Totals,
@@ -38,7 +37,6 @@ from .tables import (
     end_users,
     internal_users,
     proxy_spend,
-    spend_end_user_rollups,
     spend_rollups,
     spend_tag_rollups,
     tags,
@@ -56,7 +54,6 @@ class _SpendStatements(NamedTuple):
     add_to_holders: tuple[tuple[str, Executable], ...]
     """(Totals field, statement) for teams, internal users and tags: rows that exist get the cost."""
     rollup: Executable
-    end_user_rollup: Executable
     tag_rollup: Executable
 
 
@@ -97,13 +94,10 @@ class Ledger(Transactions):
                 connection.execute(statements.rollup, [
                     {**dict(zip(("bucket", *ROLLUP_DIMENSIONS), key, strict=True)), **measures(m)}
                     for key, m in totals.rollups])
-            if totals.end_user_rollups:
-                connection.execute(statements.end_user_rollup, [
-                    {"bucket": bucket, "end_user": user, "model_alias": model, **measures(m)}
-                    for (bucket, user, model), m in totals.end_user_rollups])
             if totals.tag_rollups:
                 connection.execute(statements.tag_rollup, [
-                    {"bucket": bucket, "tag": tag, **measures(m)} for (bucket, tag), m in totals.tag_rollups])
+                    {**dict(zip(("bucket", "tag", *ROLLUP_DIMENSIONS), key, strict=True)), **measures(m)}
+                    for key, m in totals.tag_rollups])
             for chunk in chunks(totals.by_end_user):
                 connection.execute(
                     statements.add_to_end_users,
@@ -154,7 +148,7 @@ class Ledger(Transactions):
             statement = self._insert(table)
             return statement.on_conflict_do_update(
                 index_elements=[c.name for c in table.primary_key],
-                set_={m: table.c[m] + statement.excluded[m] for m in MEASURES})
+                set_={m: table.c[m] + statement.excluded[m] for m in ROLLUP_COLUMNS})
 
         return _SpendStatements(
             add_to_keys=add_spend(verification_tokens, "token"),
@@ -162,7 +156,6 @@ class Ledger(Transactions):
             add_to_holders=(("by_team", add_spend(teams, "team_id")), ("by_user", add_spend(internal_users, "user_id")),
                             ("by_tag", add_spend(tags, "tag_name"))),
             rollup=rollup(spend_rollups),
-            end_user_rollup=rollup(spend_end_user_rollups),
             tag_rollup=rollup(spend_tag_rollups),
             add_to_end_users=add_to_end_users.on_conflict_do_update(
                 index_elements=["user_id"], set_={"spend": end_users.c.spend + add_to_end_users.excluded.spend}
@@ -324,12 +317,9 @@ def _write_sqlite(raw: Any, events: list[SpendEvent]) -> int:
                         cursor.executemany(statement, [(float(cost), k) for k, cost in getattr(totals, field)])
                 cursor.executemany(SQLITE_ROLLUP, [(sqlite_time(key[0]), *key[1:], *sqlite_measures(m))
                                                     for key, m in totals.rollups])
-                if totals.end_user_rollups:
-                    cursor.executemany(SQLITE_END_USER_ROLLUP, [(sqlite_time(b), u, m, *sqlite_measures(ms))
-                                                                for (b, u, m), ms in totals.end_user_rollups])
                 if totals.tag_rollups:
-                    cursor.executemany(SQLITE_TAG_ROLLUP, [(sqlite_time(bucket), tag, *sqlite_measures(m))
-                                                            for (bucket, tag), m in totals.tag_rollups])
+                    cursor.executemany(SQLITE_TAG_ROLLUP, [(sqlite_time(key[0]), *key[1:], *sqlite_measures(m))
+                                                            for key, m in totals.tag_rollups])
             cursor.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):

@@ -32,6 +32,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from .latency import COLUMNS as LATENCY_COLUMNS
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -162,6 +164,7 @@ spend_logs = Table(
     Index(None, "key_hash"),
     Index(None, "end_user"),
     Index(None, "model_alias"),
+    Index(None, "key_id"),  # migration 0007: /spend/logs?api_key= finds a key's rows by its stable id
 )
 
 proxy_spend = Table(
@@ -255,10 +258,9 @@ tags = Table(
     *_budgeted(),
 )
 
-ROLLUP_DIMENSIONS = ("key_id", "team_id", "user_id", "model_alias", "deployment", "provider")
-"""What `spend_rollups` groups by besides the day; '' stands for none (NULLs would not collide in the key).
-End-users (many, as many as callers' users) and tags (several per request) have rollups of their own
-(migration 0006), so the main rollup stays as small as the admin-made dimensions."""
+ROLLUP_DIMENSIONS = ("key_id", "team_id", "user_id", "end_user", "model_alias", "deployment", "provider")
+"""What the rollups group by besides the hour (and the tag); '' stands for none (NULLs would not collide in the
+key). Every admin dimension is in one key, so a report can group and filter by any combination of them."""
 
 
 def _rollup_measures() -> list[Column[Any]]:
@@ -270,31 +272,25 @@ def _rollup_measures() -> list[Column[Any]]:
         Column("input_tokens", BigInteger, nullable=False, server_default=ZERO),
         Column("total_tokens", BigInteger, nullable=False, server_default=ZERO),
         Column("cost_saved", Money(), nullable=False, server_default=ZERO),  # the result cache's savings
+        # requests per latency bucket (proxy.spend.latency)
+        *(Column(name, Integer, nullable=False, server_default=ZERO) for name in LATENCY_COLUMNS),
     ]
 
 
-spend_rollups = Table(
+spend_rollups = Table(  # migration 0007: hourly, every dimension (end_user included)
     "spend_rollups",
     metadata,
-    Column("bucket", UTCDateTime(), primary_key=True),  # the UTC day the requests started in
+    Column("bucket", UTCDateTime(), primary_key=True),  # the UTC hour the requests started in
     *(Column(name, String, primary_key=True) for name in ROLLUP_DIMENSIONS),
     *_rollup_measures(),
 )
 
-spend_end_user_rollups = Table(
-    "spend_end_user_rollups",
-    metadata,
-    Column("bucket", UTCDateTime(), primary_key=True),
-    Column("end_user", String, primary_key=True),
-    Column("model_alias", String, primary_key=True),
-    *_rollup_measures(),
-)
-
-spend_tag_rollups = Table(
+spend_tag_rollups = Table(  # migration 0007: as spend_rollups, once per tag of the request
     "spend_tag_rollups",
     metadata,
     Column("bucket", UTCDateTime(), primary_key=True),
     Column("tag", String, primary_key=True),
+    *(Column(name, String, primary_key=True) for name in ROLLUP_DIMENSIONS),
     *_rollup_measures(),
 )
 
