@@ -34,6 +34,7 @@ from .api import (
 from .api.rendering import install_error_handlers
 from .api.runtime import Runtime
 from .auth.caller import Authenticator
+from .auth.key_sync import KeySync
 from .cache import ResultCache
 from .config_loading import Settings, load_settings
 from .connections import ConnectionLimits
@@ -169,12 +170,16 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
             retention = Retention(store, parse_duration(general.maximum_spend_logs_retention_period),
                                   parse_duration(general.maximum_spend_logs_retention_interval).seconds())
             retention.start()
+        authenticator = Authenticator(gate, settings.master_key, general.key_cache_ttl,
+                                      max_stale=general.key_cache_max_stale,
+                                      allow_unverified=general.allow_requests_on_db_unavailable)
+        key_sync = KeySync(store, authenticator.forget, interval=general.model_sync_interval,
+                           retention=2 * (general.key_cache_ttl + general.key_cache_max_stale))
+        await key_sync.start()
         app.state.runtime = Runtime(
-            settings=settings, store=store, writer=writer,
-            authenticator=Authenticator(gate, settings.master_key, general.key_cache_ttl,
-                                        max_stale=general.key_cache_max_stale,
-                                        allow_unverified=general.allow_requests_on_db_unavailable),
+            settings=settings, store=store, writer=writer, authenticator=authenticator,
             router=router, engine=engine, governance=governance, telemetry=telemetry, gate=gate, models=live,
+            key_sync=key_sync,
         )
         settle_for_serving()  # everything built so far lives as long as the server
         try:
@@ -187,6 +192,7 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
             if cache is not None:
                 await cache.aclose()
             await live.stop()
+            await key_sync.stop()
             await governance.stop()
             await asyncio.gather(telemetry.stop(), writer.stop())
             if writer.dropped:

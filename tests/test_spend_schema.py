@@ -19,7 +19,7 @@ from proxy.spend.store import Store
 
 TABLES = {"verification_tokens", "end_users", "spend_logs", "proxy_spend", "teams", "internal_users",
           "team_memberships", "tags", "spend_rollups", "spend_tag_rollups",
-          "audit_logs", "proxy_models", "config_revisions"}
+          "audit_logs", "proxy_models", "config_revisions", "key_changes"}
 
 
 def schema_diff(engine: Engine, metadata: MetaData) -> list[object]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..admission import BodyBudget
 from ..auth.caller import Authenticator
+from ..auth.key_sync import KeySync
 from ..config_loading import Settings
 from ..engine import Engine
 from ..governance import Governance
@@ -30,11 +31,18 @@ class Runtime:
     gate: DatabaseGate
     models: LiveModels | None = None
     """Run-time model changes and config reloads (None in servers built without the lifespan)."""
+    key_sync: KeySync | None = None
+    """Evicts cached keys that admin changes touched, on every process (None without the lifespan)."""
     max_request_bytes: int = field(init=False)
     """`general_settings.max_request_size_mb` in bytes, computed once rather than per request."""
 
     body_budget: BodyBudget = field(init=False)
     """`general_settings.max_request_body_memory_mb`: request bytes the /rerank calls in flight may hold."""
+
+    async def keys_changed(self) -> None:
+        """An admin change touched keys (or their team or user): evict them from this process's cache now."""
+        if self.key_sync is not None:
+            await self.key_sync.after_change()
 
     def __post_init__(self) -> None:
         self.max_request_bytes = int(self.settings.general.max_request_size_mb * 1024 * 1024)

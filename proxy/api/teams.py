@@ -38,9 +38,9 @@ async def _get(runtime: Runtime, team_id: str) -> Any:
     return record
 
 
-def changed(runtime: Runtime) -> None:
-    """Cached keys carry their team and user: drop them so new limits and models apply at once."""
-    runtime.authenticator.forget_all()
+async def changed(runtime: Runtime) -> None:
+    """Cached keys carry their team and user: evict them so new limits and models apply at once."""
+    await runtime.keys_changed()
 
 
 @router.post("/team/new")
@@ -85,7 +85,7 @@ async def _update(runtime: Runtime, caller: Caller, team_id: str, action: str,
     record = await in_thread(runtime.store.update_holder, TEAM, team_id, **fields)
     if record is None:
         raise NotFoundError(f"team '{team_id}' not found")
-    changed(runtime)
+    await changed(runtime)
     await audited(runtime, caller, action, "teams", team_id, before=before, after=record)
     return {"team_id": team_id, "data": await team_view(runtime, record)}
 
@@ -97,7 +97,7 @@ async def delete(body: TeamIds, caller: AdminDep, runtime: RuntimeDep) -> dict[s
     if missing:
         raise NotFoundError(f"team(s) not found: {', '.join(missing)}")
     await in_thread(runtime.store.delete_holders, TEAM, body.team_ids)
-    changed(runtime)
+    await changed(runtime)
     for record in existing:
         await audited(runtime, caller, "deleted", "teams", record.team_id, before=record)
     return {"deleted_teams": body.team_ids}
@@ -114,7 +114,7 @@ async def member_add(body: TeamMemberAdd, caller: AdminDep, runtime: RuntimeDep)
     except LookupError as exc:
         raise NotFoundError(str(exc)) from None
     users = await in_thread(runtime.store.get_holders, USER, [m.user_id for m in members])
-    changed(runtime)
+    await changed(runtime)
     view = await team_view(runtime, before)
     await audited(runtime, caller, "member_added", "teams", body.team_id,
                   before={"members_with_roles": None}, after={"members_with_roles": view["members_with_roles"]})
@@ -127,7 +127,7 @@ async def member_delete(body: TeamMemberDelete, caller: AdminDep, runtime: Runti
     record = await _get(runtime, body.team_id)
     if not await in_thread(runtime.store.remove_members, body.team_id, [body.user_id]):
         raise NotFoundError(f"user '{body.user_id}' is not a member of team '{body.team_id}'")
-    changed(runtime)
+    await changed(runtime)
     await audited(runtime, caller, "member_deleted", "teams", body.team_id, before={"user_id": body.user_id})
     return await team_view(runtime, record)
 

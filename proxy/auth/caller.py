@@ -78,19 +78,18 @@ class Authenticator:
         self._unknown: TtlCache[str, None] = TtlCache(ttl, unknown_entries, clock=clock)
         self._allow_unverified = allow_unverified
         self._master = Caller(is_admin=True, key_alias="master_key")
+        self._evictions = 0
+        """Counts `forget` calls: a read that started before one is not cached (it may predate the change)."""
 
     @property
     def open_access(self) -> bool:
         return self._master_key is None
 
     def forget(self, key_hash: str) -> None:
+        """Evict one digest (an admin change touched it, on this process or another: `KeySync`)."""
+        self._evictions += 1
         self._known.forget(key_hash)
         self._unknown.forget(key_hash)
-
-    def forget_all(self) -> None:
-        """Drop every cached key (a team or user changed: the keys that carry it must reload)."""
-        self._known.clear()
-        self._unknown.clear()
 
     async def authenticate(self, authorization: str | None) -> Caller:
         if self._master_key is None:
@@ -121,7 +120,8 @@ class Authenticator:
             return known[0]
         if self._unknown.get(digest) is not None:
             return None
-        future = self._gate.read(digest, self._gate.store.key_with_owners, digest, then=partial(self._remember, digest))
+        future = self._gate.read(digest, self._gate.store.key_with_owners, digest,
+                                 then=partial(self._remember, digest, self._evictions))
         if known is not None and (future is None or not self._gate.up):
             return known[0]  # the database is down or slow: the stale entry, refreshed when it answers
         try:
@@ -135,8 +135,11 @@ class Authenticator:
                 return UNVERIFIED
             raise
 
-    def _remember(self, digest: str, record: tuple[Any, Any, Any] | None) -> Caller | None:
-        """Cache a read's answer (on the event loop), even when the caller that started it gave up waiting."""
+    def _remember(self, digest: str, evictions: int, record: tuple[Any, Any, Any] | None) -> Caller | None:
+        """Cache a read's answer (on the event loop), even when the caller that started it gave up waiting;
+        not when a key was evicted while it ran (it may have read the row from before that change)."""
+        if evictions != self._evictions:
+            return None if record is None else _caller(*record)
         if record is None:
             self._known.forget(digest)
             self._unknown.put(digest, None)

@@ -17,6 +17,7 @@ from sqlalchemy import Column, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .durations import parse_duration
+from .key_changes import record_key_changes
 from .records import AlreadyExistsError, CustomerRecord, KeyRecord
 from .tables import end_users, internal_users, proxy_spend, tags, teams, verification_tokens
 from .transactions import Transactions, check_aware, checked_fields, chunks, start_budget_period, utc_now
@@ -44,6 +45,7 @@ class Accounts(Transactions):
                 created = connection.execute(
                     insert(verification_tokens).values(row).returning(*verification_tokens.c)
                 ).one()
+                record_key_changes(connection, self._insert, now, tokens=[token_hash])  # cached as unknown?
         except IntegrityError as exc:
             raise AlreadyExistsError("a key with this token or key_alias already exists") from exc
         return KeyRecord(**created._mapping)
@@ -75,8 +77,11 @@ class Accounts(Transactions):
             .values(**values, updated_at=now)
             .returning(*verification_tokens.c)
         )
+        new_token = values.get("token")
         try:
             with self._write() as connection:
+                record_key_changes(connection, self._insert, now, where=verification_tokens.c.token == token_hash,
+                                   tokens=[new_token] if new_token else [])
                 row = connection.execute(statement).one_or_none()
         except IntegrityError as exc:
             raise AlreadyExistsError("a key with this key_alias already exists") from exc
@@ -96,9 +101,16 @@ class Accounts(Transactions):
     def set_blocked(self, token_hash: str, blocked: bool) -> KeyRecord | None:
         return self.update_key(token_hash, blocked=blocked)
 
-    def delete_keys(self, token_hashes: Iterable[str]) -> int:
+    def delete_keys(self, token_hashes: Iterable[str], *, now: datetime | None = None) -> int:
         """Delete keys by digest; returns how many existed. Their spend logs are kept."""
-        return self._delete(verification_tokens.c.token, token_hashes)
+        unique, now = list(dict.fromkeys(token_hashes)), now or utc_now()
+        deleted = 0
+        with self._write() as connection:
+            for chunk in chunks(unique):
+                where = verification_tokens.c.token.in_(chunk)
+                record_key_changes(connection, self._insert, now, where=where)
+                deleted += connection.execute(delete(verification_tokens).where(where)).rowcount
+        return deleted
 
     def list_keys(
         self, *, user_id: str | None = None, key_alias: str | None = None, team_id: str | None = None,

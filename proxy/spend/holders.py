@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from .key_changes import record_key_changes
 from .records import AlreadyExistsError, KeyRecord, MembershipRecord, TagRecord, TeamRecord, UserRecord
 from .tables import internal_users, tags, team_memberships, teams, verification_tokens
 from .transactions import Transactions, checked_fields, chunks, start_budget_period, utc_now
@@ -27,14 +28,16 @@ class Kind:
     record: type
     defaults: tuple[tuple[str, Any], ...]
     noun: str
+    owns_keys: str | None = None
+    """The key column naming this holder, when cached keys carry it (their cache entries are evicted)."""
 
     @property
     def fields(self) -> frozenset[str]:
         return frozenset(self.table.c.keys()) - {self.pk, "created_at", "updated_at"}
 
 
-TEAM = Kind(teams, "team_id", TeamRecord, (("models", []), ("blocked", False)), "team")
-USER = Kind(internal_users, "user_id", UserRecord, (("models", []),), "user")
+TEAM = Kind(teams, "team_id", TeamRecord, (("models", []), ("blocked", False)), "team", "team_id")
+USER = Kind(internal_users, "user_id", UserRecord, (("models", []),), "user", "user_id")
 TAG = Kind(tags, "tag_name", TagRecord, (), "tag")
 
 
@@ -48,6 +51,7 @@ class Holders(Transactions):
         try:
             with self._write() as connection:
                 created = connection.execute(insert(kind.table).values(row).returning(*kind.table.c)).one()
+                self._keys_changed(connection, kind, [ident], now)
         except IntegrityError as exc:
             raise AlreadyExistsError(f"a {kind.noun} '{ident}' already exists") from exc
         return kind.record(**created._mapping)
@@ -77,15 +81,24 @@ class Holders(Transactions):
             row = connection.execute(
                 update(kind.table).where(kind.table.c[kind.pk] == ident).values(**values, updated_at=now)
                 .returning(*kind.table.c)).one_or_none()
+            if row is not None:
+                self._keys_changed(connection, kind, [ident], now)
         return None if row is None else kind.record(**row._mapping)
 
-    def delete_holders(self, kind: Kind, idents: Iterable[str]) -> int:
+    def delete_holders(self, kind: Kind, idents: Iterable[str], *, now: datetime | None = None) -> int:
         """Delete rows (memberships go with them); returns how many existed. Spend logs are kept."""
-        deleted = 0
+        deleted, now = 0, now or utc_now()
         with self._write() as connection:
             for chunk in chunks(list(dict.fromkeys(idents))):
                 deleted += connection.execute(delete(kind.table).where(kind.table.c[kind.pk].in_(chunk))).rowcount
+                self._keys_changed(connection, kind, chunk, now)
         return deleted
+
+    def _keys_changed(self, connection: Any, kind: Kind, idents: Iterable[str], now: datetime) -> None:
+        """Cached keys carry their team and user record: log their digests for eviction everywhere."""
+        if kind.owns_keys is not None:
+            record_key_changes(connection, self._insert, now,
+                               where=verification_tokens.c[kind.owns_keys].in_(list(idents)))
 
     def list_holders(self, kind: Kind, *, idents: list[str] | None = None, page: int = 1,
                      size: int = 100) -> tuple[list[Any], int]:

@@ -2,7 +2,8 @@
 
 Sync on purpose: callers on the event loop run methods with `asyncio.to_thread`. The methods live with
 their tables — `Accounts` (keys, end users, budget resets), `Holders` (teams, internal users, tags), `Audit` (admin
-changes), `Reports` (aggregates over the rollups) and `Ledger` (spend rows, totals and rollups) — over the
+changes), `KeyChanges` (what other processes must evict), `Reports` (aggregates over the rollups) and
+`Ledger` (spend rows, totals and rollups) — over the
 shared `Transactions`; this class adds connecting and closing. Records come back as frozen dataclasses
 (`KeyRecord`, `CustomerRecord`, `SpendLogRecord`, `ProxySpendRecord`).
 """
@@ -19,6 +20,7 @@ from .activity import Activity
 from .audit import Audit
 from .db import WRITE, check_schema, make_engine, migrate
 from .holders import Holders
+from .key_changes import KeyChanges
 from .ledger import Ledger
 from .records import AlreadyExistsError, CustomerRecord, KeyRecord, ProxySpendRecord, SpendLogRecord
 from .reports import Reports
@@ -29,7 +31,7 @@ __all__ = ["AlreadyExistsError", "CustomerRecord", "KeyRecord", "ProxySpendRecor
            "StoredModel"]
 
 
-class Store(Accounts, Holders, Audit, Reports, RetentionQueries, Ledger, StoredModels, Activity):
+class Store(Accounts, Holders, Audit, Reports, RetentionQueries, Ledger, StoredModels, Activity, KeyChanges):
     """Persistence for keys, end users and spend on one sync SQLAlchemy engine (SQLite or PostgreSQL)."""
 
     @classmethod

@@ -37,7 +37,8 @@ class StoredModels(Transactions):
     def config_revisions(self) -> dict[str, int]:
         """{"models": n, "config": m}: what a process compares with the revisions it last loaded."""
         with self._read() as connection:
-            rows = connection.execute(select(config_revisions.c.name, config_revisions.c.revision)).all()
+            rows = connection.execute(select(config_revisions.c.name, config_revisions.c.revision)
+                                      .where(config_revisions.c.name.in_((MODELS, CONFIG)))).all()
         return {MODELS: 0, CONFIG: 0, **{name: int(revision) for name, revision in rows}}
 
     def list_models(self) -> tuple[int, list[StoredModel]]:
@@ -49,7 +50,7 @@ class StoredModels(Transactions):
 
     def bump_revision(self, name: str) -> None:
         with self._write() as connection:
-            _bump(connection, self._insert, name)
+            bump(connection, self._insert, name)
 
     def save_model(self, model_id: str, model_name: str, litellm_params: str, model_info: Mapping[str, Any],
                    *, now: datetime | None = None) -> StoredModel:
@@ -62,7 +63,7 @@ class StoredModels(Transactions):
                                       .values(**values)).rowcount
             if not done:
                 connection.execute(proxy_models.insert().values(model_id=model_id, created_at=now, **values))
-            _bump(connection, self._insert, MODELS)
+            bump(connection, self._insert, MODELS)
             row = connection.execute(select(proxy_models).where(proxy_models.c.model_id == model_id)).one()
         return StoredModel(**row._mapping)
 
@@ -70,7 +71,7 @@ class StoredModels(Transactions):
         with self._write() as connection:
             gone = connection.execute(delete(proxy_models).where(proxy_models.c.model_id == model_id)).rowcount
             if gone:
-                _bump(connection, self._insert, MODELS)
+                bump(connection, self._insert, MODELS)
         return bool(gone)
 
 
@@ -80,7 +81,8 @@ def _revision(connection: Connection) -> int:
     return int(value or 0)
 
 
-def _bump(connection: Connection, insert: Any, name: str) -> None:
+def bump(connection: Connection, insert: Any, name: str) -> None:
+    """Raise revision `name` by one (creating it), holding its row lock until the transaction ends."""
     statement = insert(config_revisions).values(name=name, revision=1)
     connection.execute(statement.on_conflict_do_update(
         index_elements=[config_revisions.c.name],

@@ -196,7 +196,20 @@ config_revisions = Table(
     Column("revision", Integer, nullable=False, server_default=ZERO),
 )
 """One counter per kind of stored config ("models"), raised in the transaction of every change: each
-process compares it with the one it last loaded, so a change made on any replica reaches all of them."""
+process compares it with the one it last loaded, so a change made on any replica reaches all of them.
+The "keys" row is raised by every key change too, for its row lock (see `key_changes`)."""
+
+key_changes = Table(
+    "key_changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token", String(64), nullable=False),  # a digest some process may have cached: evict it
+    Column("changed_at", UTCDateTime(), nullable=False),
+    Index(None, "changed_at"),
+)
+"""Migration 0008: one row per key digest an admin change touched, written in the change's own transaction
+after locking `config_revisions["keys"]`, so ids become visible in id order; each process reads `id >` the
+last it applied and evicts those digests from its key cache."""
 
 PROXY_ROW = "proxy"
 

@@ -1,0 +1,124 @@
+"""`KeySync`: an admin change to a key reaches every worker and replica within `model_sync_interval`.
+
+Each process caches key records (`Authenticator`). Every admin change to a key, or to the team or user its
+checks carry, logs the key's digests in the change's own transaction (`spend/key_changes.py`). Every
+`interval` seconds each process reads the rows past the last id it applied, in bounded batches each given up
+after `deadline`, and evicts those digests (never refreshes them in place), so the next request re-reads the
+key. The process that made a change polls at once, so its own cache follows before the admin call answers.
+
+A database that does not answer evicts nothing: cached keys keep serving through an outage, and the next
+poll starts from the same id. Old rows are pruned after `retention`, longer than any cache entry can live
+(`key_cache_ttl + key_cache_max_stale`), so a process that missed pruned rows holds no entry they concern.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from ..errors import ProxyError, StoreUnavailableError
+
+log = logging.getLogger("proxy.auth")
+T = TypeVar("T")
+
+BATCH = 1000
+"""Change rows read per query; a poll reads batches until one comes back short."""
+PRUNE_EVERY = 600.0
+MIN_RETENTION = 3600.0
+
+
+class KeySync:
+    def __init__(self, store: Any, forget: Callable[[str], None], *, interval: float, deadline: float = 2.0,
+                 retention: float = MIN_RETENTION, batch: int = BATCH, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._store = store
+        self._forget = forget
+        self.interval = interval
+        self._deadline = deadline
+        self._batch = batch
+        self.retention = max(MIN_RETENTION, retention)
+        self._clock = clock
+        self._wall = wall
+        self.last_id: int | None = None
+        """The newest change applied; None until the database first answers (then every retained row is read)."""
+        self.evicted = 0
+        self._lock = asyncio.Lock()
+        self._inflight: asyncio.Future[Any] | None = None
+        self._next_prune = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
+
+    async def start(self) -> None:
+        """Begin after the newest change (this process has cached nothing yet), then poll in the background."""
+        try:
+            self.last_id = await self._call(self._store.last_key_change)
+        except StoreUnavailableError:
+            pass  # the first poll that works reads every retained change instead
+        self._next_prune = self._clock() + PRUNE_EVERY
+        self._task = asyncio.create_task(self._watch(), name="key-sync")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.poll()
+            except StoreUnavailableError as exc:
+                if not self._failing:
+                    log.warning("key change poll failed (%s); cached keys keep serving until it works", exc.message)
+                self._failing = True
+            else:
+                if self._failing:
+                    log.warning("key change poll works again")
+                self._failing = False
+
+    async def poll(self) -> int:
+        """Evict every digest changed since the last poll; how many. StoreUnavailableError when the database did
+        not answer in time: what was read before that is applied, the rest waits for the next poll."""
+        async with self._lock:
+            evicted = 0
+            while True:
+                rows = await self._call(self._store.key_changes_after, self.last_id or 0, self._batch)
+                for ident, digest in rows:
+                    self._forget(digest)
+                    self.last_id = ident
+                evicted += len(rows)
+                if len(rows) < self._batch:
+                    break
+            self.evicted += evicted
+            if self._clock() >= self._next_prune:
+                self._next_prune = self._clock() + PRUNE_EVERY
+                await self._call(self._store.prune_key_changes, self._wall() - timedelta(seconds=self.retention))
+            return evicted
+
+    async def after_change(self) -> None:
+        """This process just changed keys: evict them here now (others follow within `interval`)."""
+        try:
+            await self.poll()
+        except StoreUnavailableError:
+            log.warning("a key change was saved but not yet applied here; it will be at the next poll")
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in a thread, given up after the deadline; while a given-up call still runs, no new one
+        starts (a hung database holds one thread, not one per poll)."""
+        if self._inflight is not None and not self._inflight.done():
+            raise StoreUnavailableError("the previous key change read has not returned")
+        future = self._inflight = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self._deadline)
+        except TimeoutError:
+            raise StoreUnavailableError(f"the database did not answer within {self._deadline:g}s") from None
+        except ProxyError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a driver error is the database being unavailable
+            log.debug("key change read failed: %r", exc)
+            raise StoreUnavailableError() from None
