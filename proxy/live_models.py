@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from .config_loading import Settings, parse_config, read_config
 from .errors import InvalidRequestError, ModelNotFoundError, ProxyError, StoreUnavailableError
 from .routing import Router
+from .periodic import repeat
 from .secret_box import SecretBox, public_params
 from .settings import ConfigError
 from .spend.stored_models import CONFIG, MODELS, StoredModel
@@ -69,7 +70,6 @@ class LiveModels:
         self._revisions = {MODELS: -1, CONFIG: -1}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        self._sync_failed = False
 
     @property
     def storing(self) -> bool:
@@ -121,20 +121,9 @@ class LiveModels:
         asyncio.get_running_loop().create_task(reload())
 
     async def _watch(self) -> None:
-        interval = self.settings.general.model_sync_interval
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.sync()
-            except Exception as exc:  # noqa: BLE001 - keep serving what we have; try again next time
-                if not self._sync_failed:
-                    log.warning("model sync failed (%s); serving the current models until it works",
-                                _reason(exc))
-                self._sync_failed = True
-            else:
-                if self._sync_failed:
-                    log.warning("model sync works again")
-                self._sync_failed = False
+        await repeat(self.settings.general.model_sync_interval, self.sync, log,
+                     failing="model sync failed (%s); serving the current models until it works",
+                     recovered="model sync works again")
 
     # -- sync with other processes ---------------------------------------------------------------------
     async def sync(self) -> None:

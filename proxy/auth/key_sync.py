@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from ..errors import ProxyError, StoreUnavailableError
+from ..periodic import repeat
 
 log = logging.getLogger("proxy.auth")
 T = TypeVar("T")
@@ -50,7 +51,6 @@ class KeySync:
         self._inflight: asyncio.Future[Any] | None = None
         self._next_prune = 0.0
         self._task: asyncio.Task[None] | None = None
-        self._failing = False
 
     async def start(self) -> None:
         """Begin after the newest change (this process has cached nothing yet), then poll in the background."""
@@ -67,18 +67,9 @@ class KeySync:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.poll()
-            except StoreUnavailableError as exc:
-                if not self._failing:
-                    log.warning("key change poll failed (%s); cached keys keep serving until it works", exc.message)
-                self._failing = True
-            else:
-                if self._failing:
-                    log.warning("key change poll works again")
-                self._failing = False
+        await repeat(self.interval, self.poll, log,
+                     failing="key change poll failed (%s); cached keys keep serving until it works",
+                     recovered="key change poll works again")
 
     async def poll(self) -> int:
         """Evict every digest changed since the last poll; how many. StoreUnavailableError when the database did
