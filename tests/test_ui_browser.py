@@ -1,5 +1,6 @@
 """The admin UI in a real browser (Debian's Chromium through Selenium): sign in, create a key, call the
-proxy with it, see the call in Logs and on the Overview, block the key, sign out. Every page is screenshot
+proxy with it, see the call in Logs and on the Overview, block the key, sign out; see a key made in the UI
+in the Audit page and its spend in Reports; wrong keys until sign-in answers 429. Every page is screenshot
 (light and dark) into tests/artifacts/ui/ and must log no console error.
 
 Skipped with the reason where Chromium or its driver is missing (`.ci/run` installs both).
@@ -17,13 +18,16 @@ import httpx
 import pytest
 
 from tests.conftest import CAPITAL_QUERY, CAPITALS
+from proxy.ui.sign_in_limits import PER_ADDRESS
 from tests.serving import MASTER_KEY, config_for, running_proxy
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).parent / "artifacts" / "ui"
 PAGES = ["/ui", "/ui?window=hour", "/ui?window=month", "/ui/keys", "/ui/teams", "/ui/users", "/ui/customers",
-         "/ui/tags", "/ui/models", "/ui/logs"]
+         "/ui/tags", "/ui/models", "/ui/logs", "/ui/reports", "/ui/reports?granularity=day&group_by=key",
+         "/ui/audit"]
+PRICED = {"model_name": "priced-bm25", "litellm_params": {"model": "local/bm25", "input_cost_per_query": 0.25}}
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install -e '.[test]')")
 if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
@@ -53,7 +57,7 @@ def browser(dark: bool = False) -> webdriver.Chrome:
 @pytest.fixture(scope="module")
 def proxy_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     db = tmp_path_factory.mktemp("ui") / "ui.db"
-    with running_proxy(config_for(None, f"sqlite:///{db}")) as server:
+    with running_proxy(config_for(None, f"sqlite:///{db}", model_list=[PRICED])) as server:
         yield server.url
 
 
@@ -133,8 +137,8 @@ def test_sign_in_create_a_key_use_it_see_it_block_it_and_sign_out(driver, proxy_
 
     driver.get(proxy_url + "/ui/tags")
     driver.find_element(By.CSS_SELECTOR, "details.card > summary").click() if not driver.find_element(
-        By.NAME, "id").is_displayed() else None
-    driver.find_element(By.NAME, "id").send_keys("browser-tag")
+        By.NAME, "name").is_displayed() else None
+    driver.find_element(By.NAME, "name").send_keys("browser-tag")
     driver.find_element(By.NAME, "max_budget").send_keys("5")
     driver.find_element(By.CSS_SELECTOR, "form.grid button[type=submit]").click()
     assert "browser-tag" in wait_for(driver, By.CSS_SELECTOR, "[role=status]").find_element(
@@ -152,7 +156,7 @@ def test_sign_in_create_a_key_use_it_see_it_block_it_and_sign_out(driver, proxy_
     for path in PAGES:
         driver.get(proxy_url + path)
         assert driver.find_element(By.TAG_NAME, "h1").text
-        name = path.strip("/").replace("/", "-").replace("?window=", "-") or "ui"
+        name = shot_name(path)
         driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
     assert console_errors(driver) == []
 
@@ -177,9 +181,107 @@ def test_every_page_renders_in_dark_mode_on_a_phone_without_console_errors(proxy
             assert background == "rgb(21, 23, 28)", background  # the dark theme's --bg
             width = chrome.execute_script("return document.documentElement.scrollWidth")
             assert width <= 400, f"{path} is {width}px wide on a 390px screen"
-            name = path.strip("/").replace("/", "-").replace("?window=", "-") or "ui"
+            name = shot_name(path)
             chrome.save_screenshot(str(ARTIFACTS / f"{name}-dark-phone.png"))
         assert console_errors(chrome) == []
+    finally:
+        chrome.quit()
+
+
+def shot_name(path: str) -> str:
+    name = path.strip("/").replace("/", "-").replace("?window=", "-").replace("?granularity=day&group_by=", "-day-")
+    return name or "ui"
+
+
+def open_form(chrome: webdriver.Chrome, field: str) -> None:
+    """Open the page's Add/Create card when it is folded (it starts open on an empty page)."""
+    if not chrome.find_element(By.ID, field).is_displayed():
+        chrome.find_element(By.CSS_SELECTOR, "details.card > summary").click()
+
+
+def test_a_key_made_in_the_ui_shows_in_audit_and_its_spend_in_reports(driver, proxy_url) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    sign_in(driver, proxy_url)
+    wait_for(driver, By.CSS_SELECTOR, "dl.totals")
+    driver.get(proxy_url + "/ui/keys")
+    open_form(driver, "key_alias")
+    driver.find_element(By.ID, "key_alias").send_keys("report-key")
+    driver.find_element(By.ID, "metadata").send_keys("{not json")
+    driver.find_element(By.ID, "create-key").click()
+    assert "Metadata (a JSON object): not JSON" in wait_for(driver, By.CSS_SELECTOR, "[role=alert]").text
+    open_form(driver, "key_alias")
+    for field, value in (("key_alias", "report-key"), ("tags", "browser"), ("max_parallel_requests", "2"),
+                         ("metadata", '{"suite": "browser"}')):
+        driver.find_element(By.ID, field).clear()
+        driver.find_element(By.ID, field).send_keys(value)
+    driver.save_screenshot(str(ARTIFACTS / "key-form.png"))
+    driver.find_element(By.ID, "create-key").click()
+    key = wait_for(driver, By.ID, "new-key").text
+    body = {"model": "priced-bm25", "query": CAPITAL_QUERY, "documents": CAPITALS}
+    for _ in range(2):
+        assert httpx.post(f"{proxy_url}/v1/rerank", headers={"authorization": f"Bearer {key}"}, json=body,
+                          timeout=10).status_code == 200
+
+    driver.get(proxy_url + "/ui/audit?table=verification_tokens&action=created")
+    trail = wait_for(driver, By.ID, "audit").text
+    assert "report-key" in trail and '{"suite": "browser"}' in trail and key not in driver.page_source
+    driver.save_screenshot(str(ARTIFACTS / "audit-key-created.png"))
+
+    driver.get(proxy_url + "/ui/reports")
+    driver.find_element(By.CSS_SELECTOR, "input[name=group_by][value=model]").click()  # off: the default
+    driver.find_element(By.CSS_SELECTOR, "input[name=group_by][value=key]").click()
+    driver.find_element(By.ID, "run-report").click()
+
+    def reported() -> bool:
+        rows = driver.find_elements(By.CSS_SELECTOR, "tr[data-group='report-key']")
+        if rows and "$0.500000" in rows[0].text:
+            return True
+        driver.refresh()
+        return False
+
+    _eventually(reported)
+    assert driver.find_elements(By.CSS_SELECTOR, "svg.chart rect.bar")
+    driver.save_screenshot(str(ARTIFACTS / "reports-by-key.png"))
+    driver.get(proxy_url + "/ui/teams")
+    open_form(driver, "team_id")
+    driver.find_element(By.ID, "team_id").send_keys("browser-team")
+    driver.find_element(By.ID, "members_with_roles").send_keys("ann, bob:admin")
+    driver.find_element(By.ID, "add").click()
+    row = wait_for(driver, By.CSS_SELECTOR, "tr[data-id='browser-team']")
+    assert "ann, bob (admin)" in row.text
+    row.find_element(By.XPATH, ".//summary[text()='Edit']").click()
+    driver.save_screenshot(str(ARTIFACTS / "team-edit.png"))
+    row.find_element(By.NAME, "rpm_limit").send_keys("42")
+    row.find_element(By.NAME, "save").click()
+    WebDriverWait(driver, 15).until(expected_conditions.text_to_be_present_in_element(
+        (By.CSS_SELECTOR, "[role=status]"), "saved"))
+    assert "42 rpm" in driver.find_element(By.CSS_SELECTOR, "tr[data-id='browser-team']").text
+    driver.get(proxy_url + "/ui/reports")
+    link = driver.find_element(By.ID, "report-csv").get_attribute("href")
+    link = link.replace("/ui/reports.csv?", "/ui/reports.csv?granularity=all&group_by=key&")
+    exported = httpx.get(link, cookies={"rerank_proxy_ui": driver.get_cookie("rerank_proxy_ui")["value"]},
+                         timeout=10)
+    assert exported.status_code == 200 and any(
+        line.split(",")[1:4] == ["report-key", "2", "0"] for line in exported.text.splitlines()), exported.text
+    assert console_errors(driver) == []
+
+
+def test_wrong_keys_until_sign_in_answers_429_and_says_when_to_retry(tmp_path) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    chrome = browser()
+    try:
+        with running_proxy(config_for(None, f"sqlite:///{tmp_path / 'limited.db'}")) as server:
+            for n in range(PER_ADDRESS):
+                sign_in(chrome, server.url, f"sk-wrong-{n}")
+                assert "not the master key" in wait_for(chrome, By.CSS_SELECTOR, "[role=alert]").text
+            sign_in(chrome, server.url)  # the right key, too late
+            refusal = wait_for(chrome, By.CSS_SELECTOR, "[role=alert]").text
+            assert refusal == "Too many failed sign-ins. Try again in 15 minutes."
+            assert chrome.get_cookie("rerank_proxy_ui") is None
+            chrome.save_screenshot(str(ARTIFACTS / "login-limited.png"))
+            logged = console_errors(chrome)  # only the refused sign-ins themselves
+            assert logged and all(" 401 " in m or " 429 " in m for m in logged), logged
+            assert any(" 429 " in m for m in logged)
     finally:
         chrome.quit()
 

@@ -7,6 +7,7 @@ import csv
 import io
 import re
 from collections.abc import Iterator
+from html import unescape
 
 import httpx
 import pytest
@@ -29,7 +30,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, http
 
 
 def alerts(html: str) -> list[str]:
-    return re.findall(r'role="alert">([^<]*)<', html)
+    return [unescape(text) for text in re.findall(r'role="alert">([^<]*)<', html)]
 
 
 def test_the_audit_page_filters_pages_and_shows_each_change_as_a_diff_without_secrets(served) -> None:
@@ -51,7 +52,7 @@ def test_the_audit_page_filters_pages_and_shows_each_change_as_a_diff_without_se
     nobody = client.get("/ui/audit", params={"who": "someone else", "since": "2000-01-01", "until": "2000-01-02"})
     assert nobody.status_code == 200 and "No changes match." in nobody.text
     refused = client.get("/ui/audit", params={"since": "yesterday"})
-    assert refused.status_code == 200 and alerts(refused.text) == ["dates are YYYY-MM-DD, got &#39;yesterday&#39;"]
+    assert refused.status_code == 200 and alerts(refused.text) == ["dates are YYYY-MM-DD, got 'yesterday'"]
 
 
 def test_a_diff_lists_only_the_fields_that_changed() -> None:
@@ -106,3 +107,93 @@ def test_a_report_the_api_refuses_is_explained_on_the_page_and_the_csv_answers_4
     assert alerts(unknown.text) == ["api_key: no such key"]
     bad_date = client.get("/ui/reports", params={"granularity": "all", "start_date": "31/01/2026"})
     assert "start_date must be a date" in alerts(bad_date.text)[0]
+
+
+def csrf_of(client: httpx.Client, path: str) -> str:
+    match = re.search(r'name="csrf" value="([0-9a-f]+)"', client.get(path).text)
+    assert match
+    return match.group(1)
+
+
+def post(client: httpx.Client, path: str, **fields: str) -> httpx.Response:
+    """A form post as the browser sends it, following the redirect back to the page."""
+    page_path = "/".join(path.split("/")[:3])
+    return client.post(path, data={"csrf": csrf_of(client, page_path), **fields}, follow_redirects=True)
+
+
+def test_the_key_forms_set_litellms_common_fields_and_show_refusals_on_the_page(served) -> None:
+    url, client = served
+    assert "created" in post(client, "/ui/teams/new", team_id="search", team_alias="Search").text
+    made = post(client, "/ui/keys/new", key_alias="full-key", team_id="search", user_id="ann", models="priced-bm25",
+                tags="blue, green", max_budget="12.5", budget_duration="30d", rpm_limit="60", tpm_limit="6000",
+                max_parallel_requests="3", duration="90d", metadata='{"owner": "search", "tier": 2}')
+    assert made.status_code == 200
+    secret = re.search(r'id="new-key">(sk-[^<]+)<', made.text).group(1)
+    with admin(url) as api:
+        info = answered(api.get("/key/info", params={"key": secret}))["info"]
+    assert {k: info[k] for k in ("key_alias", "team_id", "user_id", "models", "tags", "max_budget", "budget_duration",
+                                 "rpm_limit", "tpm_limit", "max_parallel_requests", "metadata")} == {
+        "key_alias": "full-key", "team_id": "search", "user_id": "ann", "models": ["priced-bm25"],
+        "tags": ["blue", "green"], "max_budget": 12.5, "budget_duration": "30d", "rpm_limit": 60, "tpm_limit": 6000,
+        "max_parallel_requests": 3, "metadata": {"owner": "search", "tier": 2}}
+    assert info["expires"] is not None
+    token = info["token"]
+    edited = post(client, f"/ui/keys/{token}/update", tags="red", max_parallel_requests="5", metadata='{"owner": "x"}',
+                  expires="2031-01-02T03:04")
+    assert edited.status_code == 200 and "key updated" in edited.text
+    with admin(url) as api:
+        info = answered(api.get("/key/info", params={"key": secret}))["info"]
+    assert info["tags"] == ["red"] and info["max_parallel_requests"] == 5 and info["metadata"] == {"owner": "x"}
+    assert info["expires"].startswith("2031-01-02T03:04") and info["max_budget"] == 12.5  # empty: unchanged
+    for fields, said in (({"metadata": "{not json"}, "Metadata (a JSON object): not JSON"),
+                         ({"metadata": "[1, 2]"}, "Metadata (a JSON object): must be a JSON object"),
+                         ({"rpm_limit": "lots"}, "Requests per minute: 'lots' is not a whole number"),
+                         ({"team_id": "nope"}, "team_id: team 'nope' does not exist"),
+                         ({"budget_duration": "forever"}, "budget_duration"),
+                         ({"expires": "2001-01-01T00:00"}, "expires is in the past")):
+        refused = post(client, "/ui/keys/new", key_alias="refused", **fields)
+        assert refused.status_code == 200 and said in " ".join(alerts(refused.text)), (fields, alerts(refused.text))
+
+
+def test_team_user_end_user_and_tag_forms_cover_members_roles_budgets_blocking_and_models(served) -> None:
+    url, client = served
+    post(client, "/ui/teams/new", team_id="ranking", models="priced-bm25", max_budget="50", tpm_limit="1000",
+         max_parallel_requests="4", members_with_roles="bo, cy:admin")
+    teams_page = client.get("/ui/teams").text
+    assert re.search(r"<td>bo, cy \(admin\)</td>", teams_page) and "4 parallel" in teams_page
+    post(client, "/ui/teams/ranking/update", members_with_roles="cy, dee:admin", rpm_limit="30")
+    with admin(url) as api:
+        team = answered(api.get("/team/info", params={"team_id": "ranking"}))["team_info"]
+    assert sorted((m["user_id"], m["role"]) for m in team["members_with_roles"]) == [("cy", "user"), ("dee", "admin")]
+    assert team["rpm_limit"] == 30 and team["max_budget"] == 50
+
+    made = post(client, "/ui/users/new", user_id="eve", user_role="internal_user", teams="ranking", max_budget="9",
+                auto_create_key="on")
+    assert re.search(r'id="new-key">sk-', made.text)
+    post(client, "/ui/users/eve/update", teams="search", tpm_limit="77")
+    with admin(url) as api:
+        user = answered(api.get("/user/info", params={"user_id": "eve"}))
+    assert [t["team_id"] for t in user["teams"]] == ["search"] and user["user_info"]["tpm_limit"] == 77
+    assert user["user_info"]["user_role"] == "internal_user" and len(user["keys"]) == 1
+    assert "Role: " not in alerts(post(client, "/ui/users/new", user_id="fay").text)
+    refused = post(client, "/ui/users/new", user_id="gus", user_role="proxy_admin")
+    assert alerts(refused.text) == ["user_role: Input should be 'internal_user'"]
+
+    post(client, "/ui/customers/new", user_id="shop-1", max_budget="3", blocked="on")
+    post(client, "/ui/customers/shop-1/update", max_budget="4", blocked="")
+    post(client, "/ui/tags/new", name="nightly", description="batch jobs", models="priced-bm25", max_budget="2")
+    post(client, "/ui/tags/nightly/update", rpm_limit="10")
+    with admin(url) as api:
+        customer = answered(api.get("/customer/info", params={"end_user_id": "shop-1"}))
+        tag = answered(api.post("/tag/info", json={"names": ["nightly"]}))["nightly"]
+    assert customer["max_budget"] == 4 and customer["blocked"] is False
+    assert tag["models"] == ["priced-bm25"] and tag["max_budget"] == 2 and tag["rpm_limit"] == 10
+    assert "deleted" in post(client, "/ui/tags/nightly/delete").text
+    assert "nightly" not in client.get("/ui/tags").text
+    trail = client.get("/ui/audit", params={"table": "teams", "object_id": "ranking"}).text
+    assert "member_added" in trail and "member_deleted" in trail
+    for path, fields in (("/ui/teams/new", {"team_id": "ranking"}), ("/ui/teams/nope/update", {"rpm_limit": "1"}),
+                         ("/ui/customers/new", {"user_id": ""}), ("/ui/tags/nope/delete", {}),
+                         ("/ui/users/eve/update", {"teams": "no-such-team"}), ("/ui/tags/new", {"name": "t", "max_budget": "-1"})):
+        answer = post(client, path, **fields)
+        assert answer.status_code == 200 and alerts(answer.text), (path, fields)

@@ -7,13 +7,14 @@ from fastapi.staticfiles import StaticFiles
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import audit_page, reports_page
+from . import audit_page, holders_page, reports_page
 from .routes import router
 from .web import HERE, SignInRequired, login_redirect
 
 
 def install(app: FastAPI) -> None:
     app.include_router(router)
+    app.include_router(holders_page.router)
     app.include_router(audit_page.router)
     app.include_router(reports_page.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")

@@ -1,4 +1,5 @@
-"""The admin UI's pages at `/ui`: overview, keys, teams, users, end-users, models and logs.
+"""The admin UI's pages at `/ui`: sign-in, overview, keys, models and logs (teams, users, end-users and tags
+are in `holders_page.py`, reports and audit in their own modules).
 
 Reads go to the same store and router the admin API reads; every form calls the admin API's own route
 function (`api/keys.py`, `api/teams.py`, ...), so a change from the UI is checked, applied and audited
@@ -17,22 +18,11 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from ..api import customers, keys, tags, teams, users
-from ..api.admin_models import (
-    CustomerIds,
-    CustomerNew,
-    KeyDelete,
-    KeyGenerate,
-    KeyRef,
-    KeyRegenerate,
-    KeyUpdate,
-    TagNew,
-    TeamNew,
-    TeamRef,
-    UserNew,
-)
+from ..api import keys
+from ..api.admin_models import KeyDelete, KeyGenerate, KeyRef, KeyRegenerate, KeyUpdate
 from ..api.store_access import as_dict, in_thread
 from ..errors import ProxyError
+from .forms import fields_for, values
 from .overview import WINDOWS, build_overview
 from .session import COOKIE, SESSION_SECONDS, Session
 from .web import (
@@ -44,8 +34,6 @@ from .web import (
     day_bound,
     form_of,
     message_of,
-    names,
-    number,
     optional,
     page,
     paging_of,
@@ -126,15 +114,14 @@ async def keys_page(request: Request, session: SessionDep, p: int = Query(1, ge=
     runtime = runtime_of(request)
     listing = await keys.list_keys(UI_CALLER, runtime, page=p, size=PAGE_SIZE, user_id=None, key_alias=None,
                                    team_id=None, return_full_object=True)
-    return page(request, "keys.html", session, keys=listing["keys"], paging=paging_of(listing, p),
-                created=None)
+    return _keys_page(request, session, listing, p, created=None)
 
 
 @router.post("/keys/new")
 async def key_new(request: Request, session: SessionDep) -> Response:
     fields = await form_of(request, session)
     try:
-        body = KeyGenerate(**_key_fields(fields))
+        body = KeyGenerate(**values("keys", "create", fields))
         created = await keys.generate(body, UI_CALLER, runtime_of(request))
     except (ProxyError, ValueError) as exc:
         return back("/ui/keys", error=message_of(exc))
@@ -145,7 +132,13 @@ async def _keys_with_secret(request: Request, session: Session, created: dict[st
     """The keys page with a new secret on it: shown once, in this answer only (never a URL, redirect or log)."""
     listing = await keys.list_keys(UI_CALLER, runtime_of(request), page=1, size=PAGE_SIZE, user_id=None,
                                    key_alias=None, team_id=None, return_full_object=True)
-    return page(request, "keys.html", session, keys=listing["keys"], paging=paging_of(listing, 1), created=created)
+    return _keys_page(request, session, listing, 1, created=created)
+
+
+def _keys_page(request: Request, session: Session, listing: dict[str, Any], current: int,
+               created: dict[str, Any] | None) -> HTMLResponse:
+    return page(request, "keys.html", session, keys=listing["keys"], paging=paging_of(listing, current),
+                created=created, create_fields=fields_for("keys", "create"), edit_fields=fields_for("keys", "edit"))
 
 
 @router.post("/keys/{token}/{action}")
@@ -158,7 +151,7 @@ async def key_action(request: Request, session: SessionDep, token: str, action: 
                 key=token, grace_period=optional(fields, "grace_period")))
             return await _keys_with_secret(request, session, rotated)
         if action == "update":
-            await keys.update(KeyUpdate(key=token, **_key_fields(fields)), UI_CALLER, runtime)
+            await keys.update(KeyUpdate(key=token, **values("keys", "edit", fields)), UI_CALLER, runtime)
         elif action in ("block", "unblock"):
             await (keys.block if action == "block" else keys.unblock)(KeyRef(key=token), UI_CALLER, runtime)
         elif action == "delete":
@@ -168,91 +161,6 @@ async def key_action(request: Request, session: SessionDep, token: str, action: 
     except (ProxyError, ValueError) as exc:
         return back("/ui/keys", error=message_of(exc))
     return back("/ui/keys", flash=f"key {action}d" if action != "update" else "key updated")
-
-
-def _key_fields(fields: dict[str, str]) -> dict[str, Any]:
-    values = {
-        "key_alias": optional(fields, "key_alias"), "models": names(fields, "models"),
-        "max_budget": number(fields, "max_budget"), "budget_duration": optional(fields, "budget_duration"),
-        "rpm_limit": number(fields, "rpm_limit", int), "tpm_limit": number(fields, "tpm_limit", int),
-        "duration": optional(fields, "duration"), "team_id": optional(fields, "team_id"),
-        "user_id": optional(fields, "user_id"),
-    }
-    return {k: v for k, v in values.items() if v is not None}
-
-
-# -- teams, users, end-users -----------------------------------------------------------------------------
-@router.get("/teams")
-async def teams_page(request: Request, session: SessionDep) -> HTMLResponse:
-    listing = await teams.list_teams(UI_CALLER, runtime_of(request), user_id=None, page=1, size=1000)
-    return page(request, "holders.html", session, title="Teams", rows=listing, id_field="team_id",
-                name_field="team_alias", new_action="/ui/teams/new", block_base="/ui/teams")
-
-
-@router.get("/users")
-async def users_page(request: Request, session: SessionDep) -> HTMLResponse:
-    listing = await users.list_users(UI_CALLER, runtime_of(request), page=1, page_size=1000)
-    rows = listing.get("users", listing) if isinstance(listing, dict) else listing
-    return page(request, "holders.html", session, title="Users", rows=rows, id_field="user_id",
-                name_field="user_alias", new_action="/ui/users/new", block_base=None)
-
-
-@router.get("/customers")
-async def customers_page(request: Request, session: SessionDep) -> HTMLResponse:
-    rows = await customers.list_customers(UI_CALLER, runtime_of(request), page=1, size=1000)
-    return page(request, "holders.html", session, title="End-users", rows=rows, id_field="user_id",
-                name_field="alias", new_action="/ui/customers/new", block_base="/ui/customers")
-
-
-@router.get("/tags")
-async def tags_page(request: Request, session: SessionDep) -> HTMLResponse:
-    rows = await tags.list_tags(UI_CALLER, runtime_of(request))
-    return page(request, "holders.html", session, title="Tags", rows=rows, id_field="name",
-                name_field="description", new_action="/ui/tags/new", block_base=None)
-
-
-@router.post("/{kind}/new")
-async def holder_new(request: Request, session: SessionDep, kind: str) -> Response:
-    fields = await form_of(request, session)
-    runtime = runtime_of(request)
-    limits = {"max_budget": number(fields, "max_budget") if fields.get("max_budget") else None,
-              "budget_duration": optional(fields, "budget_duration"),
-              "rpm_limit": number(fields, "rpm_limit", int) if fields.get("rpm_limit") else None}
-    limits = {k: v for k, v in limits.items() if v is not None}
-    ident, alias = optional(fields, "id"), optional(fields, "alias")
-    try:
-        if kind == "teams":
-            await teams.new(TeamNew(team_id=ident, team_alias=alias, models=names(fields, "models") or [],
-                                          **limits), UI_CALLER, runtime)
-        elif kind == "users":
-            await users.new(UserNew(user_id=ident, user_alias=alias, **limits), UI_CALLER, runtime)
-        elif kind == "tags":
-            await tags.new(TagNew(name=ident or "", description=alias, models=names(fields, "models"), **limits),
-                           UI_CALLER, runtime)
-        elif kind == "customers":
-            await customers.new(CustomerNew(user_id=ident or "", alias=alias, **limits), UI_CALLER, runtime)
-        else:
-            return back("/ui", error=f"unknown page {kind!r}")
-    except (ProxyError, ValueError) as exc:
-        return back(f"/ui/{kind}", error=message_of(exc))
-    return back(f"/ui/{kind}", flash="created")
-
-
-@router.post("/{kind}/{ident}/{action}")
-async def holder_action(request: Request, session: SessionDep, kind: str, ident: str, action: str) -> Response:
-    await form_of(request, session)
-    runtime = runtime_of(request)
-    if action not in ("block", "unblock") or kind not in ("teams", "customers"):
-        return back("/ui", error="unknown action")
-    try:
-        if kind == "teams":
-            await (teams.block if action == "block" else teams.unblock)(TeamRef(team_id=ident), UI_CALLER, runtime)
-        else:
-            await (customers.block if action == "block" else customers.unblock)(
-                CustomerIds(user_ids=[ident]), UI_CALLER, runtime)
-    except (ProxyError, ValueError) as exc:
-        return back(f"/ui/{kind}", error=message_of(exc))
-    return back(f"/ui/{kind}", flash=f"{action}ed")
 
 
 # -- models ------------------------------------------------------------------------------------------------

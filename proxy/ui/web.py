@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlencode
 
 from fastapi import Depends
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -105,7 +106,11 @@ def back(path: str, *, flash: str | None = None, error: str | None = None) -> Re
 
 
 def message_of(exc: Exception) -> str:
-    """What a refused form or filter says on the page (an API error's message, a parse error's text)."""
+    """What a refused form or filter says on the page: an API error's message, each field a body model
+    refused (`field: why`), or a parse error's text."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" if e["loc"] else e["msg"]
+                         for e in exc.errors(include_url=False))
     return exc.message if isinstance(exc, ProxyError) else str(exc)
 
 
@@ -129,21 +134,6 @@ def paging_of(listing: dict[str, Any], current: int) -> dict[str, Any]:
 def optional(fields: dict[str, str], name: str) -> str | None:
     value = fields.get(name, "").strip()
     return value or None
-
-
-def number(fields: dict[str, str], name: str, kind: type = float) -> Any:
-    value = optional(fields, name)
-    if value is None:
-        return None
-    try:
-        return kind(value)
-    except ValueError:
-        raise ValueError(f"{name.replace('_', ' ')} must be a number") from None
-
-
-def names(fields: dict[str, str], name: str) -> list[str] | None:
-    value = optional(fields, name)
-    return [part.strip() for part in value.split(",") if part.strip()] if value else None
 
 
 SECURITY_HEADERS = {
