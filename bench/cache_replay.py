@@ -127,7 +127,7 @@ def local_cache() -> ResultCache:
 async def lookups(url: str, docs: int, rounds: int) -> dict[str, float]:
     """p50/p90 (ms) of one pipelined look-up of `docs` scores, and of a whole attempt with all of them cached."""
     from proxy.cache.keys import score_keys
-    from proxy.limits import RedisLink
+    from proxy.redis_link import RedisLink
     from proxy.request import make_request
 
     cache = ResultCache.from_params(CacheParams(type="redis", url=url, timeout=1.0),

@@ -43,6 +43,7 @@ from .governance import Governance
 from .live_models import LiveModels
 from .observability import RequestLogMiddleware, Telemetry, configure_logging
 from .process_tuning import settle_for_serving
+from .redis_link import RedisLink
 from .routing import BackgroundHealthChecks, Router
 from .routing.state import State
 from .spend.db import SchemaBehindError, check_schema, migrate
@@ -67,8 +68,10 @@ _NO_FRAMEWORK_TELEMETRY: dict[str, Any] = (
 DEBUG_ENV = "RERANK_PROXY_DEBUG"
 
 
-def build_router(settings: Settings, transport: Transport, *, state: State | None = None) -> Router:
-    """The router for `settings`; `state` (an earlier router's) carries cooldowns and counts over a reload."""
+def build_router(settings: Settings, transport: Transport, *, state: State | None = None,
+                 link: RedisLink | None = None) -> Router:
+    """The router for `settings`; `state` (an earlier router's) carries cooldowns and counts over a reload;
+    `link`: the process's Redis (else one of its own when `settings` name a Redis)."""
     r = settings.router
     return Router(
         settings.aliases,
@@ -90,6 +93,7 @@ def build_router(settings: Settings, transport: Transport, *, state: State | Non
         redis_url=settings.redis_url,
         redis_prefix=r.redis_prefix,
         redis_refresh_interval=r.redis_refresh_interval,
+        redis_link=link,
         state=state,
     )
 
@@ -146,12 +150,14 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
                              probe=lambda: gate.connected and store.ping(write=True))
         await writer.start(journaling=not gate.connected)
         upstream = transport or server_transport(settings.client_options)
-        router = build_router(settings, upstream)
-        governance = Governance(settings, store, router, gate, clock=clock)
+        redis_url = settings.redis_url
+        link = RedisLink(redis_url, prefix=general.redis_key_prefix) if redis_url else None
+        router = build_router(settings, upstream, link=link)
+        governance = Governance(settings, store, router, gate, clock=clock, link=link)
         await governance.start()
         cache_params = settings.cache
         cache = None if cache_params is None else ResultCache.from_params(
-            cache_params, link=governance.link, key_prefix=general.redis_key_prefix)
+            cache_params, link=link, key_prefix=general.redis_key_prefix)
         engine = Engine(router, None if general.disable_spend_logs else writer, governance.checks,
                         max_documents=general.max_documents, observers=[telemetry], cache=cache)
         await telemetry.start(writer=writer, router=router)
@@ -160,7 +166,7 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
             telemetry.metrics.track_router(router)
 
         live = LiveModels(settings, store=store, router=router, on_change=adopt,
-                          build_router=lambda new, state: build_router(new, upstream, state=state))
+                          build_router=lambda new, state: build_router(new, upstream, state=state, link=link))
         await live.start()
         health_checks = BackgroundHealthChecks(router.check_health, general.health_check_interval)
         if general.background_health_checks:
@@ -201,6 +207,8 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
                 if on_spend_lost is not None:
                     on_spend_lost(writer.dropped)
             await router.aclose()
+            if link is not None:
+                await link.aclose()
             if transport is None:
                 await upstream.aclose()
             await gate.close()

@@ -21,6 +21,7 @@ from .cache.config import CacheParams
 from .deployments import resolve_deployment
 from .http_body import ResponseLimits
 from .providers import Deployment
+from .redis_link import connection_url
 from .refusals import refusals
 from .routing.table import group_alias_target
 from .settings import (
@@ -80,12 +81,8 @@ class Settings:
     @property
     def redis_url(self) -> str | None:
         router = self.router
-        if router.redis_url:
-            return router.redis_url
-        if router.redis_host:
-            auth = f":{router.redis_password}@" if router.redis_password else ""
-            return f"redis://{auth}{router.redis_host}:{router.redis_port or 6379}"
-        return self.environ.get("REDIS_URL")
+        return (connection_url(router.redis_url, router.redis_host, router.redis_port, router.redis_password)
+                or self.environ.get("REDIS_URL"))
 
     @property
     def cache(self) -> CacheParams | None:

@@ -170,7 +170,8 @@ class GeneralSettings(_Strict):
     proxy_budget_rescheduler_max_time: float = Field(default=60.0, gt=0)
     """Upper bound (s) of the random interval between budget-reset sweeps."""
     redis_key_prefix: str = "rerank-proxy:"
-    """Prefix of the limit and budget keys in Redis."""
+    """Prefix of every key in Redis: routing state (unless `router_settings.redis_prefix` is set), limits,
+    budgets and the result cache."""
     store_model_in_db: bool = False
     """Models added through `/model/new` are stored (provider keys encrypted) and reach every replica."""
     model_sync_interval: float = Field(2.0, gt=0, le=300)
@@ -239,9 +240,11 @@ class RouterSettings(_Strict):
     max_cooldown_time: float = Field(60.0, ge=0)
     """Cap (s) on a cooldown lengthened by a 429's `Retry-After`."""
     redis_url: str | None = None
-    """Share routing state, limits and budgets between replicas (default the `REDIS_URL` variable)."""
-    redis_prefix: str = "rerank-proxy"
-    """Prefix of the routing keys in Redis."""
+    """Share routing state, limits, budgets and the result cache between replicas, over one connection per
+    process (default the `REDIS_URL` variable)."""
+    redis_prefix: str | None = None
+    """Prefix of the routing keys in Redis (followed by `:`); unset: `general_settings.redis_key_prefix`, which
+    every other key carries."""
     redis_refresh_interval: float = Field(0.1, ge=0)
     """Seconds between refreshes of the in-process copy of shared routing state (0: read on every request)."""
     redis_host: str | None = None

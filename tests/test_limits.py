@@ -145,22 +145,23 @@ def test_redis_counters_check_and_take_atomically():
 
     async def scenario() -> None:
         async with async_redis(prefix) as client:
-            counters = RedisCounters(client, prefix)
+            counters = RedisCounters(prefix)
             rpm, budget = _rpm("key:k", 10), _budget("0.01", seed="0.004")
-            results = await asyncio.gather(*(counters.admit([rpm], Decimal(0), f"m{i}", NOW) for i in range(30)))
+            results = await asyncio.gather(*(counters.admit(client, [rpm], Decimal(0), f"m{i}", NOW)
+                                             for i in range(30)))
             assert sum(not isinstance(r, Refused) for r in results) == 10
             refused = next(r for r in results if isinstance(r, Refused))
             assert 0 < refused.retry_after <= 60
-            taken = [await counters.admit([budget], Decimal("0.002"), f"b{i}", NOW) for i in range(4)]
+            taken = [await counters.admit(client, [budget], Decimal("0.002"), f"b{i}", NOW) for i in range(4)]
             assert [isinstance(t, Refused) for t in taken] == [False, False, False, True]
             assert taken[3].used == Decimal("0.010")
-            await counters.release(taken[0], "b0", Decimal("0.002"), Decimal("0.001"))
-            assert await counters.spent("key:k", None) == Decimal("0.005")
-            assert not isinstance(await counters.admit([budget], Decimal("0.002"), "b9", NOW), Refused)
+            await counters.release(client, taken[0], "b0", Decimal("0.002"), Decimal("0.001"))
+            assert await counters.spent(client, "key:k", None) == Decimal("0.005")
+            assert not isinstance(await counters.admit(client, [budget], Decimal("0.002"), "b9", NOW), Refused)
             free_budget = Limit("budget", "key:free", Decimal(1), "key 'free'", "max_budget")
-            free = await counters.admit([free_budget], Decimal(0), "f1", NOW)  # a free model reserves nothing
-            await counters.release(free, "f1", Decimal(0), Decimal(0))
-            assert await counters.spent("key:free", None) == Decimal(0)
+            free = await counters.admit(client, [free_budget], Decimal(0), "f1", NOW)  # a free model reserves nothing
+            await counters.release(client, free, "f1", Decimal(0), Decimal(0))
+            assert await counters.spent(client, "key:free", None) == Decimal(0)
 
     asyncio.run(scenario())
 
@@ -368,11 +369,12 @@ def test_proxy_wide_budget(fake_cohere, tmp_path):
 def test_redis_outage_falls_back_to_per_process_limits(fake_cohere, tmp_path, caplog):
     config = config_for(fake_cohere.url, f"sqlite:///{tmp_path / 'spend.db'}",
                         router_settings={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
-    with caplog.at_level(logging.WARNING, logger="proxy.governance"), running_proxy(config) as server:
+    with caplog.at_level(logging.WARNING, logger="proxy.redis"), running_proxy(config) as server:
         with admin(server.url) as client:
             key = new_key(client, rpm_limit=3)
         assert [call(server.url, key, model="local-bm25").status_code for _ in range(5)] == [200] * 3 + [429] * 2
-    assert any("Redis unavailable" in r.getMessage() for r in caplog.records)
+    warnings = [r.getMessage() for r in caplog.records if "Redis at" in r.getMessage()]
+    assert len(warnings) == 1 and "rate limits and budgets are counted per process" in warnings[0]
 
 
 # --- two replicas sharing Redis --------------------------------------------------------------------

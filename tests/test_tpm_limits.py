@@ -71,20 +71,20 @@ def test_redis_tpm_counts_released_tokens_per_minute():
 
     async def scenario() -> None:
         async with async_redis(prefix) as client:
-            counters = RedisCounters(client, prefix)
+            counters = RedisCounters(prefix)
             limit = _tpm(1000)
-            first = await counters.admit([limit], Decimal(0), "m1", NOW)
+            first = await counters.admit(client, [limit], Decimal(0), "m1", NOW)
             assert not isinstance(first, Refused) and first.tpm == ("key:k",)
-            await counters.release(first, "m1", Decimal(0), Decimal(0), 600, NOW)
-            second = await counters.admit([limit], Decimal(0), "m2", NOW)
+            await counters.release(client, first, "m1", Decimal(0), Decimal(0), 600, NOW)
+            second = await counters.admit(client, [limit], Decimal(0), "m2", NOW)
             assert not isinstance(second, Refused)
-            await counters.release(second, "m2", Decimal(0), Decimal(0), 600, NOW)
-            assert await counters.tokens_used("key:k", NOW) == 1200
-            refused = await counters.admit([limit], Decimal(0), "m3", NOW)
+            await counters.release(client, second, "m2", Decimal(0), Decimal(0), 600, NOW)
+            assert await counters.tokens_used(client, "key:k", NOW) == 1200
+            refused = await counters.admit(client, [limit], Decimal(0), "m3", NOW)
             assert isinstance(refused, Refused) and refused.used == 1200 and refused.retry_after == 47
             assert 0 < await client.pttl(counters.tpm_key("key:k", NOW)) <= 120_000  # the count expires
             later = NOW + timedelta(seconds=47)
-            assert not isinstance(await counters.admit([limit], Decimal(0), "m4", later), Refused)
+            assert not isinstance(await counters.admit(client, [limit], Decimal(0), "m4", later), Refused)
 
     asyncio.run(scenario())
 

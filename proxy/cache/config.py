@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import InvalidRequestError
+from ..redis_link import connection_url
 
 # LiteLLM's call types: accepted so a LiteLLM config loads; only rerank calls are ever cached here.
 CALL_TYPES = frozenset({
@@ -77,12 +78,7 @@ class CacheParams(BaseModel):
 
     def redis_url(self) -> str | None:
         """The Redis these params name themselves (None: use the server's Redis settings)."""
-        if self.url:
-            return self.url
-        if self.host:
-            auth = f":{self.password}@" if self.password else ""
-            return f"redis://{auth}{self.host}:{self.port or 6379}"
-        return None
+        return connection_url(self.url, self.host, self.port, self.password)
 
 
 @dataclass(slots=True)

@@ -52,20 +52,19 @@ class ResultCache:
     def from_params(cls, params: CacheParams, *, link: Any = None, key_prefix: str = "rerank-proxy:"
                     ) -> ResultCache:
         """A cache as `params` describe it. `type: redis` uses the params' own Redis when they name one (a link
-        of its own), else `link`: the server's `RedisLink`, shared with rate limits and budgets."""
+        of its own), else `link`: the server's `RedisLink`, shared with routing, rate limits and budgets."""
         namespace = f"{params.namespace}:" if params.namespace else ""
         store: LocalStore | RedisStore
         if params.type == "redis":
             own = params.redis_url()
             if own:
-                from ..limits import RedisLink
+                from ..redis_link import RedisLink
 
-                link = RedisLink(role=None)  # the store warns, once per outage
-                link.connect(own, key_prefix)
+                link = RedisLink(own, prefix=key_prefix, setting="cache_params.url")
             if link is None:
                 raise ValueError("a redis cache needs a Redis: cache_params.url or host, or the server's Redis link")
             store = RedisStore(link, timeout=params.timeout, own_link=bool(own))
-            prefix = f"{key_prefix}cache:{namespace}"
+            prefix = f"{link.prefix}cache:{namespace}"
         else:
             store = LocalStore(int(params.max_size_mb * 1024 * 1024))
             prefix = namespace

@@ -3,19 +3,16 @@
 Both answer `get_many(keys)` in one step (Redis: one MGET round trip) and take writes with `put_many`,
 which never makes a request wait: the local store writes at once, Redis in a background task. A Redis
 that is down or slower than `timeout` makes `get_many` return None (the caller bypasses the cache); the
-link then stays marked down for a few seconds so later requests do not wait on it again.
+`RedisLink` then stays down for a few seconds so later requests do not wait on it again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
-
-log = logging.getLogger("proxy.cache")
 
 ENTRY_OVERHEAD = 120
 """Bytes a local entry costs beyond its key and value (the dict slot, the tuple, two bytes objects)."""
@@ -78,10 +75,11 @@ class LocalStore:
 
 
 class RedisStore:
-    """Cache entries in Redis, shared by every replica, reached through a `RedisLink` (limits/redis_link.py).
+    """Cache entries in Redis, shared by every replica, reached through a `RedisLink` (redis_link.py).
 
-    `timeout` bounds every look-up and write on top of the link's socket timeout; a failure marks the link
-    down (one warning from the link) and counts in `unavailable`.
+    `timeout` bounds every look-up and write on top of the link's own; a failure counts in `unavailable`
+    and marks the link down (the link warns, once per outage), except a miss of this tighter deadline on a
+    link shared with routing and limits: slow is not down for them.
     """
 
     shared = True
@@ -93,7 +91,7 @@ class RedisStore:
         """Look-ups and writes skipped or failed because Redis did not answer in time."""
         self._own_link = own_link
         self._tasks: set[asyncio.Task[None]] = set()
-        self._degraded = False
+        link.serve("result cache", "the result cache is bypassed")
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None] | None:
         client = self.link.client()
@@ -106,7 +104,7 @@ class RedisStore:
         except self.link.errors as exc:
             self._failed(exc)
             return None
-        self._ok()
+        self.link.ok()
         return values
 
     def put_many(self, entries: Sequence[tuple[str, bytes]], ttl: float) -> None:
@@ -126,6 +124,8 @@ class RedisStore:
                 await pipe.execute()
         except self.link.errors as exc:
             self._failed(exc)
+        else:
+            self.link.ok()
 
     async def settle(self) -> None:
         """Wait for the writes in flight (tests and shutdown)."""
@@ -134,17 +134,8 @@ class RedisStore:
 
     def _failed(self, exc: BaseException) -> None:
         self.unavailable += 1
-        if not self._degraded:
-            self._degraded = True
-            log.warning("result cache: Redis did not answer (%s); requests bypass the cache until it does",
-                        type(exc).__name__)
-        self.link.failed(exc)
-
-    def _ok(self) -> None:
-        if self._degraded:
-            self._degraded = False
-            log.warning("result cache: Redis answers again; the cache is back in use")
-        self.link.ok()
+        if self._own_link or type(exc) is not TimeoutError:  # TimeoutError itself: our `timeout`, not the link's
+            self.link.failed(exc)
 
     async def aclose(self) -> None:
         if self._tasks:

@@ -16,7 +16,8 @@ from typing import Any
 
 from ..config_loading import Settings
 from ..guardrails import GuardrailChain
-from ..limits import EndUserRecords, LocalCounters, RedisLink
+from ..limits import EndUserRecords, LocalCounters
+from ..redis_link import RedisLink
 from ..routing import Router
 from ..spend.holders import TAG
 from .budgets import ProxyBudgets
@@ -31,8 +32,9 @@ def utc_now() -> datetime:
 
 class Governance:
     def __init__(self, settings: Settings, store: Any, router: Router, gate: Any,
-                 clock: Callable[[], datetime] | None = None) -> None:
-        """`gate`: the `DatabaseGate` end-user records are read through (a stalled database never stalls a call)."""
+                 clock: Callable[[], datetime] | None = None, link: RedisLink | None = None) -> None:
+        """`gate`: the `DatabaseGate` end-user records are read through (a stalled database never stalls a call);
+        `link`: the process's Redis, which its owner closes (None: limits count in this process)."""
         self.settings = settings
         self.clock = clock or utc_now
         """Wall-clock time for limits and budgets (minutes, windows, periods); tests inject their own."""
@@ -41,7 +43,7 @@ class Governance:
         self.end_users = EndUserRecords(gate, settings.general.key_cache_ttl)
         self.tags = EndUserRecords(gate, settings.general.key_cache_ttl, kind="tag",
                                    fetch=lambda name: gate.store.get_holder(TAG, name))
-        self.link = RedisLink()
+        self.link = link
         self.budgets = ProxyBudgets(settings, store)
         self.checks = CallChecks(router, self.local, self.end_users, self.link, self.budgets, self.clock, self.tags)
         self.live_spend = LiveSpend(self.local, self.link, self.budgets, self.clock)
@@ -66,7 +68,6 @@ class Governance:
 
     async def start(self) -> None:
         self.adopt_config(self.settings)
-        self.link.connect(self.settings.redis_url, self.settings.general.redis_key_prefix)
         if self.gate.connected:  # else the upkeep does it once the database is there
             await self.upkeep.first_sweep()
         self.upkeep.start()
@@ -78,7 +79,6 @@ class Governance:
     async def stop(self) -> None:
         await self.upkeep.stop()
         await self.checks.close()
-        await self.link.aclose()
 
     # the admin API's reads and writes -------------------------------------------------------------
 

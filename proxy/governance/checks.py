@@ -29,7 +29,7 @@ from ..limits import (
     EndUserRecords,
     Limit,
     LocalCounters,
-    RedisLink,
+    RedisCounters,
     Refused,
     SharedAdmission,
     call_limits,
@@ -37,6 +37,7 @@ from ..limits import (
 )
 from ..pricing import Price, cost, estimate_tokens, price_for
 from ..providers import Usage
+from ..redis_link import RedisLink
 from ..routing import Router
 from .budgets import ProxyBudgets
 
@@ -58,13 +59,17 @@ class Admission:
 
 
 class CallChecks:
-    def __init__(self, router: Router, local: LocalCounters, end_users: EndUserRecords, link: RedisLink,
+    def __init__(self, router: Router, local: LocalCounters, end_users: EndUserRecords, link: RedisLink | None,
                  budgets: ProxyBudgets, clock: Callable[[], datetime], tags: EndUserRecords) -> None:
         self.router = router
         self.local = local
         self.end_users = end_users
         self.tags = tags
         self.link = link
+        """The process's Redis (None: counted in this process only)."""
+        self.shared = RedisCounters(link.prefix) if link is not None else None
+        if link is not None:
+            link.serve("limits", "rate limits and budgets are counted per process")
         self.budgets = budgets
         self.clock = clock
         self.chain = GuardrailChain()
@@ -123,14 +128,14 @@ class CallChecks:
         tokens, ended = (_tokens_used(call), self.clock()) if admission.tpm else (0, None)
         if tokens and ended is not None and admission.shared is None:
             self.local.add_tokens(admission.tpm, tokens, ended)
-        if admission.shared is not None and self.link.counters is not None:
+        if admission.shared is not None:
             task = asyncio.get_running_loop().create_task(self._release_shared(admission, spent, tokens, ended))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def retry_releases(self) -> None:
         """Give back slots, settle reservations and count tokens whose release failed while Redis was away."""
-        while self._unreleased and self.link.available() is not None:
+        while self._unreleased and self.link is not None and not self.link.down:
             await self._release_shared(*self._unreleased.pop())
 
     async def _guard(self, call: Call, key_guardrails: list[str] | None) -> None:
@@ -148,14 +153,14 @@ class CallChecks:
         estimate = self._estimate(call) if any(lim.kind == "budget" for lim in limits) else Decimal(0)
         budgets = tuple((lim.counter, lim.period_end) for lim in limits if lim.kind == "budget")
         member = f"{self._node}:{next(self._members)}"
-        shared = self.link.available()
-        if shared is not None:
+        link, shared = self.link, self.shared
+        if link is not None and shared is not None and (client := link.client()) is not None:
             try:
-                result = await shared.admit(limits, estimate, member, now)
-            except self.link.errors as exc:
-                self.link.failed(exc)
+                result = await shared.admit(client, limits, estimate, member, now)
+            except link.errors as exc:
+                link.failed(exc)
             else:
-                self.link.ok()
+                link.ok()
                 if isinstance(result, Refused):
                     raise refusal(result.limit, now=now, retry_after=result.retry_after, used=result.used)
                 # Mirror the reservation here so a later fallback starts from what this process saw.
@@ -170,14 +175,19 @@ class CallChecks:
 
     async def _release_shared(self, admission: Admission, spent: Decimal, tokens: int = 0,
                               ended: datetime | None = None) -> None:
-        assert self.link.counters is not None and admission.shared is not None
-        try:
-            await self.link.counters.release(admission.shared, admission.member, admission.estimate, spent,
-                                             tokens, ended)
-        except self.link.errors as exc:
-            self.link.failed(exc)
-            if len(self._unreleased) < MAX_UNRELEASED:  # else the slots age out and the reservations expire
-                self._unreleased.append((admission, spent, tokens, ended))
+        assert self.link is not None and self.shared is not None and admission.shared is not None
+        client = self.link.client()
+        if client is not None:
+            try:
+                await self.shared.release(client, admission.shared, admission.member, admission.estimate, spent,
+                                          tokens, ended)
+            except self.link.errors as exc:
+                self.link.failed(exc)
+            else:
+                self.link.ok()
+                return
+        if len(self._unreleased) < MAX_UNRELEASED:  # else the slots age out and the reservations expire
+            self._unreleased.append((admission, spent, tokens, ended))
 
     def _estimate(self, call: Call) -> Decimal:
         """The call's price at the dearest deployment of its alias, before any provider reports usage."""

@@ -8,14 +8,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from ..limits import LocalCounters, RedisLink, current_period
+from ..limits import LocalCounters, RedisCounters, current_period
+from ..redis_link import RedisLink
 from .budgets import ProxyBudgets
 
 
 class LiveSpend:
-    def __init__(self, local: LocalCounters, link: RedisLink, budgets: ProxyBudgets,
+    def __init__(self, local: LocalCounters, link: RedisLink | None, budgets: ProxyBudgets,
                  clock: Callable[[], datetime]) -> None:
         self.local, self.link, self.budgets, self.clock = local, link, budgets, clock
+        self.shared = RedisCounters(link.prefix) if link is not None else None
 
     async def describe_key(self, info: dict[str, Any], record: Any) -> dict[str, Any]:
         return await self._describe(info, f"key:{record.key_id}", record, record.max_budget)
@@ -33,12 +35,14 @@ class LiveSpend:
         now = self.clock()
         period, spend = current_period(record.budget_reset_at, record.budget_duration, record.spend, now)
         known = [spend, self.local.spent(counter, period)]
-        shared = self.link.available()
-        if shared is not None:
+        link, shared = self.link, self.shared
+        if link is not None and shared is not None and (client := link.client()) is not None:
             try:
-                known.append(await shared.spent(counter, period))
-            except self.link.errors as exc:
-                self.link.failed(exc)
+                known.append(await shared.spent(client, counter, period))
+            except link.errors as exc:
+                link.failed(exc)
+            else:
+                link.ok()
         spend = max(v for v in known if v is not None)
         info["spend"] = float(spend)
         info["budget_reset_at"] = period

@@ -7,7 +7,7 @@ Keys (under the configured prefix):
                                  new period starts at zero; the database's figure is merged in upward
   tpm:<counter>:<minute>         INCRBY the tokens of each finished call; <minute> is the Unix minute
 Admission is one round-trip (EVALSHA); releases, settlements and token counts are one more, off the
-request path.
+request path. Every call takes the client to use: the process's `RedisLink` has one per event loop.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
+from ..redis_link import Script
 from .local import Refused
 from .rules import RPM_WINDOW_SECONDS, TPM_MINUTE_SECONDS, Limit, seconds_to_next_minute, tpm_minute
 
@@ -26,7 +27,7 @@ LIFETIME_BUDGET_TTL_MS = 24 * 3600 * 1000
 PERIOD_GRACE_MS = 3600 * 1000
 TPM_TTL_MS = 2 * TPM_MINUTE_SECONDS * 1000  # a minute's count outlives the minute, for clock skew between replicas
 
-ADMIT = """
+ADMIT = Script("""
 local n = #KEYS
 local member = ARGV[5 * n + 1]
 local t = redis.call('TIME')
@@ -65,9 +66,9 @@ for i = 1, n do
   end
 end
 return {0, 0, '0'}
-"""
+""")
 
-RELEASE = """
+RELEASE = Script("""
 local n = #KEYS
 local member = ARGV[3 * n + 1]
 for i = 1, n do
@@ -84,7 +85,7 @@ for i = 1, n do
   end
 end
 return 0
-"""
+""")
 
 
 def ticks(amount: Decimal) -> int:
@@ -102,11 +103,8 @@ class SharedAdmission:
 
 
 class RedisCounters:
-    def __init__(self, client: Any, prefix: str) -> None:
-        self.client = client
+    def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        self._admit = client.register_script(ADMIT)
-        self._release = client.register_script(RELEASE)
 
     def tpm_key(self, counter: str, now: datetime) -> str:
         return f"{self.prefix}tpm:{counter}:{tpm_minute(now)}"
@@ -114,7 +112,7 @@ class RedisCounters:
     def budget_key(self, counter: str, period: datetime | None) -> str:
         return f"{self.prefix}budget:{counter}:{int(period.timestamp()) if period else 'all'}"
 
-    async def admit(self, limits: list[Limit], estimate: Decimal, member: str,
+    async def admit(self, client: Any, limits: list[Limit], estimate: Decimal, member: str,
                     now: datetime) -> Refused | SharedAdmission:
         keys: list[str] = []
         args: list[Any] = []
@@ -134,7 +132,8 @@ class RedisCounters:
                 ttl = (int((limit.period_end - now).total_seconds() * 1000) + PERIOD_GRACE_MS
                        if limit.period_end else LIFETIME_BUDGET_TTL_MS)
                 args += ["b", ticks(Decimal(limit.limit)), ticks(limit.seed), reserve, max(ttl, 1000)]
-        index, pttl, used = await self._admit(keys=keys, args=[*args, member])
+        args.append(member)
+        index, pttl, used = await ADMIT(client, keys, args)
         if index:
             limit = limits[int(index) - 1]
             if limit.kind == "tpm":
@@ -146,7 +145,7 @@ class RedisCounters:
             budgets=tuple(k for k, lim in zip(keys, limits, strict=True) if lim.kind == "budget"),
             tpm=tuple(lim.counter for lim in limits if lim.kind == "tpm"))
 
-    async def release(self, admission: SharedAdmission, member: str, estimate: Decimal, cost: Decimal,
+    async def release(self, client: Any, admission: SharedAdmission, member: str, estimate: Decimal, cost: Decimal,
                       tokens: int = 0, ended: datetime | None = None) -> None:
         """Free parallel slots, settle budget reservations with `cost`, and count `tokens` against the
         `tpm_limit` counters in the minute the call `ended`."""
@@ -161,11 +160,12 @@ class RedisCounters:
             args += ["b", -ticks(estimate), ticks(cost)]  # negated here: Lua would write -0 as "-0"
         for _ in counted:
             args += ["t", tokens, TPM_TTL_MS]
-        await self._release(keys=keys, args=[*args, member])
+        args.append(member)
+        await RELEASE(client, keys, args)
 
-    async def tokens_used(self, counter: str, now: datetime) -> int:
-        return int(await self.client.get(self.tpm_key(counter, now)) or 0)
+    async def tokens_used(self, client: Any, counter: str, now: datetime) -> int:
+        return int(await client.get(self.tpm_key(counter, now)) or 0)
 
-    async def spent(self, counter: str, period: datetime | None) -> Decimal | None:
-        value = await self.client.hget(self.budget_key(counter, period), "s")
+    async def spent(self, client: Any, counter: str, period: datetime | None) -> Decimal | None:
+        value = await client.hget(self.budget_key(counter, period), "s")
         return None if value is None else Decimal(int(value)) / TICKS

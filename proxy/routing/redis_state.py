@@ -7,8 +7,9 @@ What must be exact across replicas is a round trip on the request path: reservin
 deployment's `rpm` (an atomic INCR) and counting a failure toward `allowed_fails`. Everything else
 (in-flight counts, usage, latency, cooldowns) is queued and written in batches by one task per event loop.
 
-When Redis cannot be reached, routing carries on with the in-process numbers: one warning is logged,
-Redis is pinged every `retry_interval` seconds, and sharing resumes when it answers.
+Redis is reached through the process's `RedisLink` (redis_link.py), shared with limits and the result
+cache: while the link is down routing carries on with the in-process numbers, and sharing resumes (every
+alias read afresh) when it is back.
 
 Keys (prefix p, deployment id d, minute m):
     p:cool:d     cooled until (wall clock); expires with the cooldown
@@ -21,26 +22,21 @@ Keys (prefix p, deployment id d, minute m):
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import logging
 import time
 import uuid
 import weakref
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
-from ..errors import ConfigurationError
+from ..redis_link import NoScriptError, RedisLink, Script
 from .state import LocalState, Stats
 from .table import Group, Member
-
-log = logging.getLogger("proxy.routing")
 
 USAGE_TTL = 120
 BUSY_TTL = 120
 BUSY_STALE = 60.0
 
-RESERVE = """
+RESERVE = Script("""
 local used = redis.call('INCR', KEYS[1])
 if used == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 local limit = tonumber(ARGV[1])
@@ -49,87 +45,70 @@ if limit > 0 and used > limit then
   return -limit
 end
 return used
-"""
+""")
 """Count one request against a deployment's rpm in this minute, atomically: the new count, or -rpm when full."""
+MEANWHILE = "routing state stays in this process"
 
 
-def redacted(url: str) -> str:
-    """scheme://host:port/db of a Redis URL, never its password."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path or ''}"
+class _Writer:
+    """One event loop's write queue and the task that sends it."""
 
+    __slots__ = ("pending", "wake", "flusher", "closing")
 
-class _Link:
-    """One event loop's Redis client, its write queue and the tasks that serve it."""
-
-    __slots__ = ("client", "pending", "wake", "flusher", "reconnect", "closing")
-
-    def __init__(self, client: Any):
-        self.client = client
+    def __init__(self) -> None:
         self.pending: list[tuple[Any, ...]] = []
         self.wake = asyncio.Event()
         self.flusher: asyncio.Task | None = None
-        self.reconnect: asyncio.Task | None = None
         self.closing = False
 
 
 class RedisState:
+    """`prefix`: of the routing keys (with its ':'), default the link's; `owns_link`: `aclose` closes the
+    link's client too (a router with a Redis of its own, as the SDK's)."""
+
     shared = True
 
-    def __init__(self, url: str, *, local: LocalState, needs: frozenset[str] = frozenset(),
-                 prefix: str = "rerank-proxy", refresh_interval: float = 0.1, timeout: float = 0.5,
-                 retry_interval: float = 1.0):
-        try:
-            import redis.asyncio as aioredis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-            from redis.exceptions import NoScriptError, RedisError
-        except ImportError:
-            raise ConfigurationError("router_settings.redis_url needs the optional package 'redis': "
-                                     "pip install 'rerank-proxy[redis]'") from None
-
-        def connect() -> Any:
-            return aioredis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                           retry=Retry(NoBackoff(), 0))
-
-        self._connect = connect
-        self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
-        self._noscript = NoScriptError
-        self._reserve_sha = hashlib.sha1(RESERVE.encode()).hexdigest()
+    def __init__(self, link: RedisLink, *, local: LocalState, needs: frozenset[str] = frozenset(),
+                 prefix: str | None = None, refresh_interval: float = 0.1, owns_link: bool = False):
+        self.link = link
         self.local = local
-        self.where = redacted(url)
         self.refresh_interval = refresh_interval
-        self.retry_interval = retry_interval
-        self._p = prefix + ":"
+        self._owns_link = owns_link
+        self._p = link.prefix if prefix is None else prefix
         self._busy = "busy" in needs
         self._usage = "usage" in needs
         self._latency = "latency" in needs
         self._replica = uuid.uuid4().hex[:12]
-        self._links: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Link] = weakref.WeakKeyDictionary()
-        self._last: tuple[asyncio.AbstractEventLoop | None, _Link | None] = (None, None)
+        self._writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Writer] = weakref.WeakKeyDictionary()
+        self._last: tuple[asyncio.AbstractEventLoop | None, _Writer | None] = (None, None)
         self._keys: dict[str, tuple[int, list[str], int]] = {}
         self._fetched: dict[str, tuple[float, asyncio.Task | None]] = {}
         self._expiring: dict[str, float] = {}
         """Key → when we last set its TTL, so a key's TTL is not rewritten on every call."""
-        self.down = False
+        link.serve("routing", MEANWHILE, on_back=self._resumed)
+
+    def _resumed(self) -> None:
+        """Redis is back (it may have restarted empty): read every alias afresh and set TTLs again."""
+        self._fetched.clear()
+        self._expiring.clear()
 
     # -- plumbing ------------------------------------------------------------------------------------
-    def _link(self) -> _Link:
+    def _writer(self) -> _Writer:
         loop = asyncio.get_running_loop()
-        last_loop, last_link = self._last
-        if loop is last_loop and last_link is not None:
-            return last_link
-        link = self._links.get(loop)
-        if link is None:
-            link = self._links[loop] = _Link(self._connect())
-            link.flusher = loop.create_task(self._flush(link), name="rerank-proxy-redis-writer")
-        self._last = (loop, link)
-        return link
+        last_loop, last = self._last
+        if loop is last_loop and last is not None:
+            return last
+        writer = self._writers.get(loop)
+        if writer is None:
+            writer = self._writers[loop] = _Writer()
+            writer.flusher = loop.create_task(self._flush(writer), name="rerank-proxy-redis-writer")
+        self._last = (loop, writer)
+        return writer
 
     def _queue(self, *command: Any) -> None:
-        link = self._link()
-        link.pending.append(command)
-        link.wake.set()
+        writer = self._writer()
+        writer.pending.append(command)
+        writer.wake.set()
 
     def _queue_ttl(self, key: str, seconds: int, now: float) -> None:
         """Set a key's TTL once in a while (counters are created by INCR, which keeps no TTL of its own)."""
@@ -140,48 +119,26 @@ class RedisState:
         self._expiring[key] = now
         self._queue("EXPIRE", key, seconds)
 
-    async def _flush(self, link: _Link) -> None:
-        while not link.closing:
-            await link.wake.wait()
-            link.wake.clear()
-            await self._write(link)
+    async def _flush(self, writer: _Writer) -> None:
+        while not writer.closing:
+            await writer.wake.wait()
+            writer.wake.clear()
+            await self._write(writer)
 
-    async def _write(self, link: _Link) -> None:
-        commands, link.pending = link.pending, []
-        if not commands or self.down:
+    async def _write(self, writer: _Writer) -> None:
+        commands, writer.pending = writer.pending, []
+        client = self.link.client() if commands else None
+        if client is None:  # Redis is down: these numbers stay in this process
             return
-        pipe = link.client.pipeline(transaction=False)
+        pipe = client.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)
         try:
             await pipe.execute(raise_on_error=False)
-        except self._errors as exc:
-            self._went_down(link, exc)
-
-    def _went_down(self, link: _Link, exc: BaseException) -> None:
-        if self.down:
-            return
-        self.down = True
-        self._expiring.clear()
-        log.warning("Redis at %s is unreachable (%s); routing state stays in this process until it answers",
-                    self.where, type(exc).__name__)
-        self._watch(link)
-
-    def _watch(self, link: _Link) -> None:
-        """Ping from this loop until Redis answers (the loop that noticed the outage may have ended since)."""
-        if link.reconnect is None or link.reconnect.done():
-            link.reconnect = asyncio.get_running_loop().create_task(self._reconnect(link))
-
-    async def _reconnect(self, link: _Link) -> None:
-        while self.down:
-            await asyncio.sleep(self.retry_interval)
-            try:
-                await link.client.ping()
-            except self._errors:
-                continue
-            self.down = False
-            self._fetched.clear()
-            log.info("Redis at %s answers again; routing state is shared again", self.where)
+        except self.link.errors as exc:
+            self.link.failed(exc)
+        else:
+            self.link.ok()
 
     def _read_keys(self, group: Group, minute: int) -> tuple[list[str], int]:
         cached = self._keys.get(group.alias)
@@ -201,9 +158,6 @@ class RedisState:
     # -- reading -------------------------------------------------------------------------------------
     async def read(self, group: Group, now: float) -> Sequence[Stats]:
         view = self.local.view(group)
-        if self.down:
-            self._watch(self._link())
-            return view
         seen = self._fetched.get(group.alias)
         if seen is None or self.refresh_interval <= 0:
             await self._fetch(group, now)
@@ -217,21 +171,25 @@ class RedisState:
         started = time.monotonic()
         minute = int(now // 60)
         keys, width = self._read_keys(group, minute)
-        link = self._link()
+        client = self.link.client()
+        if client is None:
+            self._fetched[group.alias] = (started, None)
+            return
         try:
             if self._busy:
-                pipe = link.client.pipeline(transaction=False)
+                pipe = client.pipeline(transaction=False)
                 pipe.mget(keys)
                 for m in group.members:
                     pipe.hgetall(f"{self._p}busy:{m.id}")
                 replies = await pipe.execute()
                 values, busy = replies[0], replies[1:]
             else:
-                values, busy = await link.client.mget(keys), None
-        except self._errors as exc:
+                values, busy = await client.mget(keys), None
+        except self.link.errors as exc:
             self._fetched[group.alias] = (started, None)
-            self._went_down(link, exc)
+            self.link.failed(exc)
             return
+        self.link.ok()
         for i, m in enumerate(group.members):
             row = values[i * width:(i + 1) * width]
             self.local.merge_shared(
@@ -256,18 +214,19 @@ class RedisState:
 
     # -- exact counts (awaited) ----------------------------------------------------------------------
     async def reserve(self, member: Member, now: float) -> bool:
-        if self.down:
+        client = self.link.client()
+        if client is None:
             return self.local.try_reserve(member, now)
         key = f"{self._p}rpm:{member.id}:{int(now // 60)}"
-        link = self._link()
         try:
             try:
-                used = await link.client.evalsha(self._reserve_sha, 1, key, member.rpm or 0, USAGE_TTL)
-            except self._noscript:  # first use on this Redis (or after its restart): send the script itself
-                used = await link.client.eval(RESERVE, 1, key, member.rpm or 0, USAGE_TTL)
-        except self._errors as exc:
-            self._went_down(link, exc)
+                used = await client.evalsha(RESERVE.sha, 1, key, member.rpm or 0, USAGE_TTL)
+            except NoScriptError:  # first use on this Redis (or after its restart): send the script itself
+                used = await client.eval(RESERVE.text, 1, key, member.rpm or 0, USAGE_TTL)
+        except self.link.errors as exc:
+            self.link.failed(exc)
             return self.local.try_reserve(member, now)
+        self.link.ok()
         if used < 0:
             self.local.set_used(member.id, now, -used)
             return False
@@ -275,18 +234,19 @@ class RedisState:
         return True
 
     async def count_failure(self, member_id: str, now: float, window: float) -> int:
-        if self.down:
+        client = self.link.client()
+        if client is None:
             return self.local.count_failure_now(member_id, now, window)
         key = f"{self._p}fail:{member_id}"
-        link = self._link()
         try:
-            pipe = link.client.pipeline(transaction=False)
+            pipe = client.pipeline(transaction=False)
             pipe.set(key, 0, ex=max(int(window), 1), nx=True)
             pipe.incr(key)
             failures = (await pipe.execute(raise_on_error=False))[1]
-        except self._errors as exc:
-            self._went_down(link, exc)
+        except self.link.errors as exc:
+            self.link.failed(exc)
             return self.local.count_failure_now(member_id, now, window)
+        self.link.ok()
         if isinstance(failures, Exception):
             return self.local.count_failure_now(member_id, now, window)
         stats = self.local.stats(member_id)
@@ -301,7 +261,7 @@ class RedisState:
 
     def begin(self, member: Member, now: float, counted: bool) -> None:
         self.local.begin(member, now, counted)
-        if self.down:
+        if self.link.down:
             return
         if self._usage and not counted:
             key = f"{self._p}rpm:{member.id}:{int(now // 60)}"
@@ -312,7 +272,7 @@ class RedisState:
 
     def end(self, member: Member, now: float, latency: float | None, tokens: int | None) -> None:
         self.local.end(member, now, latency, tokens)
-        if self.down:
+        if self.link.down:
             return
         if self._busy:
             self._publish_busy(member, now)
@@ -327,21 +287,21 @@ class RedisState:
     def cool(self, member_id: str, until: float, now: float) -> None:
         self.local.cool(member_id, until, now)
         millis = int((until - now) * 1000)
-        if self.down or millis <= 0:
+        if self.link.down or millis <= 0:
             return
         self._queue("SET", f"{self._p}cool:{member_id}", repr(until), "PX", millis)
         self._queue("DEL", f"{self._p}fail:{member_id}")
 
     def recover(self, member_id: str) -> None:
         self.local.recover(member_id)
-        if not self.down:
+        if not self.link.down:
             self._queue("DEL", f"{self._p}cool:{member_id}", f"{self._p}fail:{member_id}")
 
     def cooled_until(self, member_id: str) -> float:
         return self.local.cooled_until(member_id)
 
     async def aclose(self) -> None:
-        """Write what this loop queued and close its client (other loops' clients end with their loop)."""
+        """Write what this loop queued; with a link of its own, close this loop's client too."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -351,20 +311,15 @@ class RedisState:
         for task in refreshing:
             task.cancel()
         await asyncio.gather(*refreshing, return_exceptions=True)
-        link = self._links.pop(loop, None)
+        writer = self._writers.pop(loop, None)
         self._last = (None, None)
-        if link is None:
-            return
-        link.closing = True
-        link.wake.set()
-        if link.reconnect is not None:
-            link.reconnect.cancel()
-        if link.flusher is not None:
-            try:
-                await asyncio.wait_for(link.flusher, timeout=2)  # writes what is queued, then ends
-            except (TimeoutError, asyncio.CancelledError):
-                pass
-        try:
-            await link.client.aclose()
-        except self._errors:
-            pass
+        if writer is not None:
+            writer.closing = True
+            writer.wake.set()
+            if writer.flusher is not None:
+                try:
+                    await asyncio.wait_for(writer.flusher, timeout=2)  # writes what is queued, then ends
+                except (TimeoutError, asyncio.CancelledError):
+                    pass
+        if self._owns_link:
+            await self.link.aclose()

@@ -30,6 +30,7 @@ from ..errors import (
 from ..invoke import invoke
 from ..normalise import Ranked
 from ..providers import Deployment
+from ..redis_link import RedisLink
 from ..request import RerankRequest
 from ..transport import HttpxTransport, Transport
 from .capacity import at_capacity, parallel_full, rpm_full
@@ -49,9 +50,11 @@ class Router:
 
     `model_group_alias` takes LiteLLM's other names for an alias (`{"name": "alias"}` or `{"name": {"model":
     "alias", "hidden": True}}`); deployment ids must be unique. With
-    `redis_url`, cooldowns, in-flight counts, rpm usage and latency are shared by every router using the
-    same Redis and `redis_prefix` (other replicas' numbers are at most `redis_refresh_interval` seconds
-    old; rpm reservations are exact). `clock` (wall-clock seconds) and `seed` make routing reproducible.
+    `redis_url` (a link of its own) or `redis_link` (the server's, shared with limits and the cache),
+    cooldowns, in-flight counts, rpm usage and latency are shared by every router using the same Redis and
+    key prefix (`redis_prefix` + ':', default the link's; other replicas' numbers are at most
+    `redis_refresh_interval` seconds old; rpm reservations are exact). `clock` (wall-clock seconds) and
+    `seed` make routing reproducible.
     """
 
     def __init__(
@@ -74,8 +77,9 @@ class Router:
         routing_strategy_args: Mapping[str, Any] | None = None,
         enable_pre_call_checks: bool = False,
         redis_url: str | None = None,
-        redis_prefix: str = "rerank-proxy",
+        redis_prefix: str | None = None,
         redis_refresh_interval: float = 0.1,
+        redis_link: RedisLink | None = None,
         clock: Callable[[], float] | None = None,
         state: State | None = None,
     ):
@@ -88,10 +92,12 @@ class Router:
         if state is None:
             local = LocalState(latency_ttl=self.plan.strategy.latency_ttl)
             state = local
-            if redis_url:
+            if redis_url or redis_link is not None:
                 from .redis_state import RedisState
 
-                state = RedisState(redis_url, local=local, needs=self.plan.needs, prefix=redis_prefix,
+                link = redis_link if redis_link is not None else RedisLink(redis_url or "")
+                state = RedisState(link, local=local, needs=self.plan.needs, owns_link=redis_link is None,
+                                   prefix=None if redis_prefix is None else redis_prefix + ":",
                                    refresh_interval=redis_refresh_interval)
         self.state: State = state
         self.cooldowns = Cooldowns(self.state, CooldownPolicy(allowed_fails, cooldown_time, max_cooldown_time))
