@@ -128,6 +128,10 @@ def test_kill_9_during_an_outage_loses_no_journaled_row(relayed_postgres, tmp_pa
             assert client.post("/v2/rerank", json=BODY, headers=headers).status_code == 200
         spill = tmp_path / "spill"
         wait_until(lambda: spill.exists() and len(spill.read_text().splitlines()) >= 20, timeout=30)
+        # journaled while the first write was still stalled, not after its 2 s write timeout failed it:
+        # a kill -9 in the first seconds of a hang loses only what arrived in the last ~0.25 s
+        wait_until(lambda: "spend write stalled" in proc.output)
+        assert "spend write failed" not in proc.output
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     relay.thaw()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -310,3 +311,43 @@ def test_spilled_events_round_trip_and_a_torn_line_is_skipped(tmp_path: Path, sp
 
 def vars_of(event: SpendEvent) -> dict[str, object]:
     return {name: getattr(event, name) for name in SpendEvent.__dataclass_fields__}
+
+
+class StalledStore(RecordingStore):
+    """A database that stops answering: `write_batch` blocks until `answer` is set (neither fails nor returns)."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.answer = threading.Event()
+
+    def write_batch(self, events: Sequence[SpendEvent]) -> int:
+        self.batches.append(len(events))
+        self.answer.wait(30)
+        return Store.write_batch(self, events)
+
+
+async def test_a_stalled_write_has_its_batch_and_the_queue_journaled_long_before_the_write_timeout(
+    keyed_store: Store, spend_event: Events, tmp_path: Path
+) -> None:
+    """Issue 16: with the database hung, a kill -9 must lose at most ~`journal_after` of events, not the
+    `write_timeout` (here 30 s) the writer waits for a stalled write."""
+    stalled, spill = StalledStore(keyed_store), tmp_path / "spend.jsonl"
+    writer = SpendWriter(stalled, batch_size=5, flush_interval=0.01, spill_path=spill, write_timeout=30,
+                         journal_after=0.05, retry_max=0.05)
+    await writer.start()
+    events = many(spend_event, 12)
+    try:
+        for event in events[:8]:  # a batch of 5 is taken and stalls; 3 wait in the queue
+            writer.submit(event)
+        await eventually(lambda: writer.journaling, "journaling while the write is stalled", within=5)
+        for event in events[8:]:
+            writer.submit(event)
+        await eventually(lambda: spill.exists() and len(spill.read_text().splitlines()) == 12,
+                         "every event in the journal, the stalled batch included")
+        assert stalled.batches == [5] and writer.written == 0
+    finally:
+        stalled.answer.set()
+    await eventually(lambda: writer.written >= 12 and not spill.exists(), "the journal replayed")
+    await writer.stop()
+    assert stored_rows(keyed_store) == 12
+    assert keyed_store.key_spend(KEY) == Decimal("0.12")

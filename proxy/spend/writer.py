@@ -8,7 +8,9 @@ Guarantees:
   queued. Batches grow with the request rate, so a batch's fixed cost (a transaction, four statements) is
   shared by more rows as the load rises, instead of a new small batch starting as soon as a write ends.
 - A write waits at most `write_timeout` seconds (the thread may finish later; no second write starts
-  before it has). When a write fails for a "transient" reason (connection refused or lost, lock timeouts,
+  before it has). A write still running after `journal_after` seconds (a stalled database: it neither
+  answers nor refuses) has a copy of its batch and the queue journaled while it goes on, so the events a
+  stall holds in memory are bounded by `journal_after`, not `write_timeout`. When a write fails for a "transient" reason (connection refused or lost, lock timeouts,
   the deadline) and there is a `spill_path`, the writer *journals*: the failed batch and the queue are
   appended to the spill file (fsynced), and so is every new event, a batch at a time, until the database
   answers a probe again (jittered exponential backoff capped at `retry_max` seconds); then the file is
@@ -82,6 +84,7 @@ class SpendWriter:
         retry_max: float = 10.0,
         retry_base: float = 0.05,
         write_timeout: float = 2.0,
+        journal_after: float = 0.25,
         spill_max_bytes: int | None = None,
         probe: Callable[[], bool] | None = None,
         rng: random.Random | None = None,
@@ -97,6 +100,7 @@ class SpendWriter:
         self._retry_base = retry_base
         self._rng = rng or random.Random()
         self._write_timeout = write_timeout
+        self._journal_after = journal_after
         self._probe = probe or partial(store.ping, write=True)
         self._spill = SpillFile(spill_path, spill_max_bytes) if spill_path is not None else None
         self._rejects = SpillFile(Path(f"{spill_path}.rejected")) if spill_path is not None else None
@@ -104,6 +108,7 @@ class SpendWriter:
         self._queue: deque[SpendEvent] = deque()
         self._oldest = 0.0  # time.monotonic() when the queue last went from empty to not empty
         self._pending: list[SpendEvent] = []  # the batch being written; always ahead of the queue
+        self._pending_journaled = False  # a copy of _pending is in the spill file (its write stalled)
         self._overflow: list[SpendEvent] = []  # on its way to the spill file
         self._spilling: list[SpendEvent] = []  # being appended to the spill file right now
         self._wake = asyncio.Event()
@@ -250,13 +255,14 @@ class SpendWriter:
                     continue
                 size = min(self._batch_size, len(self._queue))
                 self._pending = [self._queue.popleft() for _ in range(size)]
+                self._pending_journaled = False
             try:
                 await self._write_front(len(self._pending))
                 attempt = 0
             except Exception as exc:  # noqa: BLE001 - transient by now: _write_front absorbs refusals
                 self._failures += 1
                 attempt += 1
-                if self._spill is not None and not self._stopping and await self._journal_backlog():
+                if await self._journal_backlog():
                     log.warning("spend write failed (%s); journaling spend events to %s until the database "
                                 "answers", type(exc).__name__, self._spill.path)
                     continue
@@ -281,13 +287,24 @@ class SpendWriter:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), delay)
 
-    async def _bounded(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(*args)` in a thread, waited for at most `write_timeout` (TimeoutError, transient); never two at once."""
+    async def _bounded(self, fn: Callable[..., T], *args: Any, journal_after: float | None = None) -> T:
+        """`fn(*args)` in a thread, waited for at most `write_timeout` (TimeoutError, transient); never two at once.
+
+        With `journal_after`, a call still running after that many seconds has the backlog journaled while it
+        goes on: a database that stalls (rather than refuses) would otherwise keep `write_timeout` seconds of
+        events in memory only, lost to a kill -9."""
         if self._write_future is not None and not self._write_future.done():
             raise TimeoutError("the previous database call has not returned yet")
         future: asyncio.Future[T] = asyncio.ensure_future(asyncio.to_thread(fn, *args))
         self._write_future = future
-        return await asyncio.wait_for(asyncio.shield(future), self._write_timeout)
+        timeout = self._write_timeout
+        if journal_after is not None and journal_after < timeout:
+            done, _ = await asyncio.wait({future}, timeout=journal_after)
+            if not done and await self._journal_backlog(stalled=True):
+                log.warning("spend write stalled for %.2fs; journaling spend events to %s until the database "
+                            "answers", journal_after, self._spill.path if self._spill else None)
+            timeout -= journal_after
+        return await asyncio.wait_for(asyncio.shield(future), timeout)
 
     async def _database_answers(self) -> bool:
         try:
@@ -295,19 +312,27 @@ class SpendWriter:
         except Exception:  # noqa: BLE001 - any failure: still down
             return False
 
-    async def _journal_backlog(self) -> bool:
-        """Append the failed batch and the queue to the spill file; True when they are safe there."""
+    async def _journal_backlog(self, *, stalled: bool = False) -> bool:
+        """Append the pending batch and the queue to the spill file; True when they are safe there.
+
+        `stalled`: the pending batch is still being written. It is journaled as a copy (if the write lands
+        too, the replay is a no-op) and stays pending until the write ends; new events go to the journal."""
+        if self._spill is None or self._stopping or (stalled and self._journaling):
+            return False
         queued = list(self._queue)
         self._queue.clear()
         self._journaling = True  # events submitted while the append runs go to the spill file too
-        backlog = [*self._pending, *queued]
+        backlog = queued if self._pending_journaled else [*self._pending, *queued]
         if backlog and not await self._append_to_spill(backlog):
             self._journaling = False
             self._queue.extendleft(reversed(queued))
             return False
-        self._acked += len(self._pending)  # safe in the spill file: claims holding them may be released
-        self._pending = []
         self._spilled_since_ingest = True
+        if stalled:
+            self._pending_journaled = True
+            return True
+        self._acked += len(self._pending)  # safe in the spill file: claims holding them may be released
+        self._pending, self._pending_journaled = [], False
         self._release_safe_claims()
         return True
 
@@ -315,7 +340,8 @@ class SpendWriter:
         """Write the first `count` pending events; bisect around events the database refuses."""
         batch = self._pending[:count]
         try:
-            await self._bounded(self._store.write_batch, batch)
+            await self._bounded(self._store.write_batch, batch,
+                                journal_after=self._journal_after if count == len(self._pending) else None)
         except Exception as exc:
             if is_transient(exc):
                 raise
