@@ -300,8 +300,9 @@ def test_spilled_events_round_trip_and_a_torn_line_is_skipped(tmp_path: Path, sp
     with open(spill.path, "a") as torn:
         torn.write(encode(spend_event("r3"))[:25])  # a crash mid-write
     claim = spill.claim()
-    restored = claim.events[0]
-    assert [e.request_id for e in claim.events] == ["r1", "r2"]
+    events = claim.read(10)
+    restored = events[0]
+    assert [e.request_id for e in events] == ["r1", "r2"] and claim.done
     assert restored.cost == Decimal("0.0000000001") and restored.started_at == event.started_at
     assert restored.metadata == {"price": "1.5", "at": "2025-01-01T00:00:00+00:00"}
     assert {**vars_of(restored), "metadata": None} == {**vars_of(event), "metadata": None}
@@ -351,3 +352,31 @@ async def test_a_stalled_write_has_its_batch_and_the_queue_journaled_long_before
     await writer.stop()
     assert stored_rows(keyed_store) == 12
     assert keyed_store.key_spend(KEY) == Decimal("0.12")
+
+
+async def test_a_large_journal_is_replayed_a_chunk_at_a_time(
+    keyed_store: Store, spend_event: Events, tmp_path: Path
+) -> None:
+    """Replaying holds at most a chunk (plus a batch) in memory, whatever the journal's size; stopping midway
+    keeps the unread part in its file for the next start, and every event is stored once."""
+    spill = tmp_path / "spend.jsonl"
+    SpillFile(spill).append(many(spend_event, 100))
+    slow = SlowStore(keyed_store)
+    writer = SpendWriter(slow, batch_size=5, flush_interval=0.01, spill_path=spill, replay_chunk=10)
+    deepest = 0
+
+    def sampled() -> bool:
+        nonlocal deepest
+        deepest = max(deepest, writer.depth)
+        return writer.written >= 30
+
+    await writer.start()
+    await eventually(sampled, "a third of the journal written")
+    await writer.stop()
+    assert deepest <= 15
+    assert 30 <= stored_rows(keyed_store) < 100 and list(tmp_path.glob("spend.jsonl.*.ingesting"))
+    writer = SpendWriter(slow, batch_size=50, flush_interval=0.01, spill_path=spill, replay_chunk=10)
+    await writer.start()
+    await eventually(lambda: stored_rows(keyed_store) == 100 and not writer.spill_bytes(), "the rest replayed")
+    await writer.stop()
+    assert keyed_store.key_spend(KEY) == Decimal("1.00")

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections import deque
 from typing import Any
+
+from ..batching import Batches, backoff
 
 log = logging.getLogger("proxy.callbacks")
 
@@ -29,8 +30,6 @@ class QueuedSink:
                  drain_timeout: float = 10.0) -> None:
         if batch_size < 1 or max_queue < 1 or max_retries < 0:
             raise ValueError("batch_size and max_queue must be positive, max_retries not negative")
-        self.batch_size = batch_size
-        self.flush_interval = flush_interval
         self.max_queue = max_queue
         self.max_retries = max_retries
         self.retry_base = retry_base
@@ -39,16 +38,14 @@ class QueuedSink:
         self.delivered = 0
         self.failed = 0
         self.dropped = 0
-        self._queue: deque[Any] = deque()
+        self._batches: Batches[Any] = Batches(batch_size, flush_interval)
         self._in_hand = 0  # events taken off the queue, not yet delivered or failed
-        self._wake = asyncio.Event()
-        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._rng = random.Random()
 
     @property
     def depth(self) -> int:
-        return len(self._queue) + self._in_hand
+        return len(self._batches) + self._in_hand
 
     # request path ---------------------------------------------------------------------------------
     def submit(self, record: dict[str, Any], call: Any) -> None:
@@ -56,14 +53,12 @@ class QueuedSink:
         self.offer(record)
 
     def offer(self, item: Any) -> None:
-        if len(self._queue) >= self.max_queue:
+        if len(self._batches) >= self.max_queue:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 10_000 == 0:
                 log.warning("callback %s: queue full, %d event(s) dropped so far", self.name, self.dropped)
             return
-        self._queue.append(item)
-        if len(self._queue) == 1 or len(self._queue) >= self.batch_size:
-            self._wake.set()
+        self._batches.append(item)
 
     # subclass API ---------------------------------------------------------------------------------
     async def deliver(self, batch: list[Any]) -> None:
@@ -81,51 +76,34 @@ class QueuedSink:
     # lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
         if self._task is None:
-            self._stopping = False
+            self._batches.closing = False
             await self.open()
             self._task = asyncio.create_task(self._run(), name=f"callback-{self.name}")
 
     async def stop(self, timeout: float | None = None) -> None:
         task, self._task = self._task, None
         if task is not None:
-            self._stopping = True
-            self._wake.set()
+            self._batches.close()
             await asyncio.wait({task}, timeout=self.drain_timeout if timeout is None else timeout)
             if not task.done():
                 task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        lost = len(self._queue) + self._in_hand
+        lost = len(self._batches.drain()) + self._in_hand
         if lost:
             self.failed += lost
             log.error("callback %s: %d event(s) not delivered at shutdown", self.name, lost)
-        self._queue.clear()
         self._in_hand = 0
         await self.close()
 
     # background -----------------------------------------------------------------------------------
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            if not self._queue:
-                if self._stopping:
+            batch = await self._batches.next_batch()
+            if not batch:
+                if self._batches.closing:
                     return
-                self._wake.clear()
-                await self._wake.wait()
                 continue
-            if len(self._queue) < self.batch_size and not self._stopping and self.flush_interval > 0:
-                deadline = loop.time() + self.flush_interval
-                while len(self._queue) < self.batch_size and not self._stopping:
-                    self._wake.clear()
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), remaining)
-                    except TimeoutError:
-                        break
-            size = min(self.batch_size, len(self._queue))
-            batch = [self._queue.popleft() for _ in range(size)]
-            self._in_hand = size
+            self._in_hand = len(batch)
             await self._deliver_with_retries(batch)
             self._in_hand = 0
 
@@ -141,7 +119,7 @@ class QueuedSink:
                     log.warning("callback %s: %d event(s) not delivered (%s)", self.name, len(batch),
                                 _describe(exc))
                     return
-                delay = min(self.retry_max, self.retry_base * 2 ** (attempt - 1)) * self._rng.uniform(0.5, 1)
+                delay = backoff(attempt, self.retry_base, self.retry_max, self._rng)
                 log.info("callback %s: delivery failed (%s); retry %d/%d in %.2fs", self.name, _describe(exc),
                          attempt, self.max_retries, delay)
                 await asyncio.sleep(delay)

@@ -10,6 +10,7 @@ idempotent on request_id, so it is still counted once. POSIX only (fcntl).
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -48,18 +49,37 @@ def decode(line: str) -> SpendEvent:
 
 @dataclass
 class Claim:
-    """Spill files taken by this process and the events read from them; `release()` once they are safe."""
+    """Spill files taken by this process, read a chunk at a time (`read`); `release()` once their events are safe.
 
-    events: list[SpendEvent] = field(default_factory=list)
+    Reading in chunks keeps a replay's memory bounded by the chunk, not by the journal (up to
+    `spend_spill_max_mb`, ~1.5 million rows a GiB)."""
+
     paths: list[Path] = field(default_factory=list)
     _handles: list[IO[bytes]] = field(default_factory=list)
+    _lines: Iterator[SpendEvent] | None = None
+    done: bool = False
+    """Every event of every claimed file has been returned by `read`."""
+
+    def read(self, limit: int) -> list[SpendEvent]:
+        """The next events, at most `limit` (fewer only at the end: then `done` is True)."""
+        if self._lines is None:
+            self._lines = (event for path, handle in zip(self.paths, self._handles, strict=True)
+                           for event in SpillFile._read(handle, path))
+        events = list(itertools.islice(self._lines, limit))
+        self.done = len(events) < limit
+        return events
 
     def release(self) -> None:
         """Delete the claimed files: call once their events are written or spilled again."""
-        for path, handle in zip(self.paths, self._handles, strict=True):
+        for path in self.paths:
             path.unlink(missing_ok=True)
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Let go of the files, keeping them: the next `claim()` (here or in another process) takes them again."""
+        for handle in self._handles:
             handle.close()
-        self.paths, self._handles = [], []
+        self.paths, self._handles, self._lines = [], [], None
 
 
 class JournalFull(OSError):
@@ -115,7 +135,7 @@ class SpillFile:
             os.fsync(out.fileno())
 
     def claim(self) -> Claim:
-        """Take the spill file and any orphaned claims (their owner died); read their events."""
+        """Take the spill file and any orphaned claims (their owner died); `Claim.read` reads their events."""
         claim = Claim()
         with self._mutex():
             if self.path.exists():
@@ -129,7 +149,6 @@ class SpillFile:
                     continue
                 claim.paths.append(path)
                 claim._handles.append(handle)
-                claim.events.extend(self._read(handle, path))
         return claim
 
     @staticmethod

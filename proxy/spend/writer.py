@@ -2,44 +2,30 @@
 
 Guarantees:
 - `submit(event)` is synchronous, O(1), never blocks and never raises; call it from the event-loop thread.
-  It only appends to an in-memory queue.
-- A background task writes batches of up to `batch_size` with `Store.write_batch` in a worker thread (never
-  on the event loop), as soon as a batch is full or `flush_interval` seconds after its oldest event was
-  queued. Batches grow with the request rate, so a batch's fixed cost (a transaction, four statements) is
-  shared by more rows as the load rises, instead of a new small batch starting as soon as a write ends.
-- A write waits at most `write_timeout` seconds (the thread may finish later; no second write starts
-  before it has). A write still running after `journal_after` seconds (a stalled database: it neither
-  answers nor refuses) has a copy of its batch and the queue journaled while it goes on, so the events a
-  stall holds in memory are bounded by `journal_after`, not `write_timeout`. When a write fails for a "transient" reason (connection refused or lost, lock timeouts,
-  the deadline) and there is a `spill_path`, the writer *journals*: the failed batch and the queue are
-  appended to the spill file (fsynced), and so is every new event, a batch at a time, until the database
-  answers a probe again (jittered exponential backoff capped at `retry_max` seconds); then the file is
-  re-ingested. A crash during an outage therefore loses only events not yet fsynced (at most about one
-  flush interval), not the whole backlog. Without a `spill_path` the batch is kept in memory and retried.
-  A retried or re-ingested event is never double counted (`write_batch` is idempotent on request_id).
-- The spill file is bounded by `spill_max_bytes`. When it is full (or the disk is), events wait in memory
-  up to `max_queue`; beyond that they are dropped, counted in `dropped` and logged at ERROR.
-- An event the database refuses for what it contains (not transient) cannot block the others: the batch
-  is bisected, the bad event is logged by request_id only and appended to `<spill_path>.rejected`.
-- When the queue holds `max_queue` events, further events are appended to `spill_path` (JSON lines) by a
-  background task instead of being dropped (up to `max_queue` more waiting for the disk); they are
-  re-ingested when the queue next runs (nearly) empty. Without
-  a `spill_path` they are dropped and counted in `dropped`: the one configuration that can lose events.
-- `stop(timeout)` writes everything still queued; whatever is left when the timeout expires (database
-  still down) is appended to `spill_path`. `start()` re-ingests spill files left by earlier runs (or by
-  a crashed worker sharing the path) and deletes them once their events are written or spilled again.
-At worst (a crash between two of these steps) an event is written to the spill file twice; it is still
-stored and counted once. Events in memory are lost only if the process dies without `stop()`.
+- Batches (`proxy.batching.Batches`: up to `batch_size`, or `flush_interval` after the oldest event) are
+  written by `Store.write_batch` in a worker thread, waited for at most `write_timeout` seconds (no second
+  write starts before the first has returned). `write_batch` is idempotent on request_id, so a retried,
+  journaled twice or re-ingested event is stored and counted once.
+- With a `spill_path`, the writer *journals* when the database fails a write (connection refused or lost,
+  lock timeouts, the deadline) or stalls one past `journal_after` seconds: the batch and the queue are
+  appended to the spill file (JSON lines, fsynced), and so is every new event, a batch at a time, until a
+  probe write succeeds (jittered backoff up to `retry_max`); then the file is replayed a chunk at a time.
+  A crash therefore loses at most ~`journal_after` plus one flush interval of events, in an outage too.
+  Without a `spill_path` a failed batch is kept in memory and retried.
+- The spill file is bounded by `spill_max_bytes`; when it (or the disk) is full, events wait in memory up
+  to `max_queue`, then are dropped, counted in `dropped` and logged at ERROR. A queue holding `max_queue`
+  events overflows to the spill file the same way.
+- An event the database refuses for what it contains cannot block the others: the batch is bisected, the
+  bad event is logged by request_id only and appended to `<spill_path>.rejected`.
+- `stop(timeout)` writes what is queued and appends what is left at the timeout to the spill file;
+  `start()` replays spill files of earlier runs (or of a crashed worker sharing the path).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-import time
-from collections import deque
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -48,12 +34,14 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from ..batching import Batches, backoff
 from .events import SpendEvent
 from .spill import Claim, SpillFile
 from .store import Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
 
 _TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError, OSError)
 
@@ -85,6 +73,7 @@ class SpendWriter:
         retry_base: float = 0.05,
         write_timeout: float = 2.0,
         journal_after: float = 0.25,
+        replay_chunk: int = 10_000,
         spill_max_bytes: int | None = None,
         probe: Callable[[], bool] | None = None,
         rng: random.Random | None = None,
@@ -93,66 +82,39 @@ class SpendWriter:
         if batch_size < 1 or max_queue < 1:
             raise ValueError("batch_size and max_queue must be positive")
         self._store = store
-        self._batch_size = batch_size
-        self._flush_interval = flush_interval
         self._max_queue = max_queue
         self._retry_max = retry_max
         self._retry_base = retry_base
         self._rng = rng or random.Random()
         self._write_timeout = write_timeout
         self._journal_after = journal_after
+        self._replay_chunk = replay_chunk  # spill-file events read back at a time (~7 MB), not the whole journal
         self._probe = probe or partial(store.ping, write=True)
         self._spill = SpillFile(spill_path, spill_max_bytes) if spill_path is not None else None
         self._rejects = SpillFile(Path(f"{spill_path}.rejected")) if spill_path is not None else None
 
-        self._queue: deque[SpendEvent] = deque()
-        self._oldest = 0.0  # time.monotonic() when the queue last went from empty to not empty
+        self._batches: Batches[SpendEvent] = Batches(batch_size, flush_interval)
         self._pending: list[SpendEvent] = []  # the batch being written; always ahead of the queue
         self._pending_journaled = False  # a copy of _pending is in the spill file (its write stalled)
         self._overflow: list[SpendEvent] = []  # on its way to the spill file
         self._spilling: list[SpendEvent] = []  # being appended to the spill file right now
-        self._wake = asyncio.Event()
         self._overflow_ready = asyncio.Event()
+        self._replay: Claim | None = None  # spill files being read back, a chunk at a time
         self._claims: list[tuple[int, Claim]] = []  # (value of _acked at which the claim is safe, claim)
         self._acked = 0  # events taken off the front of pending for good (stored or rejected)
         self._spilled_since_ingest = False
         self._journaling = False  # the database failed a write: new events go to the spill file
         self._write_future: asyncio.Future[Any] | None = None  # the last write or probe, maybe still running
-        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._spill_task: asyncio.Task[None] | None = None
 
-        self._written = 0
-        self._failures = 0
-        self._spilled = 0
-        self._rejected = 0
-        self._dropped = 0
+        self.written = self.failures = self.spilled = self.rejected = self.dropped = 0  # see the class docstring
 
     # metrics --------------------------------------------------------------------------------------
 
     @property
     def depth(self) -> int:
-        return len(self._queue) + len(self._pending) + len(self._spilling) + len(self._overflow)
-
-    @property
-    def written(self) -> int:
-        return self._written
-
-    @property
-    def failures(self) -> int:
-        return self._failures
-
-    @property
-    def spilled(self) -> int:
-        return self._spilled
-
-    @property
-    def rejected(self) -> int:
-        return self._rejected
-
-    @property
-    def dropped(self) -> int:
-        return self._dropped
+        return len(self._batches) + len(self._pending) + len(self._spilling) + len(self._overflow)
 
     @property
     def journaling(self) -> bool:
@@ -169,12 +131,8 @@ class SpendWriter:
         """Queue an event; O(1), never blocks or raises."""
         if self._journaling:
             self._to_spill(event)
-        elif len(self._queue) + len(self._pending) < self._max_queue:
-            if not self._queue:
-                self._oldest = time.monotonic()
-            self._queue.append(event)
-            if len(self._queue) >= self._batch_size:
-                self._wake.set()
+        elif len(self._batches) + len(self._pending) < self._max_queue:
+            self._batches.append(event)
         else:
             self._to_spill(event)
 
@@ -183,9 +141,9 @@ class SpendWriter:
             self._overflow.append(event)
             self._overflow_ready.set()
             return
-        self._dropped += 1
-        if self._dropped == 1 or self._dropped % 10_000 == 0:
-            log.error("spend queue full and the spill file unavailable or full: %d events dropped", self._dropped)
+        self.dropped += 1
+        if self.dropped == 1 or self.dropped % 10_000 == 0:
+            log.error("spend queue full and the spill file unavailable or full: %d events dropped", self.dropped)
 
     # lifecycle ------------------------------------------------------------------------------------
 
@@ -195,7 +153,7 @@ class SpendWriter:
         `journaling`: the database is not there yet; journal every event until `probe` answers True."""
         if self._task is not None:
             return
-        self._stopping = False
+        self._batches.closing = False
         if journaling and self._spill is not None:
             self._journaling = True
         else:
@@ -211,8 +169,7 @@ class SpendWriter:
         """
         task, self._task = self._task, None
         if task is not None:
-            self._stopping = True
-            self._wake.set()
+            self._batches.close()
             await asyncio.wait({task}, timeout=timeout)
             if not task.done():
                 task.cancel()  # an in-flight write may still land: the spilled copy is then a no-op
@@ -227,65 +184,43 @@ class SpendWriter:
 
     async def _run(self) -> None:
         attempt = 0
+        batches = self._batches
         while True:
             if self._journaling:
-                if self._stopping:
+                if batches.closing:
                     return
                 attempt += 1
-                await self._pause(self._backoff(attempt))
+                await batches.pause(self._backoff(attempt))
                 if await self._database_answers():
                     log.warning("database answers again: re-ingesting the journaled spend events")
                     self._journaling, self._spilled_since_ingest, attempt = False, True, 0
                 continue
             if not self._pending:
-                if self._spilled_since_ingest and len(self._queue) < self._batch_size and not self._stopping:
+                if self._spilled_since_ingest and len(batches) < batches.batch_size and not batches.closing:
                     await self._ingest()
-                if not self._queue:
-                    if self._stopping:
+                batch = await batches.next_batch()
+                if not batch:
+                    if batches.closing:
                         return
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self._flush_interval)
-                    continue
-                wait = self._oldest + self._flush_interval - time.monotonic()
-                if wait > 0 and len(self._queue) < self._batch_size and not self._stopping:
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), wait)
-                    continue
-                size = min(self._batch_size, len(self._queue))
-                self._pending = [self._queue.popleft() for _ in range(size)]
-                self._pending_journaled = False
+                    continue  # nudged: the spill file has events to take back
+                self._pending, self._pending_journaled = batch, False
             try:
                 await self._write_front(len(self._pending))
                 attempt = 0
             except Exception as exc:  # noqa: BLE001 - transient by now: _write_front absorbs refusals
-                self._failures += 1
+                self.failures += 1
                 attempt += 1
                 if await self._journal_backlog():
                     log.warning("spend write failed (%s); journaling spend events to %s until the database "
-                                "answers", type(exc).__name__, self._spill.path)
+                                "answers", type(exc).__name__, self._spill.path if self._spill else None)
                     continue
                 delay = self._backoff(attempt)
-                log.warning(
-                    "spend write failed (%s); keeping %d events, retry in %.2fs",
-                    type(exc).__name__,
-                    self.depth,
-                    delay,
-                )
-                await self._pause(delay)
+                log.warning("spend write failed (%s); keeping %d events, retry in %.2fs",
+                            type(exc).__name__, self.depth, delay)
+                await batches.pause(delay)
 
     def _backoff(self, attempt: int) -> float:
-        return min(self._retry_max, self._retry_base * 2 ** (attempt - 1)) * self._rng.uniform(0.5, 1)
-
-    async def _pause(self, delay: float) -> None:
-        """Sleep `delay` seconds, or less when `stop()` wakes the writer (once: stop's own timeout then rules)."""
-        if self._stopping:
-            await asyncio.sleep(delay)
-            return
-        self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
+        return backoff(attempt, self._retry_base, self._retry_max, self._rng)
 
     async def _bounded(self, fn: Callable[..., T], *args: Any, journal_after: float | None = None) -> T:
         """`fn(*args)` in a thread, waited for at most `write_timeout` (TimeoutError, transient); never two at once.
@@ -317,15 +252,14 @@ class SpendWriter:
 
         `stalled`: the pending batch is still being written. It is journaled as a copy (if the write lands
         too, the replay is a no-op) and stays pending until the write ends; new events go to the journal."""
-        if self._spill is None or self._stopping or (stalled and self._journaling):
+        if self._spill is None or self._batches.closing or (stalled and self._journaling):
             return False
-        queued = list(self._queue)
-        self._queue.clear()
+        queued = self._batches.drain()
         self._journaling = True  # events submitted while the append runs go to the spill file too
         backlog = queued if self._pending_journaled else [*self._pending, *queued]
         if backlog and not await self._append_to_spill(backlog):
             self._journaling = False
-            self._queue.extendleft(reversed(queued))
+            self._batches.put_front(queued)
             return False
         self._spilled_since_ingest = True
         if stalled:
@@ -350,9 +284,9 @@ class SpendWriter:
                 await self._write_front(count - count // 2)
                 return
             await self._reject(batch[0], exc)
-            self._rejected += 1
+            self.rejected += 1
         else:
-            self._written += count
+            self.written += count
         del self._pending[:count]
         self._acked += count
         self._release_safe_claims()
@@ -382,8 +316,8 @@ class SpendWriter:
                     break
                 self._spilling = []
                 self._spilled_since_ingest = True
-                if not self._journaling and len(self._queue) < self._batch_size:
-                    self._wake.set()  # an idle writer takes the file back now, not after its flush interval
+                if not self._journaling and len(self._batches) < self._batches.batch_size:
+                    self._batches.nudge()  # an idle writer takes the file back now, not after its flush interval
             if self._overflow:
                 self._overflow_ready.set()
 
@@ -394,25 +328,32 @@ class SpendWriter:
         except OSError as exc:
             log.error("cannot append %d spend events to the spill file (%s)", len(events), type(exc).__name__)
             return False
-        self._spilled += len(events)
+        self.spilled += len(events)
         return True
 
     async def _ingest(self) -> None:
-        """Claim spill files and put their events at the front of the queue."""
+        """Put the next chunk of the spill files (claimed on the first call) at the front of the queue."""
         self._spilled_since_ingest = False
         if self._spill is None:
             return
         try:
-            claim = await asyncio.to_thread(self._spill.claim)
+            if self._replay is None:
+                claim = await asyncio.to_thread(self._spill.claim)
+                if not claim.paths:
+                    return
+                log.info("re-ingesting spend events from %d spill file(s)", len(claim.paths))
+                self._replay = claim
+            chunk = await asyncio.to_thread(self._replay.read, self._replay_chunk)
         except OSError as exc:
             log.error("cannot read the spill file (%s)", type(exc).__name__)
             return
-        if not claim.paths:
+        self._batches.put_front(chunk)
+        if not self._replay.done:
+            self._spilled_since_ingest = True  # the next chunk once this one is (nearly) written
             return
-        self._queue.extendleft(reversed(claim.events))
-        self._oldest = float("-inf")  # these events waited long enough: write them without a flush delay
-        self._claims.append((self._acked + len(self._pending) + len(claim.events), claim))
-        log.info("re-ingesting %d spend events from %d spill file(s)", len(claim.events), len(claim.paths))
+        # safe once everything now queued is acked: earlier chunks may still sit behind this one
+        self._claims.append((self._acked + len(self._pending) + len(self._batches), self._replay))
+        self._replay = None
         self._release_safe_claims()
 
     def _release_safe_claims(self) -> None:
@@ -422,16 +363,18 @@ class SpendWriter:
     async def _spill_leftovers(self) -> None:
         # `_spilling` is set only if stop() cancelled that append midway: it may be in the file already,
         # in which case it is there twice, which is harmless (writes are idempotent on request_id)
-        leftovers = [*self._pending, *self._queue, *self._spilling, *self._overflow]
+        leftovers = [*self._pending, *self._batches.drain(), *self._spilling, *self._overflow]
         self._pending, self._spilling, self._overflow = [], [], []
-        self._queue.clear()
         if leftovers:
             if self._spill is not None and await self._append_to_spill(leftovers):
                 log.warning("database unavailable at shutdown: %d spend events spilled", len(leftovers))
             else:
-                self._dropped += len(leftovers)
+                self.dropped += len(leftovers)
                 log.error("database unavailable at shutdown: %d spend events lost", len(leftovers))
                 return  # keep the claimed files: their events are not safe anywhere else
+        if self._replay is not None:  # its unread events are still only in its files: the next start takes them
+            self._replay.abandon()
+            self._replay = None
         for _, claim in self._claims:
             claim.release()
         self._claims.clear()
