@@ -243,6 +243,16 @@ def test_a_large_batch_is_written_whole(store: Store, spend_event: Events) -> No
         (event.request_id, event.end_user) for event in events}
 
 
+def test_a_batch_mixing_int_and_float_measures_is_written(store: Store, spend_event: Events) -> None:
+    # psycopg refuses a list mixing int and float as one array; the local model reports search_units 0
+    events = [spend_event("int", latency_ms=7, search_units=0), spend_event("float", latency_ms=2.5),
+              spend_event("whole", latency_ms=3, search_units=2)]
+    assert store.write_batch(events) == 3
+    rows, _ = store.spend_logs()
+    assert sorted((r.request_id, r.latency_ms, r.search_units) for r in rows) == [
+        ("float", 2.5, 1.0), ("int", 7.0, 0.0), ("whole", 3.0, 2.0)]
+
+
 def test_spend_log_rows_keep_every_event_field(store: Store, spend_event: Events) -> None:
     event = spend_event(
         "r1",

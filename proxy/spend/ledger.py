@@ -128,6 +128,8 @@ class Ledger(Transactions):
             columns = {name: [getattr(event, name) for event in chunk] for name in LOG_COLUMNS}
             for name in ("guardrails", "metadata", "tags"):
                 columns[name] = [None if value is None else to_json(value) for value in columns[name]]
+            for name in ("search_units", "latency_ms"):  # psycopg refuses an array mixing int and float
+                columns[name] = [None if value is None else float(value) for value in columns[name]]
             inserted.update(connection.exec_driver_sql(_PG_UNNEST_INSERT, columns).scalars())
         return [event for event in events if event.request_id in inserted]
 
