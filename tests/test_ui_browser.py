@@ -26,7 +26,7 @@ CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).parent / "artifacts" / "ui"
 PAGES = ["/ui", "/ui?window=hour", "/ui?window=month", "/ui/keys", "/ui/teams", "/ui/users", "/ui/customers",
          "/ui/tags", "/ui/models", "/ui/logs", "/ui/reports", "/ui/reports?granularity=day&group_by=key",
-         "/ui/audit"]
+         "/ui/reports?granularity=hour&group_by=model", "/ui/audit"]
 PRICED = {"model_name": "priced-bm25", "litellm_params": {"model": "local/bm25", "input_cost_per_query": 0.25}}
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install -e '.[test]')")
@@ -189,8 +189,8 @@ def test_every_page_renders_in_dark_mode_on_a_phone_without_console_errors(proxy
 
 
 def shot_name(path: str) -> str:
-    name = path.strip("/").replace("/", "-").replace("?window=", "-").replace("?granularity=day&group_by=", "-day-")
-    return name or "ui"
+    name = path.strip("/").replace("/", "-").replace("?window=", "-").replace("?granularity=", "-")
+    return name.replace("&group_by=", "-by-") or "ui"
 
 
 def open_form(chrome: webdriver.Chrome, field: str) -> None:

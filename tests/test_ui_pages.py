@@ -65,7 +65,7 @@ def test_a_diff_lists_only_the_fields_that_changed() -> None:
 
 def test_the_reports_page_offers_what_spend_report_takes() -> None:
     assert reports_page.DIMENSIONS == ["key", "team", "user", "end_user", "model", "deployment", "provider", "tag"]
-    assert "day" in reports_page.GRANULARITIES and "all" in reports_page.GRANULARITIES
+    assert reports_page.GRANULARITIES == ["hour", "day", "all"]
 
 
 def test_the_reports_page_shows_a_keys_spend_as_table_chart_and_csv(served) -> None:
@@ -88,21 +88,25 @@ def test_the_reports_page_shows_a_keys_spend_as_table_chart_and_csv(served) -> N
     assert 'href="/ui/reports.csv?granularity=all&amp;group_by=key&amp;group_by=model"' in html
     daily = client.get("/ui/reports", params={**query, "granularity": "day", "model": "priced-bm25"}).text
     assert "Spend (USD) per day" in daily and daily.count("<tr data-group=") == 1
+    hourly = client.get("/ui/reports", params={**query, "granularity": "hour", "model": "priced-bm25"}).text
+    assert "Spend (USD) per hour" in hourly and re.search(r"<td>\d{4}-\d\d-\d\d \d\d:00</td>", hourly)
+    assert "latency p99 (ms)" in hourly and not alerts(hourly)
     exported = client.get("/ui/reports.csv", params=query)
     assert exported.headers["content-type"].startswith("text/csv")
     assert exported.headers["content-disposition"].startswith('attachment; filename="spend-')
     rows = list(csv.DictReader(io.StringIO(exported.text)))
     ours = next(r for r in rows if r["model"] == "priced-bm25")
     assert ours["key_alias"] == "'=HYPERLINK(1)" and float(ours["spend"]) == 0.75 and ours["requests"] == "3"
+    assert float(ours["latency_p50_ms"]) >= 0 and "latency_p99_ms" in ours
 
 
 def test_a_report_the_api_refuses_is_explained_on_the_page_and_the_csv_answers_400(served) -> None:
     _, client = served
-    mixed = {"granularity": "all", "group_by": ["end_user", "key"]}
-    page = client.get("/ui/reports", params=mixed)
-    assert page.status_code == 200 and alerts(page.text) == ["end_user combines only with model, and tag with "
-                                                             "nothing else"]
-    assert client.get("/ui/reports.csv", params=mixed).status_code == 400
+    undated = {"granularity": "all", "group_by": ["end_user", "key"], "end_date": "soon"}
+    page = client.get("/ui/reports", params=undated)
+    assert page.status_code == 200 and alerts(page.text) == ["end_date must be a date (YYYY-MM-DD) or an ISO 8601 "
+                                                             "datetime"]
+    assert client.get("/ui/reports.csv", params=undated).status_code == 400
     unknown = client.get("/ui/reports", params={"granularity": "all", "key": "no-such-alias"})
     assert alerts(unknown.text) == ["api_key: no such key"]
     bad_date = client.get("/ui/reports", params={"granularity": "all", "start_date": "31/01/2026"})

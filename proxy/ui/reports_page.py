@@ -36,6 +36,8 @@ DIMENSIONS = [name for name, p in _PARAMETERS.items() if p.default is None and n
 """The report's dimensions: its optional filter parameters (key, team, user, end_user, model, ...)."""
 GRANULARITIES = [str(g) for g in typing.get_args(_HINTS["granularity"])] or ["day", "all"]
 MEASURES = ("requests", "errors", "spend", "cost_saved", "search_units", "input_tokens", "total_tokens")
+"""Shown first, in this order; any other measure a report row carries (latency percentiles, ...) follows."""
+MONEY = ("spend", "cost_saved")
 PAGE_ROWS = 2_000
 """Rows a page shows (the CSV carries up to `CSV_ROWS`); a longer report says it was cut short."""
 CSV_ROWS = 100_000
@@ -80,13 +82,13 @@ async def reports_page(request: Request, session: SessionDep) -> HTMLResponse:
     except (ProxyError, ValueError) as exc:
         error = message_of(exc)
     rows = answer["rows"]
-    columns = _columns(choices)
     charts = _charts(rows, choices) if rows else []
-    totals = {m: sum(r.get(m) or 0 for r in rows) for m in MEASURES}
+    totals = {m: sum(r.get(m) or 0 for r in rows) for m in ("spend", "requests")}
     return page(request, "reports.html", session, choices=choices, dimensions=DIMENSIONS,
-                granularities=GRANULARITIES, rows=rows, columns=columns, labels=[_label(r, choices) for r in rows],
-                charts=charts, totals=totals, truncated=answer["truncated"], report_error=error,
-                measures=MEASURES, csv_query=request.url.query, page_rows=PAGE_ROWS)
+                granularities=GRANULARITIES, rows=rows, labels=[_label(r, choices) for r in rows],
+                periods=[_period(r.get("period")) for r in rows], charts=charts, totals=totals,
+                truncated=answer["truncated"], report_error=error, measures=_measures(rows, choices),
+                money=MONEY, csv_query=request.url.query, page_rows=PAGE_ROWS)
 
 
 @router.get("/reports.csv")
@@ -99,7 +101,7 @@ async def reports_csv(request: Request, session: SessionDep) -> Response:
                         headers=SECURITY_HEADERS)
     out = io.StringIO()
     writer = csv.writer(out)
-    columns = _columns(choices)
+    columns = _columns(answer["rows"], choices)
     writer.writerow(columns)
     for row in answer["rows"]:
         writer.writerow([_cell(row.get(c)) for c in columns])
@@ -110,10 +112,20 @@ async def reports_csv(request: Request, session: SessionDep) -> Response:
                     headers={**SECURITY_HEADERS, "content-disposition": f'attachment; filename="{name}"'})
 
 
-def _columns(choices: dict[str, Any]) -> list[str]:
+def _columns(rows: list[dict[str, Any]], choices: dict[str, Any]) -> list[str]:
     period = ["period"] if choices["granularity"] != "all" else []
     alias = ["key_alias"] if "key" in choices["group_by"] else []
-    return [*period, *choices["group_by"], *alias, *MEASURES]
+    return [*period, *choices["group_by"], *alias, *_measures(rows, choices)]
+
+
+def _measures(rows: list[dict[str, Any]], choices: dict[str, Any]) -> list[str]:
+    named = {"period", "key_alias", *choices["group_by"], *MEASURES}
+    return [*MEASURES, *(name for name in (rows[0] if rows else {}) if name not in named)]
+
+
+def _period(value: Any) -> str:
+    """A day as it is; an hour (an ISO datetime) as `YYYY-MM-DD HH:MM`."""
+    return str(value)[:16].replace("T", " ") if value is not None else ""
 
 
 def _cell(value: Any) -> Any:
@@ -157,13 +169,14 @@ def _charts(rows: list[dict[str, Any]], choices: dict[str, Any]) -> list[str]:
 
 def _over_time(rows: list[dict[str, Any]], choices: dict[str, Any], measure: str, title: str, unit: str,
                shown: list[str]) -> str:
-    periods = sorted({str(r["period"]) for r in rows})
+    periods = sorted({_period(r["period"]) for r in rows})
     index = {p: i for i, p in enumerate(periods)}
     series: dict[str, list[float]] = {g: [0.0] * len(periods) for g in shown}
     other = [0.0] * len(periods)
     for row in rows:
         target = series.get(_label(row, choices), other)
-        target[index[str(row["period"])]] += float(row.get(measure) or 0)
+        target[index[_period(row["period"])]] += float(row.get(measure) or 0)
     if any(other):
         series["other"] = other
-    return stacked_bar_chart(f"{title} per {choices['granularity']}", periods, series, unit=unit)
+    names = [p[5:] for p in periods]  # the year is in the date range above the chart
+    return stacked_bar_chart(f"{title} per {choices['granularity']}", names, series, unit=unit)
