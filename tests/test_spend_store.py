@@ -435,10 +435,3 @@ def test_an_event_with_a_naive_start_time_is_refused(store: Store, spend_event: 
         store.write_batch([spend_event("r1", started_at=datetime(2025, 1, 1))])
     assert store.spend_logs()[1] == 0
 
-
-def test_a_batch_mixing_whole_and_fractional_numbers_is_written(store: Store, spend_event: Events) -> None:
-    """PostgreSQL's one-array-per-column insert: an int beside floats in a float column must still bind."""
-    events = [spend_event("int", latency_ms=7, search_units=1), spend_event("float", latency_ms=7.5)]
-    assert store.write_batch(events) == 2
-    rows, total = store.spend_logs(size=10)
-    assert total == 2 and sorted(row.latency_ms for row in rows) == [7.0, 7.5]
