@@ -15,6 +15,7 @@ import httpx
 import pytest
 import redis
 
+import proxy
 from proxy.app import create_app
 from proxy.redis_link import RedisLink, connection_url
 from proxy.settings import parse_config
@@ -167,3 +168,22 @@ def test_a_redis_restart_is_survived_by_routing_limits_and_cache_with_one_warnin
     assert "is unreachable" in warnings[0]
     assert all(role in warnings[0] for role in (*ROLES.values(), "the result cache is bypassed"))
     assert "answers again; shared again: routing, limits, result cache" in warnings[1]
+
+
+@needs_redis
+def test_an_sdk_redis_cache_serves_blocking_calls_and_several_event_loops():
+    namespace = new_prefix().rstrip(":")
+    cache = proxy.Cache(type="redis", url=os.environ[REDIS_ENV], namespace=namespace, timeout=2.0)
+    router = proxy.Router(model_list=[{"model_name": "m", "litellm_params": {"model": "local/bm25"}}])
+    documents = ["the capital of France is Paris", "bread"]
+
+    async def once() -> str:
+        answer = await router.arerank("m", "capital of France", documents, cache=cache)
+        await cache.store.settle()  # the write is in the background: let it land before this loop ends
+        return answer.cache  # no aclose: an SDK user's loop ends with its connections open
+
+    with sync_redis(f"rerank-proxy:cache:{namespace}:"):
+        assert [asyncio.run(once()), asyncio.run(once())] == ["miss", "hit"]  # a client per loop
+        assert router.rerank("m", "capital of France", documents, cache=cache).cache == "hit"  # the SDK's loop
+        assert cache.store.unavailable == 0
+        router.close()
