@@ -108,8 +108,10 @@ class RedisStore:
         return values
 
     def put_many(self, entries: Sequence[tuple[str, bytes]], ttl: float) -> None:
-        client = self.link.client()
-        if client is None or not entries or len(self._tasks) >= MAX_PENDING_WRITES:
+        if not entries or len(self._tasks) >= MAX_PENDING_WRITES:
+            return
+        client = self.link.client()  # last: while Redis is down this may be the one trial call
+        if client is None:
             return
         task = asyncio.get_running_loop().create_task(self._write(client, entries, max(int(ttl * 1000), 1)))
         self._tasks.add(task)
