@@ -149,6 +149,14 @@ def test_the_key_forms_set_litellms_common_fields_and_show_refusals_on_the_page(
         info = answered(api.get("/key/info", params={"key": secret}))["info"]
     assert info["tags"] == ["red"] and info["max_parallel_requests"] == 5 and info["metadata"] == {"owner": "x"}
     assert info["expires"].startswith("2031-01-02T03:04") and info["max_budget"] == 12.5  # empty: unchanged
+    form = client.get("/ui/keys").text.split(f'action="/ui/keys/{token}/update"')[1].split("</form>")[0]
+    shown = {name: unescape(value) for name, value in re.findall(r'name="was\.([a-z_]+)" value="([^"]*)"', form)}
+    assert shown["budget_duration"] == "30d" and shown["expires"] == "2031-01-02T03:04"
+    resent = {**shown, **{f"was.{n}": v for n, v in shown.items()}, "rpm_limit": "61"}  # as the browser sends it
+    post(client, f"/ui/keys/{token}/update", **resent)
+    with admin(url) as api:
+        again = answered(api.get("/key/info", params={"key": secret}))["info"]
+    assert again["rpm_limit"] == 61 and again["budget_reset_at"] == info["budget_reset_at"]  # period not restarted
     for fields, said in (({"metadata": "{not json"}, "Metadata (a JSON object): not JSON"),
                          ({"metadata": "[1, 2]"}, "Metadata (a JSON object): must be a JSON object"),
                          ({"rpm_limit": "lots"}, "Requests per minute: 'lots' is not a whole number"),

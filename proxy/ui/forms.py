@@ -3,6 +3,9 @@
 The templates draw the inputs from these lists and `values` turns a posted form back into the API body's
 fields, named as the admin API names them, so the body model (`KeyGenerate`, `TeamNew`, ...) checks them
 exactly as it checks a curl request. An empty input means "not given": on an edit form, "leave as it is".
+An edit form also carries each input's shown value (`was.<name>`), and only the fields the admin changed are
+sent: re-sending an unchanged `budget_duration` would restart the budget period, an unchanged past `expires`
+would be refused.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class Field:
     def shown(self, record: dict[str, Any] | None) -> Any:
         """The input's current value on an edit form."""
         value = (record or {}).get(self.name)
+        if self.kind == "flag":
+            return "on" if value else ""
         if value is None:
             return ""
         if self.kind == "names":
@@ -123,6 +128,9 @@ def values(kind: str, form: str, posted: dict[str, str]) -> dict[str, Any]:
     given: dict[str, Any] = {}
     for spec in fields_for(kind, form):
         raw = posted.get(spec.name, "").strip()
+        was = posted.get(f"was.{spec.name}")
+        if form == "edit" and was is not None and raw == was.strip():
+            continue  # shown and left alone
         if spec.kind == "flag":
             if form == "edit" or raw:  # an edit form always says; an unticked create box leaves the default
                 given[spec.name] = raw == "on"
