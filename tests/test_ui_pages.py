@@ -14,16 +14,17 @@ import pytest
 
 from proxy.ui import reports_page
 from proxy.ui.audit_page import diff
-from tests.conftest import CAPITAL_QUERY, CAPITALS
+from tests.conftest import CAPITAL_QUERY, CAPITALS, scratch_database
 from tests.serving import MASTER_KEY, admin, answered, config_for, running_proxy, wait_until
 
 PRICED = {"model_name": "priced-bm25", "litellm_params": {"model": "local/bm25", "input_cost_per_query": 0.25}}
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, httpx.Client]]:
-    db = tmp_path_factory.mktemp("ui-pages") / "ui.db"
-    with running_proxy(config_for(None, f"sqlite:///{db}", model_list=[PRICED])) as server, \
+def served(db_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, httpx.Client]]:
+    """A server on its own database (SQLite, and PostgreSQL when TEST_POSTGRES_URL is set), signed in."""
+    with scratch_database(db_backend, tmp_path_factory.mktemp("ui-pages")) as db_url, \
+            running_proxy(config_for(None, db_url, model_list=[PRICED])) as server, \
             httpx.Client(base_url=server.url, timeout=10) as client:
         assert client.post("/ui/login", data={"master_key": MASTER_KEY}).status_code == 303
         yield server.url, client
