@@ -109,8 +109,24 @@ class ProxySpendRecord:
     updated_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class TeamRecord:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetHolderRecord:
+    """What every budget holder (team, internal user, tag) has: the tables' `_budgeted()` columns."""
+
+    spend: Decimal
+    max_budget: Decimal | None
+    budget_duration: str | None
+    budget_reset_at: datetime | None
+    rpm_limit: int | None
+    tpm_limit: int | None
+    max_parallel_requests: int | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TeamRecord(BudgetHolderRecord):
     """A team: its keys may only use `models` (empty: all), and count against its budget and limits."""
 
     team_id: str
@@ -118,20 +134,10 @@ class TeamRecord:
     models: list[str]
     tags: list[str] | None
     blocked: bool
-    spend: Decimal
-    max_budget: Decimal | None
-    budget_duration: str | None
-    budget_reset_at: datetime | None
-    rpm_limit: int | None
-    tpm_limit: int | None
-    max_parallel_requests: int | None
-    metadata: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class UserRecord:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserRecord(BudgetHolderRecord):
     """An internal user (LiteLLM's): owns keys (`user_id` on a key), belongs to teams, has a budget."""
 
     user_id: str
@@ -139,35 +145,15 @@ class UserRecord:
     user_email: str | None
     user_role: str | None
     models: list[str]
-    spend: Decimal
-    max_budget: Decimal | None
-    budget_duration: str | None
-    budget_reset_at: datetime | None
-    rpm_limit: int | None
-    tpm_limit: int | None
-    max_parallel_requests: int | None
-    metadata: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class TagRecord:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TagRecord(BudgetHolderRecord):
     """A request tag with an optional budget and limits."""
 
     tag_name: str
     description: str | None
     models: list[str] | None
-    spend: Decimal
-    max_budget: Decimal | None
-    budget_duration: str | None
-    budget_reset_at: datetime | None
-    rpm_limit: int | None
-    tpm_limit: int | None
-    max_parallel_requests: int | None
-    metadata: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
