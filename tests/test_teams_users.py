@@ -79,7 +79,7 @@ def test_user_lifecycle_has_litellm_shapes(admin_api, admin_server):
     assert updated["data"]["max_budget"] == 5
     assert admin_api.post("/user/update", json={"user_id": "ghost", "max_budget": 5}).status_code == 404
     assert admin_api.post("/user/new", json={"user_id": "dee"}).status_code == 400
-    assert admin_api.post("/user/new", json={"user_role": "proxy_admin"}).status_code == 422
+    assert admin_api.post("/user/new", json={"user_role": "admin"}).status_code == 422  # not a LiteLLM role
 
     no_key = answered(admin_api.post("/user/new", json={"user_id": "eve", "auto_create_key": False}))
     assert no_key["key"] is None

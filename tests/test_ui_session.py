@@ -75,9 +75,11 @@ def test_signing_out_ends_the_session_and_a_forged_cookie_is_refused(ui_url) -> 
         assert out.status_code == 303 and out.headers["location"] == "/ui/login"
         assert httpx.get(ui_url + "/ui", cookies=stolen).headers["location"] == "/ui/login"
     value = next(iter(stolen.values()))
-    expires, nonce, signature = value.split(".")
-    tampered = f"{int(expires) + 3600}.{nonce}.{signature}"
-    assert httpx.get(ui_url + "/ui", cookies={"rerank_proxy_ui": tampered}).headers["location"] == "/ui/login"
+    expires, nonce, key_id, binding, signature = value.split(".")
+    assert key_id == binding == ""  # a master-key session names no key
+    for tampered in (f"{int(expires) + 3600}.{nonce}.{key_id}.{binding}.{signature}",
+                     f"{expires}.{nonce}.{'0' * 32}.{'0' * 32}.{signature}"):  # posing as a key's session
+        assert httpx.get(ui_url + "/ui", cookies={"rerank_proxy_ui": tampered}).headers["location"] == "/ui/login"
 
 
 def test_sessions_expire_and_a_new_master_key_signs_everyone_out() -> None:
@@ -122,9 +124,9 @@ def test_failed_sign_ins_are_limited_per_address_and_in_total_in_bounded_memory(
 
 
 @pytest.fixture()
-def pinned() -> Iterator[tuple[str, list[datetime]]]:
-    now = [datetime(2026, 12, 1, 12, tzinfo=UTC)]
-    with running_proxy(config_for(None, "sqlite://"), clock=lambda: now[0]) as server:
+def pinned(tmp_path) -> Iterator[tuple[str, list[datetime]]]:
+    now = [datetime(2026, 12, 1, 12, tzinfo=UTC)]  # a database file: a guess is looked up as an admin key
+    with running_proxy(config_for(None, f"sqlite:///{tmp_path / 'ui.db'}"), clock=lambda: now[0]) as server:
         yield server.url, now
 
 
@@ -150,9 +152,9 @@ def test_too_many_wrong_keys_get_429_with_retry_after_until_the_window_passes(pi
     assert not any("sk-guess" in r.getMessage() or MASTER_KEY in r.getMessage() for r in caplog.records)
 
 
-def test_x_forwarded_for_is_ignored_from_a_peer_that_is_not_a_trusted_proxy(monkeypatch) -> None:
+def test_x_forwarded_for_is_ignored_from_a_peer_that_is_not_a_trusted_proxy(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", "192.0.2.1")  # uvicorn's trusted proxies: not loopback
-    with running_proxy(config_for(None, "sqlite://")) as server:
+    with running_proxy(config_for(None, f"sqlite:///{tmp_path / 'ui.db'}")) as server:
         for n in range(PER_ADDRESS):
             httpx.post(server.url + "/ui/login", data={"master_key": f"sk-guess-{n}"},
                        headers={"x-forwarded-for": f"203.0.113.{n}"})

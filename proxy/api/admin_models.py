@@ -136,8 +136,9 @@ class TeamMemberDelete(AdminBody):
 class UserFields(BudgetFields):
     user_alias: Name | None = None
     user_email: Name | None = None
-    user_role: Literal["internal_user"] | None = None
-    """Only "internal_user": admin rights come from the master key here, not from a user's role."""
+    user_role: Literal["proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer"] | None = None
+    """LiteLLM's roles; the user's keys act with it (`auth/roles.py`): proxy_admin may call every admin route,
+    proxy_admin_viewer the ones that read."""
     models: Names | None = None
 
 

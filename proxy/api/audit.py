@@ -10,7 +10,7 @@ from fastapi import APIRouter
 
 from ..auth.caller import Caller
 from .admin_types import ADMIN_RESPONSES, Page, PageSize, QueryName, QueryTime
-from .deps import AdminDep, RuntimeDep
+from .deps import AdminReaderDep, RuntimeDep
 from .runtime import Runtime
 from .store_access import as_dict, in_thread
 
@@ -33,14 +33,14 @@ async def audited(runtime: Runtime, caller: Caller, action: str, table_name: str
     """Record one admin change (`action`: created, updated, deleted, blocked, rotated, ...). The change has
     already happened: a failure to record it is logged, never turned into a failed admin call."""
     try:
-        await in_thread(runtime.store.record_change, changed_by=caller.key_alias or "unknown", action=action,
+        await in_thread(runtime.store.record_change, changed_by=caller.audit_name, action=action,
                         table_name=table_name, object_id=object_id, before=_clean(before), after=_clean(after))
     except Exception as exc:
         log.warning("audit record for %s %s failed (%s)", table_name, action, type(exc).__name__)
 
 
 @router.get("/audit/logs")
-async def audit_logs(_: AdminDep, runtime: RuntimeDep, changed_by: QueryName = None, action: QueryName = None,
+async def audit_logs(_: AdminReaderDep, runtime: RuntimeDep, changed_by: QueryName = None, action: QueryName = None,
                      table_name: QueryName = None, object_id: QueryName = None,
                      start_date: QueryTime = None, end_date: QueryTime = None,
                      page: Page = 1, page_size: PageSize = 50) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from ..errors import NotFoundError
 from .admin_models import CustomerFields, CustomerIds, CustomerNew, CustomerUpdate
 from .admin_types import ADMIN_RESPONSES, Page, PageSize, RequiredQueryName
 from .audit import audited
-from .deps import AdminDep, RuntimeDep
+from .deps import AdminDep, AdminReaderDep, RuntimeDep
 from .runtime import Runtime
 from .store_access import budget_view, in_thread
 
@@ -38,7 +38,7 @@ async def new(body: CustomerNew, caller: AdminDep, runtime: RuntimeDep) -> dict[
 
 @router.get("/customer/info")
 @router.get("/end_user/info", include_in_schema=False)
-async def info(_: AdminDep, runtime: RuntimeDep, end_user_id: RequiredQueryName) -> dict[str, Any]:
+async def info(_: AdminReaderDep, runtime: RuntimeDep, end_user_id: RequiredQueryName) -> dict[str, Any]:
     record = await in_thread(runtime.store.get_customer, end_user_id)
     if record is None:
         raise NotFoundError(f"end-user '{end_user_id}' not found")
@@ -49,7 +49,7 @@ async def info(_: AdminDep, runtime: RuntimeDep, end_user_id: RequiredQueryName)
 
 @router.get("/customer/list")
 @router.get("/end_user/list", include_in_schema=False)
-async def list_customers(_: AdminDep, runtime: RuntimeDep, page: Page = 1,
+async def list_customers(_: AdminReaderDep, runtime: RuntimeDep, page: Page = 1,
                          size: PageSize = 100) -> list[dict[str, Any]]:
     records, _total = await in_thread(runtime.store.list_customers, page=page, size=size)
     return [budget_view(r) for r in records]

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from ..errors import StoreUnavailableError
 from .admin_types import responses
-from .deps import AdminDep, RuntimeDep
+from .deps import AdminReaderDep, RuntimeDep
 from .rendering import json_response
 
 router = APIRouter(tags=["health"])
@@ -38,7 +38,7 @@ async def readiness(runtime: RuntimeDep):
 
 
 @router.get("/health", responses=responses(401, 403, 503))
-async def health(_: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+async def health(_: AdminReaderDep, runtime: RuntimeDep) -> dict[str, Any]:
     """Probe every deployment with a tiny rerank call (master key only; calls the providers)."""
     results = await runtime.router.check_health()
     healthy = [r.describe() for r in results if r.ok]

@@ -17,7 +17,7 @@ from ..spend.holders import TEAM
 from .admin_models import KeyDelete, KeyFields, KeyGenerate, KeyRef, KeyRegenerate, KeyUpdate
 from .admin_types import ADMIN_RESPONSES, Page, PageSize, QueryKey, QueryName
 from .audit import audited
-from .deps import AdminDep, CallerDep, RuntimeDep
+from .deps import AdminDep, AdminReaderDep, CallerDep, RuntimeDep
 from .runtime import Runtime
 from .store_access import as_dict, budget_view, in_thread
 
@@ -68,8 +68,8 @@ async def info(caller: CallerDep, runtime: RuntimeDep, key: QueryKey = None) -> 
         digest = caller.key_hash
     else:
         digest = digest_of(key)
-    if not caller.is_admin and digest != caller.key_hash:
-        raise PermissionDeniedError("a virtual key may only read its own info")
+    if not caller.may_read_admin and digest != caller.key_hash:
+        raise PermissionDeniedError(f"a key with role '{caller.role or 'none'}' may only read its own info")
     record = await in_thread(runtime.store.get_key, digest)
     if record is None:
         raise NotFoundError("key not found")
@@ -79,7 +79,7 @@ async def info(caller: CallerDep, runtime: RuntimeDep, key: QueryKey = None) -> 
 
 
 @router.get("/key/list")
-async def list_keys(_: AdminDep, runtime: RuntimeDep, page: Page = 1, size: PageSize = 100,
+async def list_keys(_: AdminReaderDep, runtime: RuntimeDep, page: Page = 1, size: PageSize = 100,
                     user_id: QueryName = None, key_alias: QueryName = None, team_id: QueryName = None,
                     return_full_object: bool = False) -> dict[str, Any]:
     records, total = await in_thread(runtime.store.list_keys, user_id=user_id, key_alias=key_alias,

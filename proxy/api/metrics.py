@@ -24,6 +24,7 @@ async def metrics(request: Request) -> Response:
         if token and hmac.compare_digest(authorization.removeprefix("Bearer ").encode(), token.encode()):
             return Response(await telemetry.metrics.arender(), media_type=CONTENT_TYPE)
         caller = await runtime.authenticator.authenticate(authorization or None)
-        if not caller.is_admin:
-            raise PermissionDeniedError("/metrics needs the master key or general_settings.metrics_token")
+        if not caller.may_read_admin:
+            raise PermissionDeniedError("/metrics needs the master key, a proxy_admin or proxy_admin_viewer key, "
+                                        "or general_settings.metrics_token")
     return Response(await telemetry.metrics.arender(), media_type=CONTENT_TYPE)

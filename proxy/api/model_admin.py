@@ -106,7 +106,7 @@ async def model_info(caller: CallerDep, runtime: RuntimeDep,
     live = _live(runtime)
     data = []
     for alias, entries in _entries(live).items():
-        if not caller.may_use(alias):
+        if not (caller.may_read_admin or caller.may_use(alias)):
             continue
         for entry, deployment in zip(entries, live.settings.aliases.get(alias, ()), strict=False):
             if litellm_model_id is not None and deployment.id != litellm_model_id:
@@ -128,7 +128,7 @@ async def model_group_info(caller: CallerDep, runtime: RuntimeDep,
     plan, states = runtime.router.plan, runtime.router.deployment_states()
     data = []
     for alias, group in plan.groups.items():
-        if alias in plan.hidden_aliases or not caller.may_use(alias):
+        if alias in plan.hidden_aliases or not (caller.may_read_admin or caller.may_use(alias)):
             continue
         if model_group is not None and alias != model_group:
             continue

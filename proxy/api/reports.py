@@ -15,7 +15,7 @@ from ..errors import InvalidRequestError
 from ..spend.holders import TEAM, USER
 from ..spend.latency import percentile
 from .admin_types import ADMIN_RESPONSES
-from .deps import AdminDep, RuntimeDep
+from .deps import AdminReaderDep, RuntimeDep
 from .keys import digest_of
 from .store_access import budget_view, in_thread
 
@@ -51,7 +51,7 @@ async def _key_id(runtime: Any, api_key: str) -> str:
 
 
 @router.get("/spend/report")
-async def spend_report(_: AdminDep, runtime: RuntimeDep, group_by: str = "model",
+async def spend_report(_: AdminReaderDep, runtime: RuntimeDep, group_by: str = "model",
                        granularity: Literal["hour", "day", "all"] = "day", start_date: str | None = None,
                        end_date: str | None = None, key: str | None = None, team: str | None = None,
                        user: str | None = None, end_user: str | None = None, model: str | None = None,
@@ -80,7 +80,7 @@ async def spend_report(_: AdminDep, runtime: RuntimeDep, group_by: str = "model"
 
 
 @router.get("/global/spend/report")
-async def global_spend_report(_: AdminDep, runtime: RuntimeDep, start_date: str | None = None,
+async def global_spend_report(_: AdminReaderDep, runtime: RuntimeDep, start_date: str | None = None,
                               end_date: str | None = None,
                               group_by: Literal["team", "customer", "api_key"] = "team",
                               api_key: str | None = None, internal_user_id: str | None = None,
@@ -145,20 +145,20 @@ def _token(tokens: dict[str, tuple[str, str | None]], key_id: str | None) -> str
 
 
 @router.get("/spend/keys")
-async def spend_keys(_: AdminDep, runtime: RuntimeDep) -> list[dict[str, Any]]:
+async def spend_keys(_: AdminReaderDep, runtime: RuntimeDep) -> list[dict[str, Any]]:
     records, _total = await in_thread(runtime.store.list_keys, size=100_000)
     return sorted((budget_view(r) for r in records), key=lambda k: k["spend"], reverse=True)
 
 
 @router.get("/spend/users")
-async def spend_users(_: AdminDep, runtime: RuntimeDep, user_id: str | None = None) -> list[dict[str, Any]]:
+async def spend_users(_: AdminReaderDep, runtime: RuntimeDep, user_id: str | None = None) -> list[dict[str, Any]]:
     records, _total = await in_thread(runtime.store.list_holders, USER,
                                       idents=None if user_id is None else [user_id], size=100_000)
     return sorted((budget_view(r) for r in records), key=lambda u: u["spend"], reverse=True)
 
 
 @router.get("/spend/tags")
-async def spend_tags(_: AdminDep, runtime: RuntimeDep, start_date: str | None = None,
+async def spend_tags(_: AdminReaderDep, runtime: RuntimeDep, start_date: str | None = None,
                      end_date: str | None = None) -> list[dict[str, Any]]:
     rows = await in_thread(runtime.store.spend_report, group_by=["tag"], granularity="all",
                            start=_moment(start_date, "start_date"), end=_moment(end_date, "end_date", end=True))

@@ -15,11 +15,13 @@ from pydantic import ValidationError
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..auth.roles import PROXY_ADMIN_VIEWER, VIEWER_NO_RERANK
 from ..engine import Call
 from ..errors import (
     InternalError,
     InvalidRequestError,
     PayloadTooLargeError,
+    PermissionDeniedError,
     ProxyError,
     ServerBusyError,
     UnprocessableRequestError,
@@ -128,6 +130,8 @@ async def answer(scope: Scope, receive: Receive, api_version: int) -> Reply:
     try:
         wanted = read_headers(scope)
         caller = await runtime.authenticator.authenticate(wanted.get(b"authorization"))
+        if caller.role == PROXY_ADMIN_VIEWER:
+            raise PermissionDeniedError(VIEWER_NO_RERANK)
         declared, limit = wanted.get(b"content-length"), runtime.max_request_bytes
         size = min(int(declared), limit) if declared and declared.isdigit() else limit  # read_body refuses more
         if not runtime.body_budget.take(size):

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from .admin_types import ADMIN_RESPONSES, NAME_MAX, NO_NUL, Page, PageSize, QueryKey, QueryName, QueryTime
-from .deps import AdminDep, RuntimeDep
+from .deps import AdminReaderDep, RuntimeDep
 from .keys import digest_of
 from .rendering import json_response
 from .store_access import as_dict, in_thread
@@ -18,7 +18,7 @@ router = APIRouter(tags=["spend"], responses=ADMIN_RESPONSES)
 
 @router.get("/spend/logs")
 async def spend_logs(
-    _: AdminDep,
+    _: AdminReaderDep,
     runtime: RuntimeDep,
     api_key: QueryKey = None,
     end_user: QueryName = None,

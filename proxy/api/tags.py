@@ -12,7 +12,7 @@ from ..spend.holders import TAG
 from .admin_models import TagFields, TagName, TagNames, TagNew
 from .admin_types import ADMIN_RESPONSES
 from .audit import audited
-from .deps import AdminDep, RuntimeDep
+from .deps import AdminDep, AdminReaderDep, RuntimeDep
 from .runtime import Runtime
 from .store_access import budget_view, in_thread
 
@@ -47,7 +47,7 @@ async def new(body: TagNew, caller: AdminDep, runtime: RuntimeDep) -> dict[str, 
 
 
 @router.post("/tag/info")
-async def info(body: TagNames, _: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
+async def info(body: TagNames, _: AdminReaderDep, runtime: RuntimeDep) -> dict[str, Any]:
     records = await in_thread(runtime.store.get_holders, TAG, body.names)
     missing = sorted(set(body.names) - {r.tag_name for r in records})
     if missing:
@@ -60,7 +60,7 @@ async def info(body: TagNames, _: AdminDep, runtime: RuntimeDep) -> dict[str, An
 
 
 @router.get("/tag/list")
-async def list_tags(_: AdminDep, runtime: RuntimeDep) -> list[dict[str, Any]]:
+async def list_tags(_: AdminReaderDep, runtime: RuntimeDep) -> list[dict[str, Any]]:
     records, _total = await in_thread(runtime.store.list_holders, TAG, size=10_000)
     return [tag_view(r) for r in records]
 

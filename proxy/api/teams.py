@@ -14,7 +14,7 @@ from ..spend.holders import TEAM, USER
 from .admin_models import TeamFields, TeamIds, TeamMemberAdd, TeamMemberDelete, TeamNew, TeamRef, TeamUpdate
 from .admin_types import ADMIN_RESPONSES, Page, PageSize, QueryName, RequiredQueryName
 from .audit import audited
-from .deps import AdminDep, RuntimeDep
+from .deps import AdminDep, AdminReaderDep, RuntimeDep
 from .runtime import Runtime
 from .store_access import as_dict, budget_view, in_thread
 
@@ -54,7 +54,7 @@ async def new(body: TeamNew, caller: AdminDep, runtime: RuntimeDep) -> dict[str,
 
 
 @router.get("/team/info")
-async def info(_: AdminDep, runtime: RuntimeDep, team_id: RequiredQueryName) -> dict[str, Any]:
+async def info(_: AdminReaderDep, runtime: RuntimeDep, team_id: RequiredQueryName) -> dict[str, Any]:
     record = await _get(runtime, team_id)
     view = await team_view(runtime, record)
     await runtime.governance.describe_holder(view, "team", record)
@@ -65,7 +65,7 @@ async def info(_: AdminDep, runtime: RuntimeDep, team_id: RequiredQueryName) -> 
 
 
 @router.get("/team/list")
-async def list_teams(_: AdminDep, runtime: RuntimeDep, user_id: QueryName = None, page: Page = 1,
+async def list_teams(_: AdminReaderDep, runtime: RuntimeDep, user_id: QueryName = None, page: Page = 1,
                      size: PageSize = 1000) -> list[dict[str, Any]]:
     idents = None
     if user_id is not None:

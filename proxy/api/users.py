@@ -11,13 +11,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from ..auth.keys import display_name, generate_key, hash_key
-from ..errors import NotFoundError
+from ..auth.roles import refusal
+from ..errors import NotFoundError, PermissionDeniedError
 from ..spend.durations import parse_duration
 from ..spend.holders import TEAM, USER
 from .admin_models import UserFields, UserIds, UserNew, UserUpdate
 from .admin_types import ADMIN_RESPONSES, NO_NUL, Page, PageSize, RequiredQueryName
 from .audit import audited
-from .deps import AdminDep, RuntimeDep
+from .deps import AdminDep, AdminReaderDep, CallerDep, RuntimeDep
 from .runtime import Runtime
 from .store_access import budget_view, in_thread
 from .teams import changed
@@ -60,7 +61,10 @@ async def new(body: UserNew, caller: AdminDep, runtime: RuntimeDep) -> dict[str,
 
 
 @router.get("/user/info")
-async def info(_: AdminDep, runtime: RuntimeDep, user_id: RequiredQueryName) -> dict[str, Any]:
+async def info(caller: CallerDep, runtime: RuntimeDep, user_id: RequiredQueryName) -> dict[str, Any]:
+    """Any user for the admin roles; a key whose `user_id` is this user may read it too (as in LiteLLM)."""
+    if not caller.may_read_admin and (caller.user_id is None or caller.user_id != user_id):
+        raise PermissionDeniedError(refusal(caller.role, write=False) + " (or a key of this user)")
     record = await in_thread(runtime.store.get_holder, USER, user_id)
     if record is None:
         raise NotFoundError(f"user '{user_id}' not found")
@@ -73,7 +77,7 @@ async def info(_: AdminDep, runtime: RuntimeDep, user_id: RequiredQueryName) -> 
 
 
 @router.get("/user/list")
-async def list_users(_: AdminDep, runtime: RuntimeDep, page: Page = 1, page_size: PageSize = 25,
+async def list_users(_: AdminReaderDep, runtime: RuntimeDep, page: Page = 1, page_size: PageSize = 25,
                      user_ids: Annotated[str | None, Query(max_length=4_096, pattern=NO_NUL,
                                                            description="comma-separated user ids")] = None,
                      ) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from ..errors import AuthenticationError, PermissionDeniedError, StoreUnavailabl
 from ..spend.records import KeyRecord
 from ..ttl_cache import TtlCache
 from .keys import hash_key, same_key
+from .roles import ADMIN_READERS, PROXY_ADMIN
 
 log = logging.getLogger("proxy.auth")
 
@@ -24,6 +25,10 @@ class Caller:
     key_alias: str | None = None
     user_id: str | None = None
     is_admin: bool = False
+    """The master key (or open access): every route, every model."""
+    role: str | None = None
+    """The LiteLLM role this caller acts with (`roles.py`): the master key's is proxy_admin, a key's is its
+    internal user's `user_role`."""
     models: tuple[str, ...] = ()
     """Aliases this key may call; empty means all."""
     record: KeyRecord | None = None
@@ -35,6 +40,23 @@ class Caller:
     """The key owner's internal-user record, if `user_id` names one."""
     team_models: tuple[str, ...] = ()
     user_models: tuple[str, ...] = ()
+
+    @property
+    def may_administer(self) -> bool:
+        """May call every admin route (the master key, or a key whose user is a proxy_admin)."""
+        return self.role == PROXY_ADMIN
+
+    @property
+    def may_read_admin(self) -> bool:
+        """May call the admin routes that only read (also a proxy_admin_viewer's key)."""
+        return self.role in ADMIN_READERS
+
+    @property
+    def audit_name(self) -> str:
+        """Who the audit log says made a change: the key's alias or key_id (never its secret or hash)."""
+        if self.key_alias:
+            return self.key_alias
+        return getattr(self.record, "key_id", None) or "unknown"
 
     def may_use(self, alias: str) -> bool:
         """The key, its team and its user must each allow `alias` (an empty list allows every model)."""
@@ -53,7 +75,7 @@ class Caller:
         return None
 
 
-ANONYMOUS_ADMIN = Caller(is_admin=True, key_alias="open-access")
+ANONYMOUS_ADMIN = Caller(is_admin=True, key_alias="open-access", role=PROXY_ADMIN)
 UNVERIFIED = Caller(key_alias="db-unavailable-fallback")
 """A key the unreachable database could not verify, allowed by `allow_requests_on_db_unavailable`: never
 admin, no key limits or budget (LiteLLM's restricted fallback identity)."""
@@ -77,7 +99,7 @@ class Authenticator:
         self._known: TtlCache[str, Caller] = TtlCache(ttl, max_entries, max_stale=max_stale, clock=clock)
         self._unknown: TtlCache[str, None] = TtlCache(ttl, unknown_entries, clock=clock)
         self._allow_unverified = allow_unverified
-        self._master = Caller(is_admin=True, key_alias="master_key")
+        self._master = Caller(is_admin=True, key_alias="master_key", role=PROXY_ADMIN)
         self._evictions = 0
         """Counts `forget` calls: a read that started before one is not cached (it may predate the change)."""
 
@@ -106,12 +128,7 @@ class Authenticator:
             return caller
         if getattr(record, "previous_token", None) == digest and not _in_grace(record):  # cached past its grace
             raise AuthenticationError("invalid api key")
-        if record.blocked:
-            raise PermissionDeniedError("this key is blocked")
-        if caller.team is not None and caller.team.blocked:
-            raise PermissionDeniedError(f"this key's team '{caller.team.team_id}' is blocked")
-        if record.expires is not None and _aware(record.expires) <= datetime.now(UTC):
-            raise PermissionDeniedError("this key has expired")
+        check_usable(caller)
         return caller
 
     async def _lookup(self, digest: str) -> Caller | None:
@@ -139,23 +156,38 @@ class Authenticator:
         """Cache a read's answer (on the event loop), even when the caller that started it gave up waiting;
         not when a key was evicted while it ran (it may have read the row from before that change)."""
         if evictions != self._evictions:
-            return None if record is None else _caller(*record)
+            return None if record is None else key_caller(*record)
         if record is None:
             self._known.forget(digest)
             self._unknown.put(digest, None)
             return None
-        caller = _caller(*record)
+        caller = key_caller(*record)
         self._known.put(digest, caller)
         return caller
 
 
-def _caller(record: Any, team: Any, user: Any) -> Caller:
+def key_caller(record: Any, team: Any, user: Any) -> Caller:
     """The Caller of a key record; `key_hash` is the key's current digest even when the caller presented the
-    secret it replaced (within its grace period), so spend and limits land on the one key."""
+    secret it replaced (within its grace period), so spend and limits land on the one key. Its role is its
+    internal user's `user_role`."""
     return Caller(key_hash=record.token, key_alias=record.key_alias, user_id=record.user_id,
+                  role=getattr(user, "user_role", None),
                   models=tuple(record.models or ()), record=record, metadata=record.metadata or {}, team=team,
                   user=user, team_models=tuple(team.models or ()) if team is not None else (),
                   user_models=tuple(user.models or ()) if user is not None else ())
+
+
+def check_usable(caller: Caller) -> None:
+    """PermissionDeniedError when the key, or its team, is blocked, or the key has expired."""
+    record = caller.record
+    if record is None:
+        return
+    if record.blocked:
+        raise PermissionDeniedError("this key is blocked")
+    if caller.team is not None and caller.team.blocked:
+        raise PermissionDeniedError(f"this key's team '{caller.team.team_id}' is blocked")
+    if record.expires is not None and _aware(record.expires) <= datetime.now(UTC):
+        raise PermissionDeniedError("this key has expired")
 
 
 def _in_grace(record: Any) -> bool:

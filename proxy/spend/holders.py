@@ -117,15 +117,14 @@ class Holders(Transactions):
             if row is None:
                 row = connection.execute(select(keys).where(
                     keys.c.previous_token == token_hash, keys.c.previous_token_expires > now)).one_or_none()
-            if row is None:
-                return None
-            key = KeyRecord(**row._mapping)
-            owners = []
-            for kind, ident in ((TEAM, key.team_id), (USER, key.user_id)):
-                found = None if ident is None else connection.execute(
-                    select(kind.table).where(kind.table.c[kind.pk] == ident)).one_or_none()
-                owners.append(None if found is None else kind.record(**found._mapping))
-        return key, owners[0], owners[1]
+            return None if row is None else _with_owners(connection, row)
+
+    def key_with_owners_by_id(self, key_id: str) -> tuple[Any, Any, Any] | None:
+        """(key, its team, its internal user) for a key's stable `key_id`; None when there is none."""
+        with self._read() as connection:
+            row = connection.execute(select(verification_tokens).where(
+                verification_tokens.c.key_id == key_id)).one_or_none()
+            return None if row is None else _with_owners(connection, row)
 
     # memberships ---------------------------------------------------------------------------------
 
@@ -165,3 +164,13 @@ class Holders(Transactions):
             rows = connection.execute(select(team_memberships).where(*conditions)
                                       .order_by(c.team_id, c.user_id)).all()
         return [MembershipRecord(**row._mapping) for row in rows]
+
+
+def _with_owners(connection: Any, row: Any) -> tuple[Any, Any, Any]:
+    key = KeyRecord(**row._mapping)
+    owners = []
+    for kind, ident in ((TEAM, key.team_id), (USER, key.user_id)):
+        found = None if ident is None else connection.execute(
+            select(kind.table).where(kind.table.c[kind.pk] == ident)).one_or_none()
+        owners.append(None if found is None else kind.record(**found._mapping))
+    return key, owners[0], owners[1]

@@ -32,6 +32,7 @@ from ..api.admin_models import (
     UserUpdate,
 )
 from ..api.runtime import Runtime
+from ..auth.caller import Caller
 from ..errors import ProxyError
 from .forms import fields_for, values
 from .web import UI_CALLER, SessionDep, back, form_of, message_of, page, runtime_of
@@ -77,21 +78,22 @@ for _kind in PAGES:
 @router.post("/{kind}/new")
 async def holder_new(request: Request, session: SessionDep, kind: str) -> Response:
     posted = await form_of(request, session)
+    caller = session.caller
     if kind not in PAGES:
         return back("/ui", error=f"unknown page {kind!r}")
     runtime = runtime_of(request)
     try:
         given = values(kind, "create", posted)
         if kind == "teams":
-            await teams.new(TeamNew(**given), UI_CALLER, runtime)
+            await teams.new(TeamNew(**given), caller, runtime)
         elif kind == "users":
-            created = await users.new(UserNew(**{"auto_create_key": False, **given}), UI_CALLER, runtime)
+            created = await users.new(UserNew(**{"auto_create_key": False, **given}), caller, runtime)
             if created.get("key"):  # the new key's secret: shown once, in this answer only
                 return await _page(request, session, kind, created=created)
         elif kind == "customers":
-            await customers.new(CustomerNew(**given), UI_CALLER, runtime)
+            await customers.new(CustomerNew(**given), caller, runtime)
         else:
-            await tags.new(TagNew(**given), UI_CALLER, runtime)
+            await tags.new(TagNew(**given), caller, runtime)
     except (ProxyError, ValueError) as exc:
         return back(f"/ui/{kind}", error=message_of(exc))
     return back(f"/ui/{kind}", flash="created")
@@ -100,67 +102,68 @@ async def holder_new(request: Request, session: SessionDep, kind: str) -> Respon
 @router.post("/{kind}/{ident}/{action}")
 async def holder_action(request: Request, session: SessionDep, kind: str, ident: str, action: str) -> Response:
     posted = await form_of(request, session)
+    caller = session.caller
     if kind not in PAGES or action not in ("update", "delete", "block", "unblock") or (
             action in ("block", "unblock") and not PAGES[kind][3]):
         return back("/ui", error="unknown action")
     runtime = runtime_of(request)
     try:
         if action == "update":
-            await _update(runtime, kind, ident, values(kind, "edit", posted))
+            await _update(runtime, caller, kind, ident, values(kind, "edit", posted))
         elif action == "delete":
-            await _delete(runtime, kind, ident)
+            await _delete(runtime, caller, kind, ident)
         elif kind == "teams":
-            await (teams.block if action == "block" else teams.unblock)(TeamRef(team_id=ident), UI_CALLER, runtime)
+            await (teams.block if action == "block" else teams.unblock)(TeamRef(team_id=ident), caller, runtime)
         else:
             await (customers.block if action == "block" else customers.unblock)(
-                CustomerIds(user_ids=[ident]), UI_CALLER, runtime)
+                CustomerIds(user_ids=[ident]), caller, runtime)
     except (ProxyError, ValueError) as exc:
         return back(f"/ui/{kind}", error=message_of(exc))
     return back(f"/ui/{kind}", flash={"update": "saved", "delete": "deleted"}.get(action, f"{action}ed"))
 
 
-async def _update(runtime: Runtime, kind: str, ident: str, given: dict[str, Any]) -> None:
+async def _update(runtime: Runtime, caller: Caller, kind: str, ident: str, given: dict[str, Any]) -> None:
     if kind == "teams":
         members = given.pop("members_with_roles", None)
         body = TeamUpdate(team_id=ident, **given)  # checked before any membership changes
         if members is not None:
             wanted = [Member(**m) for m in members]
-            current = (await teams.info(UI_CALLER, runtime, team_id=ident))["team_info"]["members_with_roles"]
-            await _members(runtime, ident, {m["user_id"]: m["role"] for m in current},
+            current = (await teams.info(caller, runtime, team_id=ident))["team_info"]["members_with_roles"]
+            await _members(runtime, caller, ident, {m["user_id"]: m["role"] for m in current},
                            {m.user_id: m.role for m in wanted})
-        await teams.update(body, UI_CALLER, runtime)
+        await teams.update(body, caller, runtime)
     elif kind == "users":
         wanted_teams = given.pop("teams", None)
         body_u = UserUpdate(user_id=ident, **given)
         if wanted_teams is not None:
-            current_teams = {t["team_id"] for t in (await users.info(UI_CALLER, runtime, user_id=ident))["teams"]}
+            current_teams = {t["team_id"] for t in (await users.info(caller, runtime, user_id=ident))["teams"]}
             for team_id in current_teams - set(wanted_teams):
-                await teams.member_delete(TeamMemberDelete(team_id=team_id, user_id=ident), UI_CALLER, runtime)
+                await teams.member_delete(TeamMemberDelete(team_id=team_id, user_id=ident), caller, runtime)
             for team_id in dict.fromkeys(wanted_teams):
                 if team_id not in current_teams:
                     await teams.member_add(TeamMemberAdd(team_id=team_id, member=Member(user_id=ident)),
-                                           UI_CALLER, runtime)
-        await users.update(body_u, UI_CALLER, runtime)
+                                           caller, runtime)
+        await users.update(body_u, caller, runtime)
     elif kind == "customers":
-        await customers.update(CustomerUpdate(user_id=ident, **given), UI_CALLER, runtime)
+        await customers.update(CustomerUpdate(user_id=ident, **given), caller, runtime)
     else:
-        await tags.update(TagNew(name=ident, **given), UI_CALLER, runtime)
+        await tags.update(TagNew(name=ident, **given), caller, runtime)
 
 
-async def _members(runtime: Runtime, team_id: str, current: dict[str, str], wanted: dict[str, str]) -> None:
+async def _members(runtime: Runtime, caller: Caller, team_id: str, current: dict[str, str], wanted: dict[str, str]) -> None:
     for user_id in current.keys() - wanted.keys():
-        await teams.member_delete(TeamMemberDelete(team_id=team_id, user_id=user_id), UI_CALLER, runtime)
+        await teams.member_delete(TeamMemberDelete(team_id=team_id, user_id=user_id), caller, runtime)
     changed = [Member(user_id=u, role=r) for u, r in wanted.items() if current.get(u) != r]
     if changed:
-        await teams.member_add(TeamMemberAdd(team_id=team_id, member=changed), UI_CALLER, runtime)
+        await teams.member_add(TeamMemberAdd(team_id=team_id, member=changed), caller, runtime)
 
 
-async def _delete(runtime: Runtime, kind: str, ident: str) -> None:
+async def _delete(runtime: Runtime, caller: Caller, kind: str, ident: str) -> None:
     if kind == "teams":
-        await teams.delete(TeamIds(team_ids=[ident]), UI_CALLER, runtime)
+        await teams.delete(TeamIds(team_ids=[ident]), caller, runtime)
     elif kind == "users":
-        await users.delete(UserIds(user_ids=[ident]), UI_CALLER, runtime)
+        await users.delete(UserIds(user_ids=[ident]), caller, runtime)
     elif kind == "customers":
-        await customers.delete(CustomerIds(user_ids=[ident]), UI_CALLER, runtime)
+        await customers.delete(CustomerIds(user_ids=[ident]), caller, runtime)
     else:
-        await tags.delete(TagName(name=ident), UI_CALLER, runtime)
+        await tags.delete(TagName(name=ident), caller, runtime)

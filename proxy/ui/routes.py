@@ -21,13 +21,13 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from ..api import keys
 from ..api.admin_models import KeyDelete, KeyGenerate, KeyRef, KeyRegenerate, KeyUpdate
 from ..api.store_access import as_dict, in_thread
-from ..errors import ProxyError
+from ..errors import ProxyError, StoreUnavailableError
 from .forms import fields_for, values
+from .admin_keys import DATABASE_DOWN, NOT_A_KEY, sign_in_key
 from .overview import WINDOWS, build_overview
 from .session import COOKIE, SESSION_SECONDS, Session
 from .web import (
     PAGE_SIZE,
-    UI_CALLER,
     SessionDep,
     back,
     client_address,
@@ -68,12 +68,18 @@ async def login(request: Request) -> Response:
     body = (await request.body())[:4096].decode(errors="replace")
     given = (parse_qs(body).get("master_key") or [""])[-1]
     expected = runtime_of(request).settings.master_key or ""
+    key_id = digest = ""
     if not hmac.compare_digest(given.encode(), expected.encode()):
-        limits.failed(address)
-        return page(request, "login.html", Session("", 0, ""), status=401,
-                    login_error="That is not the master key.")
+        try:
+            caller, why = await sign_in_key(runtime_of(request), given) if given else (None, NOT_A_KEY)
+        except StoreUnavailableError:  # not a failed guess: nothing could be checked
+            return page(request, "login.html", Session("", 0, ""), status=503, login_error=DATABASE_DOWN)
+        if caller is None:
+            limits.failed(address)
+            return page(request, "login.html", Session("", 0, ""), status=401, login_error=why)
+        key_id, digest = getattr(caller.record, "key_id", ""), caller.key_hash or ""
     limits.succeeded(address)
-    cookie, _ = sessions.issue()
+    cookie, _ = sessions.issue(key_id, digest)
     response = RedirectResponse("/ui", status_code=303)
     response.set_cookie(COOKIE, cookie, max_age=SESSION_SECONDS, httponly=True, samesite="strict",
                         secure=_over_tls(request), path="/ui")
@@ -82,7 +88,7 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request, session: SessionDep) -> Response:
-    await form_of(request, session)
+    await form_of(request, session, change=False)
     sessions = sessions_of(request)
     if sessions is not None:
         sessions.revoke(session)
@@ -112,7 +118,7 @@ async def overview(request: Request, session: SessionDep, window: str = Query("d
 @router.get("/keys")
 async def keys_page(request: Request, session: SessionDep, p: int = Query(1, ge=1, le=100_000)) -> HTMLResponse:
     runtime = runtime_of(request)
-    listing = await keys.list_keys(UI_CALLER, runtime, page=p, size=PAGE_SIZE, user_id=None, key_alias=None,
+    listing = await keys.list_keys(session.caller, runtime, page=p, size=PAGE_SIZE, user_id=None, key_alias=None,
                                    team_id=None, return_full_object=True)
     return _keys_page(request, session, listing, p, created=None)
 
@@ -122,7 +128,7 @@ async def key_new(request: Request, session: SessionDep) -> Response:
     fields = await form_of(request, session)
     try:
         body = KeyGenerate(**values("keys", "create", fields))
-        created = await keys.generate(body, UI_CALLER, runtime_of(request))
+        created = await keys.generate(body, session.caller, runtime_of(request))
     except (ProxyError, ValueError) as exc:
         return back("/ui/keys", error=message_of(exc))
     return await _keys_with_secret(request, session, created)
@@ -130,7 +136,7 @@ async def key_new(request: Request, session: SessionDep) -> Response:
 
 async def _keys_with_secret(request: Request, session: Session, created: dict[str, Any]) -> HTMLResponse:
     """The keys page with a new secret on it: shown once, in this answer only (never a URL, redirect or log)."""
-    listing = await keys.list_keys(UI_CALLER, runtime_of(request), page=1, size=PAGE_SIZE, user_id=None,
+    listing = await keys.list_keys(session.caller, runtime_of(request), page=1, size=PAGE_SIZE, user_id=None,
                                    key_alias=None, team_id=None, return_full_object=True)
     return _keys_page(request, session, listing, 1, created=created)
 
@@ -147,15 +153,15 @@ async def key_action(request: Request, session: SessionDep, token: str, action: 
     runtime = runtime_of(request)
     try:
         if action == "regenerate":
-            rotated = await keys.regenerate(UI_CALLER, runtime, KeyRegenerate(
+            rotated = await keys.regenerate(session.caller, runtime, KeyRegenerate(
                 key=token, grace_period=optional(fields, "grace_period")))
             return await _keys_with_secret(request, session, rotated)
         if action == "update":
-            await keys.update(KeyUpdate(key=token, **values("keys", "edit", fields)), UI_CALLER, runtime)
+            await keys.update(KeyUpdate(key=token, **values("keys", "edit", fields)), session.caller, runtime)
         elif action in ("block", "unblock"):
-            await (keys.block if action == "block" else keys.unblock)(KeyRef(key=token), UI_CALLER, runtime)
+            await (keys.block if action == "block" else keys.unblock)(KeyRef(key=token), session.caller, runtime)
         elif action == "delete":
-            await keys.delete(KeyDelete(keys=[token]), UI_CALLER, runtime)
+            await keys.delete(KeyDelete(keys=[token]), session.caller, runtime)
         else:
             return back("/ui/keys", error=f"unknown action {action!r}")
     except (ProxyError, ValueError) as exc:

@@ -7,6 +7,7 @@ admin API function curl reaches, so the API's checks, limits and audit trail app
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,15 +21,17 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ..api.runtime import Runtime
 from ..auth.caller import Caller
+from ..auth.roles import PROXY_ADMIN, refusal
 from ..errors import PermissionDeniedError, ProxyError
+from .admin_keys import session_caller
 from .session import COOKIE, Session, Sessions
 from .sign_in_limits import SignInLimits
 
 HERE = Path(__file__).parent
 MAX_FORM_BYTES = 64 * 1024
 PAGE_SIZE = 50
-UI_CALLER = Caller(is_admin=True, key_alias="master_key (ui)")
-"""Who the audit log names for a change made in the UI."""
+UI_CALLER = Caller(is_admin=True, key_alias="master_key (ui)", role=PROXY_ADMIN)
+"""Who the audit log names for a change made in the UI signed in with the master key."""
 
 templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
                         trim_blocks=True, lstrip_blocks=True)
@@ -65,21 +68,30 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def signed_in(request: Request) -> Session:
+async def signed_in(request: Request) -> Session:
+    """The session, with who acts in it; a key session's key is checked again on every page."""
     sessions = sessions_of(request)
     if sessions is None:
-        return Session(nonce="open-access", expires=0, csrf="open-access")
+        return Session(nonce="open-access", expires=0, csrf="open-access", caller=UI_CALLER)
     session = sessions.read(request.cookies.get(COOKIE))
     if session is None:
         raise SignInRequired()
-    return session
+    if not session.key_id:
+        return replace(session, caller=UI_CALLER)
+    caller = await session_caller(runtime_of(request), sessions, session)
+    if caller is None:  # deleted, blocked, rotated or no longer an admin: signed out
+        raise SignInRequired()
+    return replace(session, caller=caller)
 
 
 SessionDep = Annotated[Session, Depends(signed_in)]
 
 
-async def form_of(request: Request, session: Session) -> dict[str, str]:
-    """The posted form (urlencoded, at most MAX_FORM_BYTES), after its CSRF token was checked."""
+async def form_of(request: Request, session: Session, *, change: bool = True) -> dict[str, str]:
+    """The posted form (urlencoded, at most MAX_FORM_BYTES), after its CSRF token was checked; a form that
+    `change`s something is refused (403) to a read-only (proxy_admin_viewer) session."""
+    if change and not session.caller.may_administer:
+        raise PermissionDeniedError(refusal(session.caller.role, write=True))
     body = b""
     async for chunk in request.stream():
         body += chunk
@@ -95,6 +107,8 @@ async def form_of(request: Request, session: Session) -> dict[str, str]:
 def page(request: Request, template: str, session: Session, status: int = 200, **context: Any) -> HTMLResponse:
     html = templates.get_template(template).render(
         request=request, csrf=session.csrf, open_access=sessions_of(request) is None,
+        read_only=session.caller is not None and not session.caller.may_administer,
+        signed_in_as=session.caller.key_alias if session.key_id else None,
         flash=request.query_params.get("flash"), error=request.query_params.get("error"), **context)
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
