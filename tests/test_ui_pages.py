@@ -189,8 +189,9 @@ def test_team_user_end_user_and_tag_forms_cover_members_roles_budgets_blocking_a
     assert [t["team_id"] for t in user["teams"]] == ["search"] and user["user_info"]["tpm_limit"] == 77
     assert user["user_info"]["user_role"] == "internal_user" and len(user["keys"]) == 1
     assert "Role: " not in alerts(post(client, "/ui/users/new", user_id="fay").text)
-    refused = post(client, "/ui/users/new", user_id="gus", user_role="proxy_admin")
-    assert alerts(refused.text) == ["user_role: Input should be 'internal_user'"]
+    refused = post(client, "/ui/users/new", user_id="gus", user_role="admin")  # not one of LiteLLM's roles
+    assert alerts(refused.text) == ["user_role: Input should be 'proxy_admin', 'proxy_admin_viewer', "
+                                    "'internal_user' or 'internal_user_viewer'"]
 
     post(client, "/ui/customers/new", user_id="shop-1", max_budget="3", blocked="on")
     post(client, "/ui/customers/shop-1/update", max_budget="4", blocked="")

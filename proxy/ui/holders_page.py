@@ -150,7 +150,8 @@ async def _update(runtime: Runtime, caller: Caller, kind: str, ident: str, given
         await tags.update(TagNew(name=ident, **given), caller, runtime)
 
 
-async def _members(runtime: Runtime, caller: Caller, team_id: str, current: dict[str, str], wanted: dict[str, str]) -> None:
+async def _members(runtime: Runtime, caller: Caller, team_id: str, current: dict[str, str],
+                   wanted: dict[str, str]) -> None:
     for user_id in current.keys() - wanted.keys():
         await teams.member_delete(TeamMemberDelete(team_id=team_id, user_id=user_id), caller, runtime)
     changed = [Member(user_id=u, role=r) for u, r in wanted.items() if current.get(u) != r]
