@@ -11,12 +11,12 @@ Redis is reached through the process's `RedisLink` (redis_link.py), shared with 
 cache: while the link is down routing carries on with the in-process numbers, and sharing resumes (every
 alias read afresh) when it is back.
 
-Keys (prefix p, deployment id d, minute m):
-    p:cool:d     cooled until (wall clock); expires with the cooldown
-    p:fail:d     failures in the current window; expires with the window
-    p:rpm:d:m    requests started in minute m         p:tpm:d:m   tokens reported in minute m
-    p:busy:d     hash replica → "in-flight:timestamp" (fields older than a minute are ignored)
-    p:lat:d      moving-average latency in seconds; expires after the latency ttl
+Keys (after the prefix, `rerank-proxy:` by default; deployment id d, minute m):
+    cool:d     cooled until (wall clock); expires with the cooldown
+    fail:d     failures in the current window; expires with the window
+    rpm:d:m    requests started in minute m         tpm:d:m   tokens reported in minute m
+    busy:d     hash replica → "in-flight:timestamp" (fields older than a minute are ignored)
+    lat:d      moving-average latency in seconds; expires after the latency ttl
 """
 
 from __future__ import annotations
