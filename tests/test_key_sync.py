@@ -139,6 +139,22 @@ async def test_a_starting_process_begins_after_the_newest_change_and_old_rows_ar
         await sync.stop()
 
 
+async def test_a_read_that_ran_across_an_eviction_answers_but_is_not_cached(store: Store):
+    """A key read that started before a change and returned after its eviction must not refill the cache
+    with the row from before the change (it would then be served for the whole TTL)."""
+    digest = hash_key("sk-a")
+    store.create_key(digest)
+    auth, _ = make(store)
+    started = auth._evictions  # the read starts ...
+    before = store.key_with_owners(digest)
+    store.set_blocked(digest, True)
+    auth.forget(digest)  # ... the change is evicted while it runs ...
+    assert auth._remember(digest, started, before) is not None  # ... its caller gets an answer,
+    assert auth._known.get(digest) is None  # but the cache stays empty: the next request re-reads
+    with pytest.raises(PermissionDeniedError):
+        await cached(auth, "sk-a")
+
+
 @pytest.fixture
 def relayed_postgres(tmp_path: Path) -> Iterator[tuple[TcpRelay, str]]:
     if not os.environ.get(POSTGRES_ENV):
