@@ -21,7 +21,7 @@ T = TypeVar("T")
 
 
 def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Seconds before retry number `attempt` (1, 2, ...): exponential from `base`, capped, jittered down by up to half."""
+    """Seconds before retry `attempt` (1, 2, ...): exponential from `base`, capped, jittered down by up to half."""
     return min(cap, base * 2 ** (attempt - 1)) * rng.uniform(0.5, 1)
 
 

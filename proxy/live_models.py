@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .config_loading import Settings, parse_config, read_config
-from .errors import InvalidRequestError, ModelNotFoundError, ProxyError, StoreUnavailableError
-from .routing import Router
+from .errors import InvalidRequestError, ModelNotFoundError, StoreUnavailableError
 from .periodic import repeat
+from .routing import Router
 from .secret_box import SecretBox, public_params
 from .settings import ConfigError
+from .spend.gate import Deadline
 from .spend.stored_models import CONFIG, MODELS, StoredModel
 
 log = logging.getLogger("proxy.models")
@@ -39,6 +40,7 @@ log = logging.getLogger("proxy.models")
 T = TypeVar("T")
 
 DB_DEADLINE = 2.0
+_bounded = Deadline(DB_DEADLINE)  # admin calls: one each, in parallel
 """Seconds any database call of this module may take before it is given up (and retried at the next sync)."""
 
 LIVE_LITELLM_SETTINGS = frozenset({"fallbacks", "default_fallbacks", "num_retries"})
@@ -68,6 +70,7 @@ class LiveModels:
         self._stored: dict[str, dict[str, Any]] = {}
         """Stored models by id, decrypted: {"model_name", "litellm_params", "model_info"}."""
         self._revisions = {MODELS: -1, CONFIG: -1}
+        self._poll = Deadline(DB_DEADLINE, serial=True)  # the sync: a hung database holds one thread
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -128,7 +131,7 @@ class LiveModels:
     # -- sync with other processes ---------------------------------------------------------------------
     async def sync(self) -> None:
         """Apply changes made by other processes: stored models, and config reloads asked of any of them."""
-        revisions = await _bounded(self._store.config_revisions)
+        revisions = await self._poll(self._store.config_revisions)
         if revisions == self._revisions:
             return
         async with self._lock:
@@ -136,7 +139,7 @@ class LiveModels:
             if revisions[CONFIG] != self._revisions[CONFIG] and self._revisions[CONFIG] >= 0:
                 raw = read_config(self.settings.source)
             if self.storing and revisions[MODELS] != self._revisions[MODELS]:
-                revision, rows = await _bounded(self._store.list_models)
+                revision, rows = await self._poll(self._store.list_models)
                 revisions = {**revisions, MODELS: revision}
                 stored = self._open(rows)
             if raw is not self._raw or stored is not self._stored:
@@ -288,17 +291,6 @@ def _diff(old: Any, new: Any) -> list[str]:
     return sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
 
 
-async def _bounded(fn: Callable[..., T], *args: Any) -> T:
-    """A store call off the event loop, given up after DB_DEADLINE seconds."""
-    try:
-        return await asyncio.wait_for(asyncio.to_thread(fn, *args), DB_DEADLINE)
-    except TimeoutError:
-        raise StoreUnavailableError(f"the database did not answer within {DB_DEADLINE:g}s") from None
-    except ProxyError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a driver error is the database being unavailable
-        log.debug("store call failed: %r", exc)
-        raise StoreUnavailableError() from None
 
 
 def _reason(exc: BaseException) -> str:

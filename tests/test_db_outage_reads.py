@@ -17,7 +17,7 @@ from proxy.auth.caller import UNVERIFIED, Authenticator
 from proxy.auth.keys import hash_key
 from proxy.errors import AuthenticationError, PermissionDeniedError, StoreUnavailableError
 from proxy.limits.end_users import EndUserRecords
-from proxy.spend.gate import DatabaseGate
+from proxy.spend.gate import DatabaseGate, Deadline
 from proxy.ttl_cache import TtlCache
 
 MASTER = "sk-master"
@@ -198,3 +198,31 @@ async def wait_for(predicate, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.01)
+
+
+async def test_a_repeating_poll_holds_one_thread_while_the_database_hangs():
+    """The model and key syncs poll every few seconds: a hung call must not start one more thread per poll
+    (the default executor, which the spend writer shares, would fill up)."""
+    answer, started = threading.Event(), []
+
+    def hung() -> int:
+        started.append(1)
+        answer.wait(10)
+        return 1
+
+    poll = Deadline(0.05, serial=True)
+    for _ in range(5):
+        with pytest.raises(StoreUnavailableError):
+            await poll(hung)
+    assert len(started) == 1
+    answer.set()
+    async with asyncio.timeout(10):  # once the hung call has returned, polls run again
+        while True:
+            try:
+                assert await poll(int) == 0
+                break
+            except StoreUnavailableError:
+                await asyncio.sleep(0.01)
+    with pytest.raises(StoreUnavailableError):  # a driver error is the database being unavailable
+        await poll(lambda: 1 / 0)
+    assert await poll(int, "7") == 7

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from ..errors import ProxyError, StoreUnavailableError
+from ..errors import StoreUnavailableError
 from ..periodic import repeat
+from ..spend.gate import Deadline
 
 log = logging.getLogger("proxy.auth")
 T = TypeVar("T")
@@ -39,7 +40,7 @@ class KeySync:
         self._store = store
         self._forget = forget
         self.interval = interval
-        self._deadline = deadline
+        self._call = Deadline(deadline, serial=True)
         self._batch = batch
         self.retention = max(MIN_RETENTION, retention)
         self._clock = clock
@@ -48,7 +49,6 @@ class KeySync:
         """The newest change applied; None until the database first answers (then every retained row is read)."""
         self.evicted = 0
         self._lock = asyncio.Lock()
-        self._inflight: asyncio.Future[Any] | None = None
         self._next_prune = 0.0
         self._task: asyncio.Task[None] | None = None
 
@@ -97,19 +97,3 @@ class KeySync:
         except StoreUnavailableError:
             log.warning("a key change was saved but not yet applied here; it will be at the next poll")
 
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(*args)` in a thread, given up after the deadline; while a given-up call still runs, no new one
-        starts (a hung database holds one thread, not one per poll)."""
-        if self._inflight is not None and not self._inflight.done():
-            raise StoreUnavailableError("the previous key change read has not returned")
-        future = self._inflight = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-        future.add_done_callback(lambda done: done.cancelled() or done.exception())
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), self._deadline)
-        except TimeoutError:
-            raise StoreUnavailableError(f"the database did not answer within {self._deadline:g}s") from None
-        except ProxyError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a driver error is the database being unavailable
-            log.debug("key change read failed: %r", exc)
-            raise StoreUnavailableError() from None

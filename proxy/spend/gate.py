@@ -18,7 +18,7 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from ..errors import StoreUnavailableError
+from ..errors import ProxyError, StoreUnavailableError
 from .writer import is_transient
 
 log = logging.getLogger(__name__)
@@ -130,3 +130,33 @@ class DatabaseGate:
             self._connector.cancel()
             await asyncio.gather(self._connector, return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class Deadline:
+    """Store calls off the event loop for background jobs and admin calls, each given up after `seconds`.
+
+    A timeout or a driver error comes out as StoreUnavailableError (our own errors pass through). `serial` (a
+    poll that repeats): while a given-up call still runs in its thread the next one is refused at once, so a
+    hung database holds one thread, not one more per poll until the default executor is full."""
+
+    def __init__(self, seconds: float, *, serial: bool = False) -> None:
+        self.seconds = seconds
+        self._serial = serial
+        self._inflight: asyncio.Future[Any] | None = None
+
+    async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._inflight is not None and not self._inflight.done():
+            raise StoreUnavailableError("the previous database call has not returned")
+        future: asyncio.Future[T] = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        if self._serial:
+            self._inflight = future
+            future.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved: no warning
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.seconds)
+        except TimeoutError:
+            raise StoreUnavailableError(f"the database did not answer within {self.seconds:g}s") from None
+        except ProxyError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a driver error is the database being unavailable
+            log.debug("store call failed: %r", exc)
+            raise StoreUnavailableError() from None

@@ -22,8 +22,8 @@ from ..api import keys
 from ..api.admin_models import KeyDelete, KeyGenerate, KeyRef, KeyRegenerate, KeyUpdate
 from ..api.store_access import as_dict, in_thread
 from ..errors import ProxyError, StoreUnavailableError
-from .forms import fields_for, values
 from .admin_keys import DATABASE_DOWN, NOT_A_KEY, sign_in_key
+from .forms import fields_for, values
 from .overview import WINDOWS, build_overview
 from .session import COOKIE, SESSION_SECONDS, Session
 from .web import (
