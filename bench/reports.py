@@ -1,5 +1,6 @@
 """Spend reports on a large spend history: bulk-load spend rows through the real spend writer path
-(`Store.write_batch`, which keeps the daily rollups), then time each report query.
+(`Store.write_batch`, which keeps the hourly rollups), then time each report query and the admin UI
+overview's windows.
 
 The load is realistic in shape: `--keys` keys in `--teams` teams and `--users` internal users, `--end-users`
 end-users, four models on their deployments, a tag or two on a third of the requests, 2% errors, spread over
@@ -31,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from proxy.spend.events import SpendEvent  # noqa: E402
 from proxy.spend.holders import TEAM, USER  # noqa: E402
 from proxy.spend.store import Store  # noqa: E402
-from proxy.spend.tables import spend_end_user_rollups, spend_logs, spend_rollups, spend_tag_rollups  # noqa: E402
+from proxy.spend.tables import spend_logs, spend_rollups, spend_tag_rollups  # noqa: E402
+from proxy.ui.overview import build_overview  # noqa: E402
 
 MODELS = [("rerank-english", "cohere-main", "cohere", Decimal("0.002")), ("bge", "tei-1", "infinity", Decimal(0)),
           ("voyage", "voyage-1", "voyage", Decimal("0.00005")), ("jina", "jina-1", "jina_ai", Decimal("0.00002"))]
@@ -60,7 +62,7 @@ def load(store: Store, rows: int, args: argparse.Namespace) -> float:
             tags = rng.choice((None, None, ["batch"], ["search", "prod"], ["chat"]))
             events.append(SpendEvent(
                 request_id=f"req-{i}", started_at=start + timedelta(seconds=span * i / rows), model_alias=alias,
-                status=500 if failed else 200, latency_ms=20.0, key_hash=token, key_alias=None, user_id=user,
+                status=500 if failed else 200, latency_ms=rng.lognormvariate(4.0, 0.8), key_hash=token, key_alias=None, user_id=user,
                 end_user=f"eu-{int(rng.paretovariate(1.1)) % args.end_users}", deployment=deployment,
                 provider=provider, search_units=0.0 if failed else 1.0, input_tokens=None if failed else 400,
                 total_tokens=None if failed else 400, cost=Decimal(0) if failed else price, key_id=key_id,
@@ -98,7 +100,7 @@ def main() -> None:
         seconds = load(store, args.rows, args)
         with store.engine.connect() as connection:
             counts = {t.name: connection.execute(select(func.count()).select_from(t)).scalar_one()
-                      for t in (spend_logs, spend_rollups, spend_end_user_rollups, spend_tag_rollups)}
+                      for t in (spend_logs, spend_rollups, spend_tag_rollups)}
         week = (datetime(2026, 1, 8, tzinfo=UTC), datetime(2026, 1, 15, tzinfo=UTC))
         whole = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=args.days))
         c = spend_logs.c
@@ -114,6 +116,15 @@ def main() -> None:
             "by end-user, whole range, all-in-one (top 10,000)": lambda: store.spend_report(
                 group_by=["end_user"], granularity="all", start=whole[0], end=whole[1]),
             "by tag per day (/spend/tags by day)": lambda: store.spend_report(group_by=["tag"]),
+            "by end-user x tag x model per hour, one day, with latency": lambda: store.spend_report(
+                group_by=["end_user", "tag", "model"], granularity="hour", start=week[0],
+                end=week[0] + timedelta(days=1), latency=True),
+            "by team x end-user per day, one week, with latency (/spend/report)": lambda: store.spend_report(
+                group_by=["team", "end_user"], start=week[0], end=week[1], latency=True),
+            "by model per day, whole range, with latency (/spend/report)": lambda: store.spend_report(
+                group_by=["model"], start=whole[0], end=whole[1], latency=True),
+            "UI overview, day window (per hour)": lambda: build_overview(store, "day", now=whole[1]).charts,
+            "UI overview, 30-day window (per day)": lambda: build_overview(store, "month", now=whole[1]).charts,
         }
         results = {name: timed(fn, args.repeat) for name, fn in reports.items()}
 

@@ -88,7 +88,8 @@ GROUPINGS = [
     (["key", "team", "user", "end_user", "model", "deployment", "provider"], "hour", {}),
     (["key", "end_user"], "day", {"provider": "voyage"}),
     (["tag"], "all", {"end_user": "e2", "key": "k1"}),
-    (["deployment"], "all", {}),
+    (["deployment"], "all", {}),  # these two read spend_model_rollups
+    (["model"], "hour", {"provider": "voyage"}),
     ([], "day", {}),
 ]
 
@@ -187,6 +188,8 @@ def test_migration_0007_rebuilds_hourly_rollups_from_stored_rows_and_downgrades_
         assert [tuple(r) for r in tags] == [("x", 2), ("y", 1), ("y", 1)]
         migrate(engine)  # and up again: rebuilt once more, from the same rows
         assert sum(r["requests"] for r in Store(engine).spend_report(group_by=["end_user"], granularity="all")) == 4
+        [by_model] = Store(engine).spend_report(group_by=["model", "provider"], granularity="all", latency=True)
+        assert (by_model["model"], by_model["requests"], sum(by_model["latency_histogram"])) == ("m", 4, 4)
     finally:
         engine.dispose()
 

@@ -18,7 +18,7 @@ from proxy.spend.db import DEFAULT_URL, database_url, downgrade, make_engine, mi
 from proxy.spend.store import Store
 
 TABLES = {"verification_tokens", "end_users", "spend_logs", "proxy_spend", "teams", "internal_users",
-          "team_memberships", "tags", "spend_rollups", "spend_tag_rollups",
+          "team_memberships", "tags", "spend_rollups", "spend_model_rollups", "spend_tag_rollups",
           "audit_logs", "proxy_models", "config_revisions", "key_changes"}
 
 

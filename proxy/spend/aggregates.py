@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from .events import SpendEvent
 from .latency import BUCKETS, bucket_of
 from .latency import COLUMNS as LATENCY_COLUMNS
-from .tables import ROLLUP_DIMENSIONS
+from .tables import MODEL_DIMENSIONS, ROLLUP_DIMENSIONS
 from .transactions import utc_now
 
 MEASURES = ("requests", "errors", "spend", "search_units", "input_tokens", "total_tokens", "cost_saved")
@@ -52,6 +52,8 @@ RollupKey = tuple[datetime, str, str, str, str, str, str, str]
 """(hour, *ROLLUP_DIMENSIONS) with '' for a dimension the event lacks."""
 TagRollupKey = tuple[datetime, str, str, str, str, str, str, str, str]
 """(hour, tag, *ROLLUP_DIMENSIONS)."""
+ModelRollupKey = tuple[datetime, str, str, str]
+"""(hour, *MODEL_DIMENSIONS)."""
 
 
 class Totals(NamedTuple):
@@ -65,6 +67,7 @@ class Totals(NamedTuple):
     total: Decimal
     at: datetime
     rollups: list[tuple[RollupKey, Measures]]
+    model_rollups: list[tuple[ModelRollupKey, Measures]]
     tag_rollups: list[tuple[TagRollupKey, Measures]]
 
     @classmethod
@@ -72,6 +75,7 @@ class Totals(NamedTuple):
         holders: dict[str, dict[str, Decimal]] = {name: defaultdict(Decimal) for name in
                                                   ("key", "key_id", "end_user", "team", "user", "tag")}
         rollups: dict[RollupKey, Measures] = defaultdict(Measures)
+        model_rollups: dict[ModelRollupKey, Measures] = defaultdict(Measures)
         tag_rollups: dict[TagRollupKey, Measures] = defaultdict(Measures)
         total = Decimal(0)
         for event in events:
@@ -88,12 +92,13 @@ class Totals(NamedTuple):
             dimensions = (event.key_id or "", event.team_id or "", event.user_id or "", event.end_user or "",
                           event.model_alias or "", event.deployment or "", event.provider or "")
             rollups[(bucket, *dimensions)].add(event, cost)
+            model_rollups[(bucket, *dimensions[4:])].add(event, cost)
             for tag in dict.fromkeys(event.tags or ()):  # a tag given twice counts once
                 holders["tag"][tag] += cost
                 tag_rollups[(bucket, tag, *dimensions)].add(event, cost)
         by = {name: sorted(values.items()) for name, values in holders.items()}
         return cls(by["key"], by["key_id"], by["end_user"], by["team"], by["user"], by["tag"], total, utc_now(),
-                   sorted(rollups.items()), sorted(tag_rollups.items()))
+                   sorted(rollups.items()), sorted(model_rollups.items()), sorted(tag_rollups.items()))
 
 
 def hour_of(moment: datetime) -> datetime:
@@ -118,8 +123,12 @@ def _sqlite_rollup(table: str, key: tuple[str, ...]) -> str:
             + ", ".join(f"{m} = {table}.{m} + excluded.{m}" for m in ROLLUP_COLUMNS))
 
 
-SQLITE_ROLLUP = _sqlite_rollup("spend_rollups", ("bucket", *ROLLUP_DIMENSIONS))
-SQLITE_TAG_ROLLUP = _sqlite_rollup("spend_tag_rollups", ("bucket", "tag", *ROLLUP_DIMENSIONS))
+ROLLUPS = (  # (Totals field, table, key columns)
+    ("rollups", "spend_rollups", ("bucket", *ROLLUP_DIMENSIONS)),
+    ("model_rollups", "spend_model_rollups", ("bucket", *MODEL_DIMENSIONS)),
+    ("tag_rollups", "spend_tag_rollups", ("bucket", "tag", *ROLLUP_DIMENSIONS)),
+)
+SQLITE_ROLLUPS = tuple((field, _sqlite_rollup(table, key)) for field, table, key in ROLLUPS)
 
 
 def measures(m: Measures) -> dict[str, Any]:

@@ -21,9 +21,9 @@ from sqlalchemy.exc import DBAPIError
 
 from .aggregates import (
     ROLLUP_COLUMNS,
+    ROLLUPS,
     SQLITE_ADD_TO_HOLDERS,
-    SQLITE_ROLLUP,
-    SQLITE_TAG_ROLLUP,
+    SQLITE_ROLLUPS,
     Totals,
     measures,
     sqlite_measures,
@@ -33,12 +33,10 @@ from .events import SpendEvent
 from .records import ProxySpendRecord
 from .tables import (
     PROXY_ROW,
-    ROLLUP_DIMENSIONS,
     end_users,
     internal_users,
+    metadata,
     proxy_spend,
-    spend_rollups,
-    spend_tag_rollups,
     tags,
     teams,
     verification_tokens,
@@ -53,8 +51,8 @@ class _SpendStatements(NamedTuple):
     add_to_proxy: Executable
     add_to_holders: tuple[tuple[str, Executable], ...]
     """(Totals field, statement) for teams, internal users and tags: rows that exist get the cost."""
-    rollup: Executable
-    tag_rollup: Executable
+    rollups: tuple[tuple[str, tuple[str, ...], Executable], ...]
+    """(Totals field, key columns, upsert) per rollup table."""
 
 
 class Ledger(Transactions):
@@ -90,14 +88,10 @@ class Ledger(Transactions):
             for field, statement in statements.add_to_holders:
                 if getattr(totals, field):
                     connection.execute(statement, [{"k": k, "c": cost} for k, cost in getattr(totals, field)])
-            if totals.rollups:
-                connection.execute(statements.rollup, [
-                    {**dict(zip(("bucket", *ROLLUP_DIMENSIONS), key, strict=True)), **measures(m)}
-                    for key, m in totals.rollups])
-            if totals.tag_rollups:
-                connection.execute(statements.tag_rollup, [
-                    {**dict(zip(("bucket", "tag", *ROLLUP_DIMENSIONS), key, strict=True)), **measures(m)}
-                    for key, m in totals.tag_rollups])
+            for field, columns, statement in statements.rollups:
+                if getattr(totals, field):
+                    connection.execute(statement, [{**dict(zip(columns, key, strict=True)), **measures(m)}
+                                                   for key, m in getattr(totals, field)])
             for chunk in chunks(totals.by_end_user):
                 connection.execute(
                     statements.add_to_end_users,
@@ -157,8 +151,7 @@ class Ledger(Transactions):
             add_to_key_ids=add_spend(verification_tokens, "key_id"),
             add_to_holders=(("by_team", add_spend(teams, "team_id")), ("by_user", add_spend(internal_users, "user_id")),
                             ("by_tag", add_spend(tags, "tag_name"))),
-            rollup=rollup(spend_rollups),
-            tag_rollup=rollup(spend_tag_rollups),
+            rollups=tuple((field, key, rollup(metadata.tables[table])) for field, table, key in ROLLUPS),
             add_to_end_users=add_to_end_users.on_conflict_do_update(
                 index_elements=["user_id"], set_={"spend": end_users.c.spend + add_to_end_users.excluded.spend}
             ),
@@ -317,11 +310,10 @@ def _write_sqlite(raw: Any, events: list[SpendEvent]) -> int:
                 for field, statement in SQLITE_ADD_TO_HOLDERS:
                     if getattr(totals, field):
                         cursor.executemany(statement, [(float(cost), k) for k, cost in getattr(totals, field)])
-                cursor.executemany(SQLITE_ROLLUP, [(sqlite_time(key[0]), *key[1:], *sqlite_measures(m))
-                                                    for key, m in totals.rollups])
-                if totals.tag_rollups:
-                    cursor.executemany(SQLITE_TAG_ROLLUP, [(sqlite_time(key[0]), *key[1:], *sqlite_measures(m))
-                                                            for key, m in totals.tag_rollups])
+                for field, statement in SQLITE_ROLLUPS:
+                    if getattr(totals, field):
+                        cursor.executemany(statement, [(sqlite_time(key[0]), *key[1:], *sqlite_measures(m))
+                                                       for key, m in getattr(totals, field)])
             cursor.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):

@@ -274,6 +274,8 @@ tags = Table(
 ROLLUP_DIMENSIONS = ("key_id", "team_id", "user_id", "end_user", "model_alias", "deployment", "provider")
 """What the rollups group by besides the hour (and the tag); '' stands for none (NULLs would not collide in the
 key). Every admin dimension is in one key, so a report can group and filter by any combination of them."""
+MODEL_DIMENSIONS = ("model_alias", "deployment", "provider")
+"""What `spend_model_rollups` keeps: a few rows an hour, for the admin UI's charts and reports by model only."""
 
 
 def _rollup_measures() -> list[Column[Any]]:
@@ -295,6 +297,14 @@ spend_rollups = Table(  # migration 0007: hourly, every dimension (end_user incl
     metadata,
     Column("bucket", UTCDateTime(), primary_key=True),  # the UTC hour the requests started in
     *(Column(name, String, primary_key=True) for name in ROLLUP_DIMENSIONS),
+    *_rollup_measures(),
+)
+
+spend_model_rollups = Table(  # migration 0007: spend_rollups summed over all but the model's dimensions
+    "spend_model_rollups",
+    metadata,
+    Column("bucket", UTCDateTime(), primary_key=True),
+    *(Column(name, String, primary_key=True) for name in MODEL_DIMENSIONS),
     *_rollup_measures(),
 )
 
