@@ -62,7 +62,8 @@ def load(store: Store, rows: int, args: argparse.Namespace) -> float:
             tags = rng.choice((None, None, ["batch"], ["search", "prod"], ["chat"]))
             events.append(SpendEvent(
                 request_id=f"req-{i}", started_at=start + timedelta(seconds=span * i / rows), model_alias=alias,
-                status=500 if failed else 200, latency_ms=rng.lognormvariate(4.0, 0.8), key_hash=token, key_alias=None, user_id=user,
+                status=500 if failed else 200, latency_ms=rng.lognormvariate(4.0, 0.8), key_hash=token,
+                key_alias=None, user_id=user,
                 end_user=f"eu-{int(rng.paretovariate(1.1)) % args.end_users}", deployment=deployment,
                 provider=provider, search_units=0.0 if failed else 1.0, input_tokens=None if failed else 400,
                 total_tokens=None if failed else 400, cost=Decimal(0) if failed else price, key_id=key_id,

@@ -20,12 +20,11 @@ from sqlalchemy import Connection, Engine, Executable, bindparam, select, update
 from sqlalchemy.exc import DBAPIError
 
 from .aggregates import (
-    ROLLUP_COLUMNS,
-    ROLLUPS,
+    PG_ROLLUPS,
     SQLITE_ADD_TO_HOLDERS,
     SQLITE_ROLLUPS,
     Totals,
-    measures,
+    pg_rollup_values,
     sqlite_measures,
 )
 from .encoding import to_json
@@ -35,7 +34,6 @@ from .tables import (
     PROXY_ROW,
     end_users,
     internal_users,
-    metadata,
     proxy_spend,
     tags,
     teams,
@@ -51,8 +49,6 @@ class _SpendStatements(NamedTuple):
     add_to_proxy: Executable
     add_to_holders: tuple[tuple[str, Executable], ...]
     """(Totals field, statement) for teams, internal users and tags: rows that exist get the cost."""
-    rollups: tuple[tuple[str, tuple[str, ...], Executable], ...]
-    """(Totals field, key columns, upsert) per rollup table."""
 
 
 class Ledger(Transactions):
@@ -88,10 +84,9 @@ class Ledger(Transactions):
             for field, statement in statements.add_to_holders:
                 if getattr(totals, field):
                     connection.execute(statement, [{"k": k, "c": cost} for k, cost in getattr(totals, field)])
-            for field, columns, statement in statements.rollups:
+            for field, rollup, key in PG_ROLLUPS:
                 if getattr(totals, field):
-                    connection.execute(statement, [{**dict(zip(columns, key, strict=True)), **measures(m)}
-                                                   for key, m in getattr(totals, field)])
+                    connection.exec_driver_sql(rollup, pg_rollup_values(key, getattr(totals, field)))
             for chunk in chunks(totals.by_end_user):
                 connection.execute(
                     statements.add_to_end_users,
@@ -140,18 +135,11 @@ class Ledger(Transactions):
             return (update(table).where(table.c[pk] == bindparam("k"))
                     .values(spend=table.c.spend + bindparam("c", type_=table.c.spend.type)))
 
-        def rollup(table: Any) -> Executable:
-            statement = self._insert(table)
-            return statement.on_conflict_do_update(
-                index_elements=[c.name for c in table.primary_key],
-                set_={m: table.c[m] + statement.excluded[m] for m in ROLLUP_COLUMNS})
-
         return _SpendStatements(
             add_to_keys=add_spend(verification_tokens, "token"),
             add_to_key_ids=add_spend(verification_tokens, "key_id"),
             add_to_holders=(("by_team", add_spend(teams, "team_id")), ("by_user", add_spend(internal_users, "user_id")),
                             ("by_tag", add_spend(tags, "tag_name"))),
-            rollups=tuple((field, key, rollup(metadata.tables[table])) for field, table, key in ROLLUPS),
             add_to_end_users=add_to_end_users.on_conflict_do_update(
                 index_elements=["user_id"], set_={"spend": end_users.c.spend + add_to_end_users.excluded.spend}
             ),
@@ -310,9 +298,10 @@ def _write_sqlite(raw: Any, events: list[SpendEvent]) -> int:
                 for field, statement in SQLITE_ADD_TO_HOLDERS:
                     if getattr(totals, field):
                         cursor.executemany(statement, [(float(cost), k) for k, cost in getattr(totals, field)])
+                hours = {key[0]: sqlite_time(key[0]) for key, _ in totals.model_rollups}  # a batch spans an hour or two
                 for field, statement in SQLITE_ROLLUPS:
                     if getattr(totals, field):
-                        cursor.executemany(statement, [(sqlite_time(key[0]), *key[1:], *sqlite_measures(m))
+                        cursor.executemany(statement, [(hours[key[0]], *key[1:], *sqlite_measures(m))
                                                        for key, m in getattr(totals, field)])
             cursor.execute("COMMIT")
         except BaseException:

@@ -3,8 +3,9 @@ key, team, user, end-user, model, deployment and provider, and `spend_tag_rollup
 so reports group by any combination of them per hour or day; `spend_model_rollups` keeps only model,
 deployment and provider (a few rows an hour) for the admin UI's charts and reports by those alone. All count
 requests per latency bucket (`lat00`–`lat49`, see `proxy.spend.latency`) for p50/p99. The per-end-user
-rollup goes (its rows are in the main one now). Both are rebuilt from the spend logs already stored, an hour at a time (rows read in
-`started_at` order, so memory holds one hour's groups). `spend_logs.key_id` gets an index (`/spend/logs?api_key=`).
+rollup goes (its rows are in the main one now). All are rebuilt from the spend logs already stored, an hour
+at a time (rows read in `started_at` order, so memory holds one hour's groups). `spend_logs.key_id` gets an
+index (`/spend/logs?api_key=`).
 
 Revision ID: 0007
 Revises: 0006
