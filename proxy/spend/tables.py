@@ -300,7 +300,7 @@ spend_rollups = Table(  # migration 0007: hourly, every dimension (end_user incl
     *_rollup_measures(),
 )
 
-spend_model_rollups = Table(  # migration 0007: spend_rollups summed over all but the model's dimensions
+spend_model_rollups = Table(  # migration 0009: spend_rollups summed over all but the model's dimensions
     "spend_model_rollups",
     metadata,
     Column("bucket", UTCDateTime(), primary_key=True),

@@ -1,11 +1,9 @@
 """Spend rollups by the hour with every dimension and a latency histogram: `spend_rollups` keys on the hour ×
 key, team, user, end-user, model, deployment and provider, and `spend_tag_rollups` on the same plus the tag,
-so reports group by any combination of them per hour or day; `spend_model_rollups` keeps only model,
-deployment and provider (a few rows an hour) for the admin UI's charts and reports by those alone. All count
-requests per latency bucket (`lat00`–`lat49`, see `proxy.spend.latency`) for p50/p99. The per-end-user
-rollup goes (its rows are in the main one now). All are rebuilt from the spend logs already stored, an hour
-at a time (rows read in `started_at` order, so memory holds one hour's groups). `spend_logs.key_id` gets an
-index (`/spend/logs?api_key=`).
+so reports group by any combination of them per hour or day; both count requests per latency bucket
+(`lat00`–`lat49`, see `proxy.spend.latency`) for p50/p99. The per-end-user rollup goes (its rows are in the
+main one now). Both are rebuilt from the spend logs already stored, an hour at a time (rows read in
+`started_at` order, so memory holds one hour's groups). `spend_logs.key_id` gets an index (`/spend/logs?api_key=`).
 
 Revision ID: 0007
 Revises: 0006
@@ -36,7 +34,6 @@ BUCKETS = 50  # as proxy.spend.latency at this revision: <1 ms, three per doubli
 LATENCY = tuple(f"lat{i:02d}" for i in range(BUCKETS))
 BATCH = 5000
 OLD_DIMENSIONS = ("key_id", "team_id", "user_id", "model_alias", "deployment", "provider")
-MODEL = ("model_alias", "deployment", "provider")
 
 
 def _bucket_of(ms: float) -> int:
@@ -74,7 +71,6 @@ def upgrade() -> None:
     for table in ("spend_rollups", "spend_end_user_rollups", "spend_tag_rollups"):
         op.drop_table(table)
     _create("spend_rollups", DIMENSIONS)
-    _create("spend_model_rollups", MODEL)
     _create("spend_tag_rollups", ("tag", *DIMENSIONS))
     op.create_index("ix_spend_logs_key_id", "spend_logs", ["key_id"])
     _rebuild(op.get_bind())
@@ -94,13 +90,11 @@ def _rebuild(connection: sa.Connection) -> None:
     sqlite = connection.dialect.name == "sqlite"
     keys = sa.table("verification_tokens", sa.column("token"), sa.column("key_id"))
     key_ids = dict(connection.execute(sa.select(keys.c.token, keys.c.key_id)).all())
-    grouped_by: tuple[tuple[str, ...], ...] = (DIMENSIONS, MODEL, ("tag", *DIMENSIONS))
-    targets = [_target(name, key) for name, key in zip(("spend_rollups", "spend_model_rollups", "spend_tag_rollups"),
-                                                        grouped_by, strict=True)]
+    targets = (_target("spend_rollups", DIMENSIONS), _target("spend_tag_rollups", ("tag", *DIMENSIONS)))
     rows = connection.execute(sa.select(logs).order_by(logs.c.started_at).execution_options(yield_per=BATCH))
-    for hour, groups_of_hour in _hours(rows, key_ids):
+    for hour, main, tagged in _hours(rows, key_ids):
         stored = hour.replace(tzinfo=None) if sqlite else hour  # naive UTC on SQLite, as UTCDateTime stores it
-        for target, groups, key in zip(targets, groups_of_hour, grouped_by, strict=True):
+        for target, groups, key in ((targets[0], main, DIMENSIONS), (targets[1], tagged, ("tag", *DIMENSIONS))):
             values = [{"bucket": stored, **dict(zip(key, k, strict=True)),
                        **dict(zip((*MEASURES, *LATENCY), m, strict=True))} for k, m in groups.items()]
             for start in range(0, len(values), BATCH):
@@ -110,24 +104,23 @@ def _rebuild(connection: sa.Connection) -> None:
 Groups = dict[tuple[str, ...], list[Any]]
 
 
-def _hours(rows: Any, key_ids: dict[str, str]) -> Iterator[tuple[datetime, tuple[Groups, Groups, Groups]]]:
-    """Per hour: the groups of the main, model and tag rollups."""
+def _hours(rows: Any, key_ids: dict[str, str]) -> Iterator[tuple[datetime, Groups, Groups]]:
     def empty() -> Groups:
         return defaultdict(lambda: [0, 0, Decimal(0), 0.0, 0, 0, Decimal(0), *([0] * BUCKETS)])
 
     hour: datetime | None = None
-    main, model, tagged = empty(), empty(), empty()
+    main, tagged = empty(), empty()
     for row in rows:
         started = _aware(row.started_at).replace(minute=0, second=0, microsecond=0)
         if started != hour:
             if hour is not None:
-                yield hour, (main, model, tagged)
-            hour, main, model, tagged = started, empty(), empty(), empty()
+                yield hour, main, tagged
+            hour, main, tagged = started, empty(), empty()
         dimensions = (row.key_id or key_ids.get(row.key_hash) or "", row.team_id or "", row.user_id or "",
                       row.end_user or "", row.model_alias or "", row.deployment or "", row.provider or "")
         tags = row.tags if isinstance(row.tags, list) else []
         latency = len(MEASURES) + _bucket_of(float(row.latency_ms))
-        for m in [main[dimensions], model[dimensions[4:]], *(tagged[(tag, *dimensions)] for tag in dict.fromkeys(tags)
+        for m in [main[dimensions], *(tagged[(tag, *dimensions)] for tag in dict.fromkeys(tags)
                                       if isinstance(tag, str))]:
             m[0] += 1
             m[1] += row.status >= 400
@@ -138,7 +131,7 @@ def _hours(rows: Any, key_ids: dict[str, str]) -> Iterator[tuple[datetime, tuple
             m[6] += Decimal(str(row.cost_saved or 0))
             m[latency] += 1
     if hour is not None:
-        yield hour, (main, model, tagged)
+        yield hour, main, tagged
 
 
 def _aware(value: Any) -> datetime:
@@ -164,7 +157,7 @@ def downgrade() -> None:
         kept[name] = [{**{k: v for k, v in row._mapping.items() if k != "day"}, "bucket": _day(row.day)}
                       for row in connection.execute(statement)]
     op.drop_index("ix_spend_logs_key_id", table_name="spend_logs")
-    for table in ("spend_rollups", "spend_model_rollups", "spend_tag_rollups"):
+    for table in ("spend_rollups", "spend_tag_rollups"):
         op.drop_table(table)
     for name, (key, _) in olds.items():
         _create(name, key, latency=False)
