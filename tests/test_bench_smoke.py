@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOORS = ("httpx", "httpx-aiohttp", "aiohttp", "pyreqwest", "aiosonic", "pool")
@@ -63,3 +66,17 @@ def test_the_stall_probe_writes_every_event_and_reports_request_latency(tmp_path
     assert found, out.stdout
     events, written = (int(group.replace(",", "")) for group in found.groups())
     assert events > 100 and written == events
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="bench/instructions.py counts with valgrind")
+def test_the_instruction_count_compares_two_trees_and_writes_the_figures(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "instructions.py"), "--code", str(ROOT), "--code", str(ROOT),
+         "--docs", "4", "--requests", "5", "--warmup", "2", "--json", str(tmp_path / "counts.json")],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    counts = json.loads((tmp_path / "counts.json").read_text())
+    assert len(counts) == 2
+    first, second = (row["4"] for row in counts.values())
+    assert first > 100_000 and abs(second / first - 1) < 0.1  # the same tree twice: the same count
