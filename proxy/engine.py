@@ -205,7 +205,8 @@ class Engine:
         response, deployment, caller = call.response, call.outcome.deployment, call.caller
         usage = response.usage if response is not None else None
         error = call.error
-        tags = merged(call.tags, deployment_tags(deployment.params)) if deployment is not None else call.tags
+        own = deployment_tags(deployment.params) if deployment is not None else None
+        tags = merged(call.tags, own) if own else call.tags
         key = caller.record
         self.spend.submit(SpendEvent(
             request_id=call.request_id,

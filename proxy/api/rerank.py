@@ -26,7 +26,7 @@ from ..errors import (
     ServerBusyError,
     UnprocessableRequestError,
 )
-from ..tags import configured_tags, merged, request_tags
+from ..tags import merged, request_tags
 from ..wire import RerankBody, RerankResponse
 from .rendering import dumps, error_headers, raw_json_response, validation_message
 
@@ -144,10 +144,11 @@ async def answer(scope: Scope, receive: Receive, api_version: int) -> Reply:
             held = len(raw)
         body = parse_body(raw)
         del raw  # the parsed body is what the call keeps
+        header_tags = wanted.get(TAGS_HEADER)
+        asked = request_tags(body.metadata, header_tags) if body.metadata or header_tags else None
         call = Call(body=body, caller=caller, api_version=api_version, end_user=end_user_of(body, wanted),
                     cache_control=wanted.get(b"cache-control"),
-                    tags=merged(request_tags(body.metadata, wanted.get(TAGS_HEADER)), configured_tags(caller.record),
-                                configured_tags(caller.team)))
+                    tags=merged(asked, caller.tags) if asked else caller.tags)
         await runtime.engine.rerank(call)
     except ProxyError as exc:
         if call is not None:

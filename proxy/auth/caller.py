@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import AuthenticationError, PermissionDeniedError, StoreUnavailableError
 from ..spend.records import KeyRecord
+from ..tags import configured_tags, merged
 from ..ttl_cache import TtlCache
 from .keys import hash_key, same_key
 from .roles import ADMIN_READERS, PROXY_ADMIN
@@ -40,6 +41,12 @@ class Caller:
     """The key owner's internal-user record, if `user_id` names one."""
     team_models: tuple[str, ...] = ()
     user_models: tuple[str, ...] = ()
+    tags: tuple[str, ...] = field(init=False, default=())
+    """The key's and its team's own tags (`proxy.tags.configured_tags`), merged once here, not per request."""
+
+    def __post_init__(self) -> None:
+        if self.record is not None or self.team is not None:
+            object.__setattr__(self, "tags", merged(configured_tags(self.record), configured_tags(self.team)))
 
     @property
     def may_administer(self) -> bool:
@@ -60,7 +67,9 @@ class Caller:
 
     def may_use(self, alias: str) -> bool:
         """The key, its team and its user must each allow `alias` (an empty list allows every model)."""
-        return self.refused_by(alias) is None
+        return self.is_admin or ((not self.models or alias in self.models)
+                                 and (not self.team_models or alias in self.team_models)
+                                 and (not self.user_models or alias in self.user_models))
 
     def refused_by(self, alias: str) -> str | None:
         """Who does not allow `alias`: "this key", "team 'x'" or "user 'y'"; None when all allow it."""
