@@ -12,6 +12,10 @@ protocol with three additions, configured from `general_settings` through the ap
   answered 503 with Retry-After and closed at once, so that a flood of idle connections is refused
   instead of making `accept()` fail for everyone.
 
+The deadlines are checked by one sweep over the worker's connections every tenth of the shorter one (0.1 to
+1 s), not by timers armed and cancelled on every request: those cost ~3% of a small request's instructions
+(bench/instructions.py).
+
 The CLI raises the process's soft file-descriptor limit to its hard limit before it starts serving.
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import weakref
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -79,50 +84,33 @@ def _raw_response(status: bytes, message: str, extra: bytes = b"") -> bytes:
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with request-head and request-body deadlines and a connection cap."""
+    """uvicorn's httptools protocol with request-head and request-body deadlines and a connection cap.
 
-    def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
-                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self.limits = limits_of(config)
-        self._deadline: asyncio.TimerHandle | None = None
+    The deadlines cost a request nothing: no timer per request and no hook on the parser's callbacks. One
+    `Sweeper` per worker looks at every connection each `tick` and reads its phase from uvicorn's own state;
+    a connection whose phase has not moved on within its limit is answered 408 and closed.
+    """
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self.limits.max_connections:
+        limits = limits_of(self.config)
+        if len(self.connections) > limits.max_connections:
             self._refuse(_raw_response(b"503 Service Unavailable", "the server has too many open connections "
                                        "(general_settings.max_connections); retry shortly", b"retry-after: 1\r\n"))
             return
-        self._arm(self.limits.header_timeout, "request head", "request_header_timeout")
+        Sweeper.of(self.server_state, self.loop, limits).start()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
+    def phase(self) -> tuple[str, object] | None:
+        """("head", cycle) while a request head is due (after connecting, or once a kept-alive connection's
+        next request has begun), ("body", cycle) while a request's body is due; None otherwise (idle between
+        requests, which uvicorn's keep-alive timeout covers, or being answered). The cycle tells one request
+        from the next."""
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            return None if self.timeout_keep_alive_task is not None else ("head", cycle)
+        return ("body", cycle) if cycle.more_body else None
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        if self._deadline is None:  # the next request on a keep-alive connection
-            self._arm(self.limits.header_timeout, "request head", "request_header_timeout")
-
-    def on_headers_complete(self) -> None:
-        self._arm(self.limits.body_timeout, "request body", "request_body_timeout")
-        super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        self._disarm()
-        super().on_message_complete()
-
-    def _arm(self, seconds: float, what: str, setting: str) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._expired, seconds, what, setting)
-
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _expired(self, seconds: float, what: str, setting: str) -> None:
-        self._deadline = None
+    def expire(self, seconds: float, what: str, setting: str) -> None:
         if self.transport.is_closing():
             return
         if self.cycle is not None and self.cycle.response_started:
@@ -132,6 +120,55 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                                    f"(general_settings.{setting})"))
 
     def _refuse(self, response: bytes) -> None:
-        self._disarm()
         self.transport.write(response)
         self.transport.close()
+
+
+class Sweeper:
+    """The deadlines of one worker's connections, checked every `tick` seconds (a tenth of the shorter limit,
+    between 0.1 and 1 s) while it has any. A phase counts from the first sweep that sees it, so a client gets
+    at least its limit and is cut at most two ticks after it."""
+
+    def __init__(self, connections: set[Any], loop: asyncio.AbstractEventLoop, limits: ConnectionLimits) -> None:
+        self.connections = connections
+        self.loop = loop
+        self.limits = limits
+        self.tick = min(1.0, max(0.1, min(limits.header_timeout, limits.body_timeout) / 10))
+        self.seen: dict[Any, tuple[str, weakref.ref[Any] | None, float]] = {}
+        """Connection → (phase, its request cycle, when a sweep first saw it)."""
+        self.timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def of(cls, server_state: Any, loop: asyncio.AbstractEventLoop, limits: ConnectionLimits) -> Sweeper:
+        sweeper = getattr(server_state, "_rerank_proxy_sweeper", None)
+        if sweeper is None or sweeper.loop is not loop:
+            sweeper = cls(server_state.connections, loop, limits)
+            server_state._rerank_proxy_sweeper = sweeper
+        return sweeper
+
+    def start(self) -> None:
+        if self.timer is None:
+            self.timer = self.loop.call_later(self.tick, self.sweep)
+
+    def sweep(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        seen, current = self.seen, {}
+        limits = self.limits
+        for connection in list(self.connections):
+            phase = connection.phase() if isinstance(connection, GuardedHttpToolsProtocol) else None
+            if phase is None:
+                continue
+            what, cycle = phase
+            before = seen.get(connection)
+            if before is None or before[0] != what or (before[1]() if before[1] is not None else None) is not cycle:
+                current[connection] = (what, weakref.ref(cycle) if cycle is not None else None, now)
+                continue
+            current[connection] = before
+            if what == "head" and now - before[2] >= limits.header_timeout:
+                connection.expire(limits.header_timeout, "request head", "request_header_timeout")
+            elif what == "body" and now - before[2] >= limits.body_timeout:
+                connection.expire(limits.body_timeout, "request body", "request_body_timeout")
+        self.seen = current
+        if self.connections:
+            self.timer = self.loop.call_later(self.tick, self.sweep)
