@@ -77,6 +77,8 @@ class ResultCache:
         """How this request may use the cache (None: not at all), from the key's metadata, the body's
         `cache` object and the `Cache-Control` header."""
         by_key = key_metadata.get("cache") if key_metadata else None
+        if by_key is None and body_controls is None and not cache_control:  # the common case: no controls
+            return CacheUse(self, self._namespace(key_hash), ttl=self.ttl)
         if by_key is False:
             return None
         by_key = request_controls(by_key, "the key's metadata.cache") if by_key not in (None, True) else {}
@@ -86,14 +88,15 @@ class ResultCache:
         write = not (no_store or asked.get("no-store") or by_key.get("no-store"))
         if not read and not write:
             return None
-        namespace = self.prefix
-        if self.scope == "per_key":
-            namespace += f"k{(key_hash or 'admin')[:32]}:"
+        namespace = self._namespace(key_hash)
         extra = asked.get("namespace") or by_key.get("namespace")
         if extra:
             namespace += f"n{extra}:"
         ttl = float(asked.get("ttl") or by_key.get("ttl") or self.ttl)
         return CacheUse(self, namespace, read=read, write=write, ttl=ttl)
+
+    def _namespace(self, key_hash: str | None) -> str:
+        return f"{self.prefix}k{(key_hash or 'admin')[:32]}:" if self.scope == "per_key" else self.prefix
 
     async def _get(self, keys: Sequence[str], use: CacheUse) -> list[bytes | None] | None:
         found = await self.store.get_many(keys)

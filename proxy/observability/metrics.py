@@ -120,6 +120,7 @@ class Metrics:
         self._providers: dict[str, str] = {}
         self._aliases: frozenset[str] | None = None
         self._hot: dict[tuple[str, ...], tuple[Any, ...]] = {}
+        self._cache_hot: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         self._seen: dict[tuple[str, ...], float] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -174,11 +175,19 @@ class Metrics:
             tokens.inc(record["tokens"])
 
     def _observe_cache(self, alias: str, use: Any) -> None:
-        self.cache_requests.labels(alias, use.status).inc()
+        hot = self._cache_hot.get((alias, use.status))
+        if hot is None:  # looked up once per series, as in `observe`
+            if len(self._cache_hot) > 10_000:
+                self._cache_hot.clear()
+            hot = self._cache_hot[alias, use.status] = (self.cache_requests.labels(alias, use.status),
+                                                        self.cache_documents.labels(alias),
+                                                        self.cache_saved.labels(alias))
+        requests, documents, saved = hot
+        requests.inc()
         if use.documents:
-            self.cache_documents.labels(alias).inc(use.documents)
+            documents.inc(use.documents)
         if use.saved:
-            self.cache_saved.labels(alias).inc(float(use.saved))
+            saved.inc(float(use.saved))
         if use.unavailable:
             self.cache_unavailable.labels(alias).inc()
 
