@@ -105,7 +105,7 @@ def test_reports_aggregate_by_any_grouping_with_litellms_shapes(admin_server, ad
                                                             "granularity": "all"}))
     assert keyed["rows"] == [pytest.approx(keyed["rows"][0])] and keyed["rows"][0]["key_alias"] == "report-key"
     assert keyed["rows"][0]["requests"] == 4 and keyed["rows"][0]["errors"] == 0
-    daily = answered(admin_api.get("/spend/report", params={"group_by": "end_user,model",
+    daily = answered(admin_api.get("/spend/report", params={"group_by": "end_user,model", "latency": "true",
                                                             "end_user": "report-customer"}))
     assert sum(r["requests"] for r in daily["rows"]) == 4 and {r["model"] for r in daily["rows"]} == {
         PAID, "local-bm25"}
@@ -113,6 +113,7 @@ def test_reports_aggregate_by_any_grouping_with_litellms_shapes(admin_server, ad
                                                             "end_user": "report-customer"}))
     assert sum(r["requests"] for r in mixed["rows"]) == 4 and {r["team"] for r in mixed["rows"]} == {"report-team"}
     assert all(r["period"].endswith(":00:00+00:00") and r["key_alias"] == "report-key" for r in mixed["rows"])
+    assert "latency_p50_ms" not in mixed["rows"][0]  # percentiles only on request
     assert answered(admin_api.get("/spend/report", params={"group_by": "end_user,tag",
                                                            "end_user": "report-customer"}))["rows"] == []  # no tags
     assert all(0 < r["latency_p50_ms"] <= r["latency_p99_ms"] for r in daily["rows"])

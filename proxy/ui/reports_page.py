@@ -68,7 +68,7 @@ async def _report(request: Request, choices: dict[str, Any], limit: int) -> dict
         filters["key"] = record.key_id if record is not None else alias
     arguments = {"group_by": ",".join(choices["group_by"]), "granularity": choices["granularity"],
                  "start_date": choices["start_date"] or None, "end_date": choices["end_date"] or None,
-                 "limit": limit, **filters}
+                 "limit": limit, "latency": True, **filters}
     return await reports.spend_report(UI_CALLER, runtime, **arguments)
 
 
