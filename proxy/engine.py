@@ -163,10 +163,11 @@ class Engine:
                 fallbacks = [f for f in body.fallbacks if call.caller.may_use(f)] if body.fallbacks else []
                 fallbacks += _key_fallbacks(call.caller, call.alias)
                 await self.router.route(call.alias, call.request, fallbacks=fallbacks, outcome=call.outcome)
-                call.cost = call.outcome.answer().cost
+                answer = call.outcome.answer()
+                call.cost = answer.cost
                 if call.cache is not None and self.cache is not None:
                     # Stored under the alias that served it: a fallback's answer is never the primary's.
-                    self.cache.keep(call.outcome.alias, call.request, call.outcome.answer(), call.cache)
+                    self.cache.keep(call.outcome.alias, call.request, answer, call.cache)
         except ProxyError as exc:
             call.error = exc
             raise

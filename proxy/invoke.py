@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -100,15 +101,20 @@ async def _send_split(request: RerankRequest, deployment: Deployment, transport:
     return ProviderResult(scores, usage, None)
 
 
-async def _fetch(request: RerankRequest, deployment: Deployment, transport: Transport) -> ProviderResult:
-    """The provider's scores for `request`: in process, in one call, or split into concurrent calls."""
+def _fetch(request: RerankRequest, deployment: Deployment, transport: Transport) -> Awaitable[ProviderResult]:
+    """The provider's scores for `request`: in process, in one call, or split into concurrent calls. A plain
+    function returning the call's awaitable, so the common case runs no coroutine of its own in between."""
     provider = deployment.provider
     size = provider.max_documents_per_call
     if provider.in_process:
-        return provider.rank(request, deployment)
+        return _rank_here(request, deployment)
     if size and len(request.documents) > size:
-        return await _send_split(request, deployment, transport, size)
-    return await _send_one(request, deployment, transport)
+        return _send_split(request, deployment, transport, size)
+    return _send_one(request, deployment, transport)
+
+
+async def _rank_here(request: RerankRequest, deployment: Deployment) -> ProviderResult:
+    return deployment.provider.rank(request, deployment)
 
 
 async def invoke(request: RerankRequest, deployment: Deployment, transport: Transport) -> Ranked:

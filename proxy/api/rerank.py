@@ -69,9 +69,10 @@ def read_headers(scope: Scope) -> dict[bytes, str]:
     return found
 
 
-async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed `limit` bytes."""
-    if declared and declared.isdigit() and int(declared) > limit:
+async def read_body(receive: Receive, declared: int | None, limit: int) -> bytes:
+    """The request body (`declared`: its content-length), refused with 413 as soon as it is known to exceed
+    `limit` bytes."""
+    if declared is not None and declared > limit:
         raise PayloadTooLargeError(f"request body is larger than the {limit} byte limit")
     chunks, size = [], 0
     while True:
@@ -132,8 +133,9 @@ async def answer(scope: Scope, receive: Receive, api_version: int) -> Reply:
         caller = await runtime.authenticator.authenticate(wanted.get(b"authorization"))
         if caller.role == PROXY_ADMIN_VIEWER:
             raise PermissionDeniedError(VIEWER_NO_RERANK)
-        declared, limit = wanted.get(b"content-length"), runtime.max_request_bytes
-        size = min(int(declared), limit) if declared and declared.isdigit() else limit  # read_body refuses more
+        length, limit = wanted.get(b"content-length"), runtime.max_request_bytes
+        declared = int(length) if length and length.isdigit() else None
+        size = limit if declared is None or declared > limit else declared  # read_body refuses more
         if not runtime.body_budget.take(size):
             raise ServerBusyError("the proxy is holding as many request bodies as its memory budget allows "
                                   "(general_settings.max_request_body_memory_mb); retry shortly")

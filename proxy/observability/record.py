@@ -22,14 +22,17 @@ def call_record(call: Call) -> dict[str, Any]:
     deployment, response = outcome.deployment, outcome.response
     tokens = response.usage.tokens if response is not None else None
     elapsed = call.elapsed_ms
+    caller, end_user, alias = call.caller, call.end_user, call.alias
+    key_alias, user_id = caller.key_alias, caller.user_id
     return {
         "event": "rerank",
         "request_id": call.request_id,
         "time": call.started_at.isoformat(),
-        "key_alias": short(call.caller.key_alias),
-        "user_id": short(call.caller.user_id),
-        "end_user": short(call.end_user),
-        "model": short(call.alias) or None,
+        # short() only when a text is long: four calls per request otherwise
+        "key_alias": short(key_alias) if key_alias is not None and len(key_alias) > FIELD_CHARS else key_alias,
+        "user_id": short(user_id) if user_id is not None and len(user_id) > FIELD_CHARS else user_id,
+        "end_user": short(end_user) if end_user is not None and len(end_user) > FIELD_CHARS else end_user,
+        "model": (short(alias) if len(alias) > FIELD_CHARS else alias) or None,
         "served_model": outcome.alias if response is not None else None,
         "deployment": deployment.id if deployment is not None else None,
         "provider": deployment.provider.name if deployment is not None else None,
