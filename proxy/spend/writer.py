@@ -98,6 +98,7 @@ class SpendWriter:
         self._pending_journaled = False  # a copy of _pending is in the spill file (its write stalled)
         self._overflow: list[SpendEvent] = []  # on its way to the spill file
         self._spilling: list[SpendEvent] = []  # being appended to the spill file right now
+        self._in_transit: list[SpendEvent] = []  # the queue, being journaled
         self._overflow_ready = asyncio.Event()
         self._replay: Claim | None = None  # spill files being read back, a chunk at a time
         self._claims: list[tuple[int, Claim]] = []  # (value of _acked at which the claim is safe, claim)
@@ -114,7 +115,8 @@ class SpendWriter:
 
     @property
     def depth(self) -> int:
-        return len(self._batches) + len(self._pending) + len(self._spilling) + len(self._overflow)
+        return (len(self._batches) + len(self._pending) + len(self._in_transit) + len(self._spilling)
+                + len(self._overflow))
 
     @property
     def journaling(self) -> bool:
@@ -254,13 +256,16 @@ class SpendWriter:
         too, the replay is a no-op) and stays pending until the write ends; new events go to the journal."""
         if self._spill is None or self._batches.closing or (stalled and self._journaling):
             return False
-        queued = self._batches.drain()
-        self._journaling = True  # events submitted while the append runs go to the spill file too
+        self._in_transit = queued = self._batches.drain()  # counted in `depth`, spilled by `stop` if cut short
         backlog = queued if self._pending_journaled else [*self._pending, *queued]
-        if backlog and not await self._append_to_spill(backlog):
-            self._journaling = False
+        appended = not backlog or await self._append_to_spill(backlog)
+        self._in_transit = []
+        if not appended:
             self._batches.put_front(queued)
             return False
+        self._journaling = True  # only now: `journaling` means the backlog is on disk
+        for event in self._batches.drain():  # submitted while the append ran
+            self._to_spill(event)
         self._spilled_since_ingest = True
         if stalled:
             self._pending_journaled = True
@@ -363,8 +368,8 @@ class SpendWriter:
     async def _spill_leftovers(self) -> None:
         # `_spilling` is set only if stop() cancelled that append midway: it may be in the file already,
         # in which case it is there twice, which is harmless (writes are idempotent on request_id)
-        leftovers = [*self._pending, *self._batches.drain(), *self._spilling, *self._overflow]
-        self._pending, self._spilling, self._overflow = [], [], []
+        leftovers = [*self._pending, *self._in_transit, *self._batches.drain(), *self._spilling, *self._overflow]
+        self._pending, self._in_transit, self._spilling, self._overflow = [], [], [], []
         if leftovers:
             if self._spill is not None and await self._append_to_spill(leftovers):
                 log.warning("database unavailable at shutdown: %d spend events spilled", len(leftovers))
