@@ -34,13 +34,13 @@ from .api import (
 from .api.rendering import install_error_handlers
 from .api.runtime import Runtime
 from .auth.caller import Authenticator
-from .auth.key_sync import KeySync
 from .cache import ResultCache
 from .config_loading import Settings, load_settings
 from .connections import ConnectionLimits
 from .engine import Engine
 from .governance import Governance
 from .live_models import LiveModels
+from .record_sync import RecordSync
 from .observability import RequestLogMiddleware, Telemetry, configure_logging
 from .process_tuning import settle_for_serving
 from .redis_link import RedisLink
@@ -49,6 +49,7 @@ from .routing.state import State
 from .spend.db import SchemaBehindError, check_schema, migrate
 from .spend.durations import parse_duration
 from .spend.gate import DatabaseGate
+from .spend.key_changes import KEY
 from .spend.retention import Retention
 from .spend.store import Store
 from .spend.writer import SpendWriter
@@ -179,13 +180,14 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
         authenticator = Authenticator(gate, settings.master_key, general.key_cache_ttl,
                                       max_stale=general.key_cache_max_stale,
                                       allow_unverified=general.allow_requests_on_db_unavailable)
-        key_sync = KeySync(store, authenticator.forget, interval=general.model_sync_interval,
-                           retention=2 * (general.key_cache_ttl + general.key_cache_max_stale))
-        await key_sync.start()
+        record_sync = RecordSync(store, {KEY: authenticator.forget, **governance.cached_records},
+                                 interval=general.model_sync_interval,
+                                 retention=2 * (general.key_cache_ttl + general.key_cache_max_stale))
+        await record_sync.start()
         app.state.runtime = Runtime(
             settings=settings, store=store, writer=writer, authenticator=authenticator,
             router=router, engine=engine, governance=governance, telemetry=telemetry, gate=gate, models=live,
-            key_sync=key_sync,
+            record_sync=record_sync,
         )
         settle_for_serving()  # everything built so far lives as long as the server
         try:
@@ -198,7 +200,7 @@ def create_app(settings: Settings, *, transport: Transport | None = None, tracer
             if cache is not None:
                 await cache.aclose()
             await live.stop()
-            await key_sync.stop()
+            await record_sync.stop()
             await governance.stop()
             await asyncio.gather(telemetry.stop(), writer.stop())
             if writer.dropped:

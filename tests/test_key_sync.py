@@ -17,11 +17,12 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from proxy.auth.caller import Authenticator
-from proxy.auth.key_sync import KeySync
 from proxy.auth.keys import hash_key
 from proxy.errors import AuthenticationError, PermissionDeniedError, StoreUnavailableError
+from proxy.record_sync import RecordSync
 from proxy.spend.gate import DatabaseGate
 from proxy.spend.holders import TEAM
+from proxy.spend.key_changes import KEY
 from proxy.spend.store import Store
 from proxy.spend.tables import key_changes
 from tests.conftest import POSTGRES_ENV, scratch_database
@@ -90,9 +91,9 @@ async def cached(auth: Authenticator, key: str) -> None:
     await auth.authenticate(f"Bearer {key}")
 
 
-def make(store: Store, **options) -> tuple[Authenticator, KeySync]:
+def make(store: Store, **options) -> tuple[Authenticator, RecordSync]:
     auth = Authenticator(DatabaseGate(store, timeout=1.0), "sk-master", ttl=3600)
-    return auth, KeySync(store, auth.forget, interval=3600, deadline=0.5, **options)
+    return auth, RecordSync(store, {KEY: auth.forget}, interval=3600, deadline=0.5, **options)
 
 
 async def test_a_poll_evicts_only_the_changed_keys_and_reads_in_batches(store: Store):
@@ -127,7 +128,7 @@ async def test_a_starting_process_begins_after_the_newest_change_and_old_rows_ar
     auth, sync = make(store)
     await sync.start()
     try:
-        assert sync.last_id == store.last_key_change() > 0 and await sync.poll() == 0
+        assert sync.last_id == store.last_change() > 0 and await sync.poll() == 0
         with store.engine.begin() as connection:
             connection.execute(key_changes.update().values(changed_at=datetime.now(UTC) - timedelta(hours=2)))
         store.update_key(hash_key("sk-a"), metadata={"x": 2})
@@ -195,7 +196,7 @@ async def test_a_stalled_database_evicts_nothing_and_blocks_no_request(relayed_p
         store.close()
 
 
-async def wait_for_poll(sync: KeySync) -> None:
+async def wait_for_poll(sync: RecordSync) -> None:
     for _ in range(200):
         try:
             if await sync.poll():

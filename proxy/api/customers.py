@@ -22,16 +22,19 @@ def _fields(body: CustomerFields) -> dict[str, Any]:
     return body.model_dump(exclude_none=True, exclude={"user_id"})
 
 
-def _forget(runtime: Runtime, user_id: str) -> None:
-    """Drop the end-user's cached record so new limits and budgets apply at once."""
-    runtime.governance.forget_end_user(user_id)
+async def _changed(runtime: Runtime, user_ids: list[str]) -> None:
+    """Drop the end-users' cached records so new limits and budgets apply here at once (and, through the
+    change log, on every other process within `model_sync_interval`)."""
+    for user_id in user_ids:
+        runtime.governance.forget_end_user(user_id)
+    await runtime.records_changed()
 
 
 @router.post("/customer/new")
 @router.post("/end_user/new", include_in_schema=False)
 async def new(body: CustomerNew, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     record = await in_thread(runtime.store.create_customer, body.user_id, **_fields(body))
-    _forget(runtime, body.user_id)
+    await _changed(runtime, [body.user_id])
     await audited(runtime, caller, "created", "end_users", body.user_id, after=record)
     return budget_view(record)
 
@@ -62,7 +65,7 @@ async def update(body: CustomerUpdate, caller: AdminDep, runtime: RuntimeDep) ->
     record = await in_thread(runtime.store.update_customer, body.user_id, **_fields(body))
     if record is None:
         raise NotFoundError(f"end-user '{body.user_id}' not found")
-    _forget(runtime, body.user_id)
+    await _changed(runtime, [body.user_id])
     await audited(runtime, caller, "updated", "end_users", body.user_id, before=before, after=record)
     return budget_view(record)
 
@@ -72,8 +75,7 @@ async def update(body: CustomerUpdate, caller: AdminDep, runtime: RuntimeDep) ->
 async def delete(body: CustomerIds, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     existing = [await in_thread(runtime.store.get_customer, u) for u in dict.fromkeys(body.user_ids)]
     count = await in_thread(runtime.store.delete_customers, body.user_ids)
-    for user_id in body.user_ids:
-        _forget(runtime, user_id)
+    await _changed(runtime, body.user_ids)
     for record in existing:
         if record is not None:
             await audited(runtime, caller, "deleted", "end_users", record.user_id, before=record)
@@ -82,8 +84,8 @@ async def delete(body: CustomerIds, caller: AdminDep, runtime: RuntimeDep) -> di
 
 async def _block(body: CustomerIds, caller: Caller, runtime: Runtime, blocked: bool) -> dict[str, Any]:
     await in_thread(runtime.store.set_customers_blocked, body.user_ids, blocked)
+    await _changed(runtime, body.user_ids)
     for user_id in body.user_ids:
-        _forget(runtime, user_id)
         await audited(runtime, caller, "blocked" if blocked else "unblocked", "end_users", user_id,
                       after={"blocked": blocked})
     return {"blocked": blocked, "user_ids": body.user_ids}

@@ -54,7 +54,7 @@ async def generate(body: KeyGenerate, caller: AdminDep, runtime: RuntimeDep) -> 
     await _check_team(runtime, body.team_id)
     record = await in_thread(runtime.store.create_key, hash_key(key), key_name=display_name(key),
                              **_fields(body, datetime.now(UTC)))
-    await runtime.keys_changed()  # a chosen secret may be cached as unknown
+    await runtime.records_changed()  # a chosen secret may be cached as unknown
     await audited(runtime, caller, "created", "verification_tokens", record.key_id, after=record)
     info = budget_view(record)
     return {**info, "key": key, "token": hash_key(key)}
@@ -98,7 +98,7 @@ async def update(body: KeyUpdate, caller: AdminDep, runtime: RuntimeDep) -> dict
     record = await in_thread(runtime.store.update_key, digest, **_fields(body, datetime.now(UTC)))
     if record is None:
         raise NotFoundError("key not found")
-    await runtime.keys_changed()
+    await runtime.records_changed()
     await audited(runtime, caller, "updated", "verification_tokens", record.key_id, before=before, after=record)
     return {"key": digest, **budget_view(record)}
 
@@ -114,7 +114,7 @@ async def delete(body: KeyDelete, caller: AdminDep, runtime: RuntimeDep) -> dict
         raise InvalidRequestError("pass 'keys' or 'key_aliases' to delete")
     existing = [r for r in [await in_thread(runtime.store.get_key, d) for d in digests] if r is not None]
     await in_thread(runtime.store.delete_keys, digests)
-    await runtime.keys_changed()
+    await runtime.records_changed()
     for record in existing:
         await audited(runtime, caller, "deleted", "verification_tokens", record.key_id, before=record)
     return {"deleted_keys": [*(body.keys or []), *(body.key_aliases or [])]}
@@ -145,7 +145,7 @@ async def regenerate(caller: AdminDep, runtime: RuntimeDep, body: KeyRegenerate 
                              key_name=display_name(secret), **_fields(body, now))
     if record is None:
         raise NotFoundError("key not found")
-    await runtime.keys_changed()
+    await runtime.records_changed()
     await audited(runtime, caller, "rotated", "verification_tokens", record.key_id, before=before, after=record)
     return {**budget_view(record), "key": secret, "token": record.token, "token_id": record.key_id}
 
@@ -156,7 +156,7 @@ async def _set_blocked(body: KeyRef, caller: Caller, runtime: Runtime, blocked: 
     record = await in_thread(runtime.store.set_blocked, digest, blocked)
     if record is None:
         raise NotFoundError("key not found")
-    await runtime.keys_changed()
+    await runtime.records_changed()
     await audited(runtime, caller, "blocked" if blocked else "unblocked", "verification_tokens", record.key_id,
                   before=before, after=record)
     return {"key": digest, **budget_view(record)}

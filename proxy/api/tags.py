@@ -34,14 +34,16 @@ def _fields(body: TagFields) -> dict[str, Any]:
     return body.model_dump(exclude_none=True, exclude={"name"})
 
 
-def _forget(runtime: Runtime, name: str) -> None:
+async def _changed(runtime: Runtime, name: str) -> None:
+    """Drop the tag's cached record here at once (every other process follows through the change log)."""
     runtime.governance.forget_tag(name)
+    await runtime.records_changed()
 
 
 @router.post("/tag/new")
 async def new(body: TagNew, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     record = await in_thread(runtime.store.create_holder, TAG, body.name, **_fields(body))
-    _forget(runtime, body.name)
+    await _changed(runtime, body.name)
     await audited(runtime, caller, "created", "tags", body.name, after=record)
     return {"message": f"Tag {body.name} created successfully", "tag": tag_view(record)}
 
@@ -71,7 +73,7 @@ async def update(body: TagNew, caller: AdminDep, runtime: RuntimeDep) -> dict[st
     record = await in_thread(runtime.store.update_holder, TAG, body.name, **_fields(body))
     if before is None or record is None:
         raise NotFoundError(f"tag '{body.name}' not found")
-    _forget(runtime, body.name)
+    await _changed(runtime, body.name)
     await audited(runtime, caller, "updated", "tags", body.name, before=before, after=record)
     return {"message": f"Tag {body.name} updated successfully", "tag": tag_view(record)}
 
@@ -82,6 +84,6 @@ async def delete(body: TagName, caller: AdminDep, runtime: RuntimeDep) -> dict[s
     if before is None:
         raise NotFoundError(f"tag '{body.name}' not found")
     await in_thread(runtime.store.delete_holders, TAG, [body.name])
-    _forget(runtime, body.name)
+    await _changed(runtime, body.name)
     await audited(runtime, caller, "deleted", "tags", body.name, before=before)
     return {"message": f"Tag {body.name} deleted successfully"}

@@ -40,7 +40,7 @@ async def _get(runtime: Runtime, team_id: str) -> Any:
 
 async def changed(runtime: Runtime) -> None:
     """Cached keys carry their team and user: evict them so new limits and models apply at once."""
-    await runtime.keys_changed()
+    await runtime.records_changed()
 
 
 @router.post("/team/new")

@@ -117,7 +117,7 @@ class Authenticator:
         return self._master_key is None
 
     def forget(self, key_hash: str) -> None:
-        """Evict one digest (an admin change touched it, on this process or another: `KeySync`)."""
+        """Evict one digest (an admin change touched it, on this process or another: `RecordSync`)."""
         self._evictions += 1
         self._known.forget(key_hash)
         self._unknown.forget(key_hash)

@@ -20,6 +20,8 @@ from ..limits import EndUserRecords, LocalCounters
 from ..redis_link import RedisLink
 from ..routing import Router
 from ..spend.holders import TAG
+from ..spend.key_changes import END_USER
+from ..spend.key_changes import TAG as TAG_CHANGE
 from .budgets import ProxyBudgets
 from .checks import CallChecks
 from .live_spend import LiveSpend
@@ -81,6 +83,11 @@ class Governance:
         await self.checks.close()
 
     # the admin API's reads and writes -------------------------------------------------------------
+
+    @property
+    def cached_records(self) -> dict[str, Callable[[str], None]]:
+        """What evicts one cached record, by change-log kind: `RecordSync` applies other processes' changes."""
+        return {END_USER: self.end_users.forget, TAG_CHANGE: self.tags.forget}
 
     def forget_end_user(self, user_id: str) -> None:
         self.end_users.forget(user_id)

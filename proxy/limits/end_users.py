@@ -1,7 +1,8 @@
 """End-user records (limits, budgets, blocked) for the request path: a TTL cache over the `DatabaseGate`.
 
-The TTL is the key cache's, so an admin change reaches every replica within it; the admin API forgets an
-end-user at once in the replica that served the change. A database that does not answer within the gate's
+An admin change is evicted at once in the process that served it and, through the change log
+(`record_sync.py`), in every other within `model_sync_interval`; the TTL (the key cache's) bounds it when
+that log cannot be read. A database that does not answer within the gate's
 deadline never fails or stalls a call: the last known record is used however old (a blocked end-user stays
 blocked through an outage), and an end-user never seen before runs without end-user limits.
 """
@@ -29,8 +30,11 @@ class EndUserRecords:
         self._kind = kind
         self._fetch = fetch
         self._cache: TtlCache[str, Any] = TtlCache(ttl, MAX_ENTRIES, max_stale=math.inf, clock=clock)
+        self._evictions = 0
+        """Counts `forget` calls: a read that started before one is not cached (it may predate the change)."""
 
     def forget(self, user_id: str) -> None:
+        self._evictions += 1
         self._cache.forget(user_id)
 
     async def get(self, user_id: str) -> Any:
@@ -39,7 +43,7 @@ class EndUserRecords:
             return cached[0]
         fetch = self._fetch or self._gate.store.get_customer
         future = self._gate.read((self._kind, user_id), fetch, user_id,
-                                 then=partial(self._remember, user_id))
+                                 then=partial(self._remember, user_id, self._evictions))
         try:
             if future is None:
                 raise StoreUnavailableError()
@@ -47,6 +51,7 @@ class EndUserRecords:
         except StoreUnavailableError:  # limits we knew keep applying, none are invented
             return cached[0] if cached is not None else None
 
-    def _remember(self, user_id: str, record: Any) -> Any:
-        self._cache.put(user_id, record)
+    def _remember(self, user_id: str, evictions: int, record: Any) -> Any:
+        if evictions == self._evictions:
+            self._cache.put(user_id, record)
         return record

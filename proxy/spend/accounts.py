@@ -13,11 +13,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Column, bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .durations import parse_duration
-from .key_changes import record_key_changes
+from .key_changes import END_USER, record_changes, record_key_changes
 from .records import AlreadyExistsError, CustomerRecord, KeyRecord
 from .tables import end_users, internal_users, proxy_spend, tags, teams, verification_tokens
 from .transactions import Transactions, check_aware, checked_fields, chunks, start_budget_period, utc_now
@@ -142,6 +142,7 @@ class Accounts(Transactions):
         start_budget_period(values, now)
         try:
             with self._write() as connection:
+                record_changes(connection, self._insert, now, END_USER, [user_id])  # cached as unknown
                 row = connection.execute(
                     insert(end_users)
                     .values(**values, user_id=user_id, created_at=now)
@@ -160,11 +161,12 @@ class Accounts(Transactions):
         self, user_id: str, *, now: datetime | None = None, **fields: Any
     ) -> CustomerRecord | None:
         """Change `fields` of an end user; None when it does not exist."""
-        values = checked_fields(fields, _CUSTOMER_FIELDS)
-        start_budget_period(values, now or utc_now(), restart=True)
+        values, now = checked_fields(fields, _CUSTOMER_FIELDS), now or utc_now()
+        start_budget_period(values, now, restart=True)
         if not values:
             return self.get_customer(user_id)
         with self._write() as connection:
+            record_changes(connection, self._insert, now, END_USER, [user_id])
             row = connection.execute(
                 update(end_users)
                 .where(end_users.c.user_id == user_id)
@@ -178,15 +180,22 @@ class Accounts(Transactions):
         rows, total = self._page(end_users, [], (end_users.c.user_id,), page, size)
         return [CustomerRecord(**row) for row in rows], total
 
-    def delete_customers(self, user_ids: Iterable[str]) -> int:
+    def delete_customers(self, user_ids: Iterable[str], *, now: datetime | None = None) -> int:
         """Delete end users; returns how many existed. Their spend logs are kept."""
-        return self._delete(end_users.c.user_id, user_ids)
+        unique, now = list(dict.fromkeys(user_ids)), now or utc_now()
+        deleted = 0
+        with self._write() as connection:
+            for chunk in chunks(unique):
+                record_changes(connection, self._insert, now, END_USER, chunk)
+                deleted += connection.execute(delete(end_users).where(end_users.c.user_id.in_(chunk))).rowcount
+        return deleted
 
     def set_customers_blocked(self, user_ids: Iterable[str], blocked: bool, *, now: datetime | None = None) -> None:
         """Block or unblock end users in one transaction, creating the ones never seen."""
         unique, now = list(dict.fromkeys(user_ids)), now or utc_now()
         with self._write() as connection:
             for chunk in chunks(unique):
+                record_changes(connection, self._insert, now, END_USER, chunk)
                 known = set(connection.execute(
                     update(end_users).where(end_users.c.user_id.in_(chunk)).values(blocked=blocked)
                     .returning(end_users.c.user_id)).scalars())
@@ -201,14 +210,6 @@ class Accounts(Transactions):
             return connection.execute(
                 select(end_users.c.spend).where(end_users.c.user_id == user_id)
             ).scalar_one_or_none()
-
-    def _delete(self, pk: Column[Any], ids: Iterable[str]) -> int:
-        unique = list(dict.fromkeys(ids))
-        deleted = 0
-        with self._write() as connection:
-            for chunk in chunks(unique):
-                deleted += connection.execute(delete(pk.table).where(pk.in_(chunk))).rowcount
-        return deleted
 
     # budget periods -------------------------------------------------------------------------------
 

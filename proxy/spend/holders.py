@@ -6,7 +6,7 @@ of generic methods serves all three; the running spend is added by the spend wri
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .key_changes import record_key_changes
+from .key_changes import TAG as TAG_CHANGE
+from .key_changes import record_changes, record_key_changes
 from .records import AlreadyExistsError, KeyRecord, MembershipRecord, TagRecord, TeamRecord, UserRecord
 from .tables import internal_users, tags, team_memberships, teams, verification_tokens
 from .transactions import Transactions, checked_fields, chunks, start_budget_period, utc_now
@@ -30,6 +31,8 @@ class Kind:
     noun: str
     owns_keys: str | None = None
     """The key column naming this holder, when cached keys carry it (their cache entries are evicted)."""
+    cached_as: str | None = None
+    """The change-log kind, when processes cache the holder's own record (tags: evicted by name)."""
 
     @property
     def fields(self) -> frozenset[str]:
@@ -38,7 +41,7 @@ class Kind:
 
 TEAM = Kind(teams, "team_id", TeamRecord, (("models", []), ("blocked", False)), "team", "team_id")
 USER = Kind(internal_users, "user_id", UserRecord, (("models", []),), "user", "user_id")
-TAG = Kind(tags, "tag_name", TagRecord, (), "tag")
+TAG = Kind(tags, "tag_name", TagRecord, (), "tag", cached_as=TAG_CHANGE)
 
 
 class Holders(Transactions):
@@ -50,8 +53,8 @@ class Holders(Transactions):
         row = {**values, kind.pk: ident, "created_at": now, "updated_at": now}
         try:
             with self._write() as connection:
+                self._changed(connection, kind, [ident], now)  # a tag may be cached as unknown
                 created = connection.execute(insert(kind.table).values(row).returning(*kind.table.c)).one()
-                self._keys_changed(connection, kind, [ident], now)
         except IntegrityError as exc:
             raise AlreadyExistsError(f"a {kind.noun} '{ident}' already exists") from exc
         return kind.record(**created._mapping)
@@ -78,11 +81,10 @@ class Holders(Transactions):
         values = checked_fields(fields, kind.fields)
         start_budget_period(values, now, restart=True)
         with self._write() as connection:
+            self._changed(connection, kind, [ident], now)
             row = connection.execute(
                 update(kind.table).where(kind.table.c[kind.pk] == ident).values(**values, updated_at=now)
                 .returning(*kind.table.c)).one_or_none()
-            if row is not None:
-                self._keys_changed(connection, kind, [ident], now)
         return None if row is None else kind.record(**row._mapping)
 
     def delete_holders(self, kind: Kind, idents: Iterable[str], *, now: datetime | None = None) -> int:
@@ -90,15 +92,17 @@ class Holders(Transactions):
         deleted, now = 0, now or utc_now()
         with self._write() as connection:
             for chunk in chunks(list(dict.fromkeys(idents))):
+                self._changed(connection, kind, chunk, now)
                 deleted += connection.execute(delete(kind.table).where(kind.table.c[kind.pk].in_(chunk))).rowcount
-                self._keys_changed(connection, kind, chunk, now)
         return deleted
 
-    def _keys_changed(self, connection: Any, kind: Kind, idents: Iterable[str], now: datetime) -> None:
-        """Cached keys carry their team and user record: log their digests for eviction everywhere."""
+    def _changed(self, connection: Any, kind: Kind, idents: Sequence[str], now: datetime) -> None:
+        """Log what processes cache of these holders for eviction everywhere: the keys that carry a team or
+        user record, a tag's own record. Called before the write, so the log's lock comes first."""
         if kind.owns_keys is not None:
-            record_key_changes(connection, self._insert, now,
-                               where=verification_tokens.c[kind.owns_keys].in_(list(idents)))
+            record_key_changes(connection, self._insert, now, where=verification_tokens.c[kind.owns_keys].in_(idents))
+        if kind.cached_as is not None:
+            record_changes(connection, self._insert, now, kind.cached_as, idents)
 
     def list_holders(self, kind: Kind, *, idents: list[str] | None = None, page: int = 1,
                      size: int = 100) -> tuple[list[Any], int]:

@@ -203,13 +203,16 @@ key_changes = Table(
     "key_changes",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("token", String(64), nullable=False),  # a digest some process may have cached: evict it
+    Column("token", Text, nullable=False),  # what some process may have cached: evict it from `kind`'s cache
     Column("changed_at", UTCDateTime(), nullable=False),
+    Column("kind", String, nullable=False, server_default=text("'key'")),  # migration 0010
     Index(None, "changed_at"),
 )
-"""Migration 0008: one row per key digest an admin change touched, written in the change's own transaction
+"""Migration 0008: one row per cached record an admin change touched, written in the change's own transaction
 after locking `config_revisions["keys"]`, so ids become visible in id order; each process reads `id >` the
-last it applied and evicts those digests from its key cache."""
+last it applied and evicts those records from its caches. Migration 0010 added `kind` ("key": `token` is a
+key digest; "end_user": an end-user id; "tag": a tag name) and widened `token` to text. The table and column
+keep their names so a replica not yet upgraded keeps logging key changes (as kind "key") during a rollout."""
 
 PROXY_ROW = "proxy"
 
