@@ -126,8 +126,9 @@ class GeneralSettings(_Strict):
     max_end_user_budget: float | None = None
     """Default budget (USD, never reset) for end-users without their own."""
     key_cache_ttl: float = 30.0
-    """Seconds a key's or end-user's record is cached. Admin changes to a key (or its team or user) reach
-    every process within `model_sync_interval` instead; end-user changes within this TTL."""
+    """Seconds a key's, end-user's or tag's record is cached. Admin changes to one (or to a key's team or user)
+    reach every process within `model_sync_interval` instead; this TTL bounds them only while the change log
+    cannot be read."""
     key_cache_max_stale: float = Field(900.0, ge=0)
     """Seconds past `key_cache_ttl` a known key is still served while the database does not answer."""
     database_read_timeout: float = Field(0.5, gt=0)
@@ -175,8 +176,9 @@ class GeneralSettings(_Strict):
     store_model_in_db: bool = False
     """Models added through `/model/new` are stored (provider keys encrypted) and reach every replica."""
     model_sync_interval: float = Field(2.0, gt=0, le=300)
-    """Seconds between checks for model and key changes made by other replicas or workers (the propagation
-    bound: a deleted, blocked, rotated or changed key is refused everywhere within it plus one 2 s read)."""
+    """Seconds between checks for model, key, end-user and tag changes made by other replicas or workers (the
+    propagation bound: a deleted, blocked, rotated or changed key, a blocked or changed end-user, a changed or
+    deleted tag apply everywhere within it plus one 2 s read)."""
     upstream_max_connections: int = Field(1000, ge=1)
     """Upstream calls in flight in total; more wait for a slot inside their timeout."""
     upstream_max_connections_per_host: int = Field(500, ge=1)
