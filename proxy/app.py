@@ -91,6 +91,8 @@ def build_router(settings: Settings, transport: Transport, *, state: State | Non
         max_cooldown_time=r.max_cooldown_time,
         routing_strategy_args=r.routing_strategy_args,
         enable_pre_call_checks=r.enable_pre_call_checks,
+        enable_tag_filtering=r.enable_tag_filtering,
+        tag_filtering_match_any=r.tag_filtering_match_any,
         redis_url=settings.redis_url,
         redis_prefix=r.redis_prefix,
         redis_refresh_interval=r.redis_refresh_interval,

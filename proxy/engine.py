@@ -162,7 +162,8 @@ class Engine:
                 # The request's fallbacks are limited to aliases the key may use; the key's are the admin's.
                 fallbacks = [f for f in body.fallbacks if call.caller.may_use(f)] if body.fallbacks else []
                 fallbacks += _key_fallbacks(call.caller, call.alias)
-                await self.router.route(call.alias, call.request, fallbacks=fallbacks, outcome=call.outcome)
+                await self.router.route(call.alias, call.request, fallbacks=fallbacks, outcome=call.outcome,
+                                        tags=call.tags)
                 answer = call.outcome.answer()
                 call.cost = answer.cost
                 if call.cache is not None and self.cache is not None:

@@ -5,6 +5,7 @@
     │   ├── InvalidRequestError     400 (UnprocessableRequestError 422, PayloadTooLargeError 413)
     │   ├── GuardrailBlockedError   400, names the guardrail, never the content
     │   ├── AuthenticationError     401
+    │   ├── TagRoutingError         401, no deployment carries the request's tags (LiteLLM's status and words)
     │   ├── PermissionDeniedError   403
     │   ├── NotFoundError           404, an admin object (key, end-user, team, user) that does not exist
     │   │   └── ModelNotFoundError  404 (unknown alias or provider)
@@ -79,6 +80,12 @@ class GuardrailBlockedError(ClientError):
 
 
 class AuthenticationError(ClientError):
+    status = 401
+
+
+class TagRoutingError(ClientError):
+    """`enable_tag_filtering`: the request's tags reach no deployment of the model or its fallbacks."""
+
     status = 401
 
 

@@ -56,6 +56,14 @@ PARAMS: dict[str, Refusal] = {
 }
 """Refused `litellm_params` keys, for every provider."""
 
+MODEL_INFO: dict[str, Refusal] = {
+    "enable_tag_filtering": Refusal("tag-based routing is switched on for every model at once, with "
+                                    "router_settings.enable_tag_filtering; remove it"),
+    "allow_fail_open": Refusal("tag routing never falls open: when `!`/`&` tags leave no deployment the request "
+                               "gets 401; remove it or set it to false", (None, False)),
+}
+"""Refused `model_info` keys (LiteLLM's tag-routing switches per model group)."""
+
 GUARDRAIL_KEYS: dict[str, Refusal] = {
     "guardrail_info": Refusal("descriptive metadata for LiteLLM's admin UI, which rerank-proxy does not have; "
                               "remove it", (None, {})),
@@ -74,6 +82,9 @@ def refusals(raw: Mapping[str, Any]) -> list[str]:
     for i, params in _items(raw, "model_list", "litellm_params"):
         problems += [f"model_list[{i}].litellm_params.{key}: {rule.reason}"
                      for key, rule in PARAMS.items() if key in params and rule.refuses(params[key])]
+    for i, info in _items(raw, "model_list", "model_info"):
+        problems += [f"model_list[{i}].model_info.{key}: {rule.reason}"
+                     for key, rule in MODEL_INFO.items() if key in info and rule.refuses(info[key])]
     for i, entry in _items(raw, "guardrails", None):
         problems += [f"guardrails[{i}].{key}: {rule.reason}"
                      for key, rule in GUARDRAIL_KEYS.items() if key in entry and rule.refuses(entry[key])]

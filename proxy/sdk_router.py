@@ -18,6 +18,7 @@ from .request import make_request
 from .routing import Outcome
 from .routing import Router as RoutingRouter
 from .sdk import run_sync, through_cache
+from .tags import request_tags
 from .wire import RerankResponse
 
 
@@ -40,17 +41,20 @@ class Router(RoutingRouter):
                       return_documents: bool | None = True, rank_fields: list[str] | None = None,
                       max_chunks_per_doc: int | None = None, max_tokens_per_doc: int | None = None,
                       priority: int | None = None, relevant_spans: dict[str, Any] | None = None,
-                      fallbacks: list[str] | None = None, cache: Any = None) -> RerankResponse:
-        """`cache`: as `proxy.arerank`'s (a `proxy.Cache`, controls for `proxy.cache`, or False)."""
+                      fallbacks: list[str] | None = None, cache: Any = None,
+                      metadata: dict[str, Any] | None = None) -> RerankResponse:
+        """`cache`: as `proxy.arerank`'s (a `proxy.Cache`, controls for `proxy.cache`, or False). `metadata`:
+        LiteLLM's, whose `tags` route the call when the router has `enable_tag_filtering`."""
         request = make_request(
             query, documents, top_n=top_n, return_documents=return_documents, rank_fields=rank_fields,
             max_chunks_per_doc=max_chunks_per_doc, max_tokens_per_doc=max_tokens_per_doc, priority=priority,
             relevant_spans=relevant_spans,
         )
         outcome = Outcome()
+        tags = request_tags(metadata, None) if metadata else ()
 
         async def compute() -> tuple[Ranked, str]:
-            await self.route(model, request, fallbacks=fallbacks, outcome=outcome)
+            await self.route(model, request, fallbacks=fallbacks, outcome=outcome, tags=tags)
             return outcome.answer(), outcome.alias  # a fallback's answer is stored under the fallback
 
         return (await through_cache(cache, self.canonical(model), request, compute)).to_response()

@@ -93,7 +93,7 @@ class ModelEntry(_Strict):
             raise ValueError("litellm_params.cache_scores must be true or false")
         tags = params.get("tags")
         if tags is not None and (not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)):
-            raise ValueError("litellm_params.tags must be a list of strings (added to the spend row's tags)")
+            raise ValueError("litellm_params.tags must be a list of strings (spend row tags, and tag-based routing)")
         return params
 
 
@@ -257,6 +257,13 @@ class RouterSettings(_Strict):
     """Redis password with `redis_host`."""
     enable_pre_call_checks: bool = False
     """Enforce deployments' `rpm`/`tpm` with any strategy."""
+    enable_tag_filtering: bool = False
+    """LiteLLM's tag-based routing: a request's tags (`metadata.tags`, `x-litellm-tags`, its key's and team's)
+    send it only to deployments whose `litellm_params.tags` match, else to those tagged `default`, else 401;
+    untagged requests go to the `default` ones if any (see [Routing](routing.md#tag-based-routing))."""
+    tag_filtering_match_any: bool = True
+    """With `enable_tag_filtering`: a deployment matches when it has any one of the request's tags (`false`:
+    all of them)."""
     model_group_alias: dict[str, str | dict[str, Any]] = Field(default_factory=dict)
     """Other names for an alias: `{name: alias}`, or `{name: {model: alias, hidden: true}}` to keep it off `/models`."""
     routing_strategy_args: dict[str, Any] = Field(default_factory=dict)

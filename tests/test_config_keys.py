@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from proxy.deployments import resolve_deployment
 from proxy.providers import REGISTRY
-from proxy.refusals import GUARDRAIL_KEYS, NOT_YET, PARAMS, SETTINGS
+from proxy.refusals import GUARDRAIL_KEYS, MODEL_INFO, NOT_YET, PARAMS, SETTINGS
 from proxy.request import make_request
 from proxy.settings import DEPLOYMENT_PARAMS, ConfigError, ConfigFile, parse_config
 
@@ -112,6 +112,10 @@ PROVEN: dict[str, str] = {
     "router_settings.redis_port": "test_config_effects.py::test_redis_host_port_and_password_make_the_redis_url",
     "router_settings.redis_password": "test_config_effects.py::test_redis_host_port_and_password_make_the_redis_url",
     "router_settings.enable_pre_call_checks": "test_router.py::test_pre_call_checks_enforce_rpm_with_any_strategy",
+    "router_settings.enable_tag_filtering": "test_tag_routing.py::"
+        "test_body_and_header_tags_reach_only_the_matching_deployments",
+    "router_settings.tag_filtering_match_any": "test_tag_routing.py::"
+        "test_a_config_reload_turns_tag_filtering_on_and_off_and_sets_match_all",
     "router_settings.model_group_alias": "test_router.py::"
                                          "test_a_model_group_alias_is_its_alias_same_deployments_state_and_fallbacks",
     "router_settings.routing_strategy_args": "test_routing_parts.py::"
@@ -278,6 +282,22 @@ def test_each_refused_deployment_key_is_refused_with_its_path_and_why(key):
     with pytest.raises(ConfigError) as caught:
         parse_config(config, {})
     assert caught.value.problems == [f"model_list[1].litellm_params.{key}: {PARAMS[key].reason}"]
+
+
+@pytest.mark.parametrize("key", sorted(MODEL_INFO))
+def test_each_refused_model_info_key_is_refused_with_its_path_and_why(key):
+    config = {"model_list": [{"model_name": "m", "litellm_params": {"model": "local/bm25"},
+                              "model_info": {"id": "a", key: False}},
+                             {"model_name": "m", "litellm_params": {"model": "local/bm25"},
+                              "model_info": {"id": "b", key: True}}]}
+    if MODEL_INFO[key].refuses(False):
+        with pytest.raises(ConfigError) as caught:
+            parse_config(config, {})
+        assert f"model_list[0].model_info.{key}: {MODEL_INFO[key].reason}" in caught.value.problems
+    config["model_list"].pop(0)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(config, {})
+    assert caught.value.problems == [f"model_list[0].model_info.{key}: {MODEL_INFO[key].reason}"]
 
 
 def test_guardrail_info_is_refused_with_its_path():

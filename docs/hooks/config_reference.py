@@ -118,9 +118,10 @@ def render() -> str:
 
 def refused() -> list[str]:
     """The LiteLLM keys refused at start, with the reason the error gives."""
-    from proxy.refusals import GUARDRAIL_KEYS, PARAMS, SETTINGS
+    from proxy.refusals import GUARDRAIL_KEYS, MODEL_INFO, PARAMS, SETTINGS
 
-    rows = [*(("model_list[].litellm_params." + k, r) for k, r in PARAMS.items()), *SETTINGS.items(),
+    rows = [*(("model_list[].litellm_params." + k, r) for k, r in PARAMS.items()),
+            *(("model_list[].model_info." + k, r) for k, r in MODEL_INFO.items()), *SETTINGS.items(),
             *(("guardrails[]." + k, r) for k, r in GUARDRAIL_KEYS.items())]
     lines = ["## Refused keys", "",
              "LiteLLM keys that would do nothing here are refused at start and by `--check`, with their YAML path "

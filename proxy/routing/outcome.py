@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -13,6 +13,7 @@ from .state import Stats
 
 if TYPE_CHECKING:
     from .plan import Plan
+    from .table import Group
 
 
 @dataclass(slots=True)
@@ -38,12 +39,14 @@ class Outcome:
 class Trip:
     """One request's bookkeeping across aliases: what was tried, cooled, full, and the time left."""
 
-    __slots__ = ("plan", "deadline", "tried", "cooled", "full", "spent", "retries", "last_error", "views",
+    __slots__ = ("plan", "groups", "deadline", "tried", "cooled", "full", "spent", "retries", "last_error", "views",
                  "timed_out", "repeats", "unusable")
 
     def __init__(self, plan: Plan, deadline: float | None):
         self.plan = plan
         """The routing plan this request started with (a reload mid-request does not change it)."""
+        self.groups: Mapping[str, Group] = plan.groups
+        """Alias → the members this request may reach: the plan's, or narrowed to its tags (tagging.py)."""
         self.deadline = deadline
         self.tried: set[str] = set()
         self.cooled: set[str] = set()

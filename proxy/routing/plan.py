@@ -1,4 +1,4 @@
-"""`Plan`: everything the router derives from the config (the table, fallbacks, strategy, retry policy).
+"""`Plan`: everything the router derives from the config (the table, fallbacks, strategy, retry policy, tag rule).
 
 One immutable object, so a config reload swaps it in a single assignment: a request takes the plan once
 when it starts and finishes on it, while the next request sees the new one. Router state (cooldowns,
@@ -17,6 +17,7 @@ from ..providers import Deployment
 from .picker import Strategy, make_strategy
 from .policy import RetryPolicy
 from .table import Group, build_table, parse_fallbacks
+from .tagging import TagRule
 
 log = logging.getLogger("proxy.routing")
 
@@ -38,6 +39,8 @@ class Plan:
     """Any own limit to check per candidate (else the check costs nothing at all)."""
     needs: frozenset[str]
     """What shared (Redis) state must track for this plan's strategy and limits."""
+    tag_rule: TagRule | None = None
+    """`enable_tag_filtering`: how a request's tags narrow each alias (None: tags do not route)."""
 
     @property
     def num_retries(self) -> int:
@@ -57,7 +60,8 @@ def make_plan(table: Mapping[str, Sequence[Deployment]], *, model_group_alias: A
               num_retries: int = 2, routing_strategy: str = "simple-shuffle",
               routing_strategy_args: Mapping[str, Any] | None = None, retry_after: float = 0.05,
               max_retry_after: float = 2.0, timeout: float | None = None,
-              enable_pre_call_checks: bool = False) -> Plan:
+              enable_pre_call_checks: bool = False, enable_tag_filtering: bool = False,
+              tag_filtering_match_any: bool = True) -> Plan:
     aliases, groups, hidden = build_table({a: list(d) for a, d in table.items()}, model_group_alias)
     parsed = parse_fallbacks(fallbacks)
     for name, group in groups.items():  # a model_group_alias name falls back like its alias
@@ -80,4 +84,5 @@ def make_plan(table: Mapping[str, Sequence[Deployment]], *, model_group_alias: A
     return Plan(aliases=aliases, groups=groups, hidden_aliases=frozenset(hidden), fallbacks=parsed,
                 default_fallbacks=defaults, strategy=strategy, routing_strategy=routing_strategy,
                 policy=RetryPolicy(num_retries, retry_after, max_retry_after, timeout), enforce=enforce,
-                limits=enforce or parallel, needs=frozenset(needs))
+                limits=enforce or parallel, needs=frozenset(needs),
+                tag_rule=TagRule(tag_filtering_match_any) if enable_tag_filtering else None)

@@ -1,10 +1,11 @@
 """The one router, used by the server and (with LiteLLM's `model_list` and a blocking face) by the SDK's
 `proxy.Router` (sdk_router.py): alias → deployments → attempts.
 
-Per request: the alias's deployments in priority tiers (`order`), minus those cooling down or at one of
-our own limits (capacity.py: rpm/tpm, max_parallel_requests); the strategy (picker.py) picks one; a
-retryable failure moves on to a deployment not yet tried, then retries with backoff (policy.py), then to
-the fallback aliases (the request's, the key's, the config's, the defaults). Deployments in cooldown
+Per request: the alias's deployments in priority tiers (`order`; with `enable_tag_filtering` only those the
+request's tags reach, tagging.py), minus those cooling down or at one of our own limits (capacity.py: rpm/tpm,
+max_parallel_requests); the strategy (picker.py) picks one; a retryable failure moves on to a deployment not
+yet tried, then retries with backoff (policy.py), then to the fallback aliases (the request's, the key's, the
+config's, the defaults), narrowed by the same tags. Deployments in cooldown
 (cooldowns.py) are tried last, only when nothing else is left. The caller's bad request is never retried and
 never falls back. When everything fails the caller gets one `AllDeploymentsFailedError` keeping every
 cause (failures.py), and one WARNING line lists them.
@@ -41,6 +42,7 @@ from .outcome import Outcome, Trip
 from .plan import Plan, make_plan
 from .state import LocalState, State, Stats
 from .table import Group, Member
+from .tagging import TagView, refused
 
 log = logging.getLogger("proxy.routing")
 
@@ -76,6 +78,8 @@ class Router:
         max_cooldown_time: float = 60.0,
         routing_strategy_args: Mapping[str, Any] | None = None,
         enable_pre_call_checks: bool = False,
+        enable_tag_filtering: bool = False,
+        tag_filtering_match_any: bool = True,
         redis_url: str | None = None,
         redis_prefix: str | None = None,
         redis_refresh_interval: float = 0.1,
@@ -88,7 +92,9 @@ class Router:
                                     default_fallbacks=default_fallbacks, num_retries=num_retries,
                                     routing_strategy=routing_strategy, routing_strategy_args=routing_strategy_args,
                                     retry_after=retry_after, max_retry_after=max_retry_after, timeout=timeout,
-                                    enable_pre_call_checks=enable_pre_call_checks)
+                                    enable_pre_call_checks=enable_pre_call_checks,
+                                    enable_tag_filtering=enable_tag_filtering,
+                                    tag_filtering_match_any=tag_filtering_match_any)
         if state is None:
             local = LocalState(latency_ttl=self.plan.strategy.latency_ttl)
             state = local
@@ -173,14 +179,17 @@ class Router:
 
     # -- the request path ------------------------------------------------------------------------------
     async def route(self, alias: str, request: RerankRequest, *, fallbacks: Sequence[str] | None = None,
-                    outcome: Outcome | None = None) -> Outcome:
-        """Serve `request` from `alias` (then its fallbacks); `outcome` is filled in even on failure."""
+                    outcome: Outcome | None = None, tags: Sequence[str] = ()) -> Outcome:
+        """Serve `request` from `alias` (then its fallbacks); `outcome` is filled in even on failure.
+        `tags` (the request's, key's and team's) narrow every alias when the plan has tag filtering on."""
         plan = self.plan
         if alias not in plan.aliases:
             self.require(alias)
         outcome = outcome if outcome is not None else Outcome()
         outcome.alias = alias
         trip = Trip(plan, plan.policy.deadline())
+        if plan.tag_rule is not None:
+            trip.groups = TagView(plan.groups, plan.tag_rule, tags)
         if await self._serve(alias, 0, request, outcome, trip, last_resort=False):
             return outcome
         chain = plan.chain(alias, fallbacks)
@@ -194,17 +203,19 @@ class Router:
                 break
             if await self._serve(target, position, request, outcome, trip, last_resort=True):
                 return outcome
+        if plan.tag_rule is not None and (error := refused(alias, chain, trip.groups, tags)) is not None:
+            raise error
         raise self._all_failed(alias, chain, request, outcome, trip)
 
     async def _serve(self, target: str, position: int, request: RerankRequest, outcome: Outcome, trip: Trip,
                      last_resort: bool) -> bool:
         """Attempts on one alias until one succeeds (True), its attempts run out or nothing is available."""
         plan = trip.plan
-        group = plan.groups[target]
+        group = trip.groups[target]
         stats = trip.views.get(target)
         if stats is None:
             stats = trip.views[target] = await self.state.read(group, self._clock())
-        budget = plan.policy.attempts_for(len(group.members))
+        budget = plan.policy.attempts_for(group.size)
         while trip.spent.get(target, 0) < budget:
             now = self._clock()
             index = self._choose(group, stats, trip, now, last_resort)
@@ -331,7 +342,7 @@ class Router:
 
     def _all_failed(self, alias: str, chain: list[str], request: RerankRequest, outcome: Outcome,
                     trip: Trip) -> AllDeploymentsFailedError:
-        members = (m for target in chain for m in trip.plan.groups[target].members)
+        members = (m for target in chain for m in _reachable(trip.groups[target]))
         return all_failed(alias, request.query, outcome, trip, chain_members=members, state=self.state,
                           max_cooldown_time=self.cooldowns.policy.max_cooldown_time, now=self._clock())
 
@@ -372,6 +383,10 @@ def _may_repeat(member: Member, trip: Trip) -> bool:
     if member.id in trip.unusable:
         return False
     return member.max_retries is None or trip.repeats.get(member.id, 0) < member.max_retries
+
+
+def _reachable(group: Group) -> list[Member]:
+    return [group.members[i] for tier in group.tiers for i in tier]
 
 
 def _tokens(response: Ranked) -> int | None:

@@ -1,5 +1,5 @@
 """The routing table: each alias's deployments with their routing fields (`weight`, `rpm`, `tpm`, `order`,
-`max_parallel_requests`, `max_retries`), and the names (`model_group_alias`) that stand for an alias.
+`max_parallel_requests`, `max_retries`, `tags`), and the names (`model_group_alias`) that stand for an alias.
 
 Built once when the router is made, so the request path reads plain attributes instead of parsing
 `litellm_params` per call.
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..providers import Deployment
+from ..tags import deployment_tags
 
 ROUTING_FIELDS = ("weight", "rpm", "tpm", "order", "max_parallel_requests", "max_retries")
 _COUNTS = ("rpm", "tpm", "order", "max_parallel_requests")
@@ -36,6 +37,8 @@ class Member:
     """`max_parallel_requests`: calls in flight to it at most (from this process, plus other replicas')."""
     max_retries: int | None = None
     """`max_retries`: times it may be tried again within one request after failing (None: the alias's budget)."""
+    tags: frozenset[str] = frozenset()
+    """`litellm_params.tags`, for tag-based routing (tagging.py)."""
 
     @property
     def id(self) -> str:
@@ -49,6 +52,8 @@ class Group:
     alias: str
     members: tuple[Member, ...]
     tiers: tuple[tuple[int, ...], ...]
+    size: int
+    """Members the tiers hold: all of them, or fewer in a group narrowed to a request's tags (tagging.py)."""
 
 
 def routing_fields(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,14 +79,15 @@ def member_of(deployment: Deployment, index: int) -> Member:
     rpm, tpm = fields.get("rpm"), fields.get("tpm")
     weight = fields.get("weight", float(rpm) if rpm else 1.0)
     return Member(deployment, index, weight=weight, rpm=rpm, tpm=tpm, order=fields.get("order", math.inf),
-                  max_parallel=fields.get("max_parallel_requests"), max_retries=fields.get("max_retries"))
+                  max_parallel=fields.get("max_parallel_requests"), max_retries=fields.get("max_retries"),
+                  tags=frozenset(deployment_tags(deployment.params)))
 
 
 def build_group(alias: str, deployments: Sequence[Deployment]) -> Group:
     members = tuple(member_of(d, i) for i, d in enumerate(deployments))
     orders = sorted({m.order for m in members})
     tiers = tuple(tuple(m.index for m in members if m.order == order) for order in orders)
-    return Group(alias, members, tiers)
+    return Group(alias, members, tiers, len(members))
 
 
 def parse_fallbacks(items: Iterable[Mapping[str, Sequence[str]]] | None) -> dict[str, tuple[str, ...]]:
