@@ -135,7 +135,7 @@ def test_a_config_reload_turns_tag_filtering_on_and_off_and_sets_match_all(held_
 
 def test_sdk_router_metadata_tags_with_litellms_exclude_and_require_markers(held_upstreams):
     a, b, c = (fake.url for fake in held_upstreams)
-    router = Router(model_list=model_list(a, b, c), enable_tag_filtering=True, seed=7)
+    router = Router(model_list=model_list(a, b, c), enable_tag_filtering=True, seed=7, clock=lambda: 100.0)
     try:
         def picks(model: str, *tags: str) -> set[str]:
             return {router.rerank(model, CAPITAL_QUERY, CAPITALS, metadata={"tags": list(tags)}).deployment
@@ -151,5 +151,7 @@ def test_sdk_router_metadata_tags_with_litellms_exclude_and_require_markers(held
         assert refused.value.status == 401 and "tags=['paid', '!eu']" in refused.value.message
         with pytest.raises(TagRoutingError):
             router.rerank("tiers", CAPITAL_QUERY, CAPITALS, metadata={"tags": ["&gold"]})
+        router.state.cool("paid-b", 160.0, 100.0)  # the one matching deployment cooling: tried, not `default`
+        assert picks("tiers", "paid") == {"paid-b"}
     finally:
         router.close()
