@@ -164,7 +164,7 @@ class Engine:
                 fallbacks += _key_fallbacks(call.caller, call.alias)
                 await self.router.route(call.alias, call.request, fallbacks=fallbacks, outcome=call.outcome,
                                         tags=call.tags)
-                answer = call.outcome.answer()
+                answer = call.outcome.response or call.outcome.answer()  # answer() raises on a (buggy) None
                 call.cost = answer.cost
                 if call.cache is not None and self.cache is not None:
                     # Stored under the alias that served it: a fallback's answer is never the primary's.
@@ -227,7 +227,7 @@ class Engine:
             input_tokens=usage.input_tokens if usage is not None else None,
             total_tokens=usage.total_tokens if usage is not None else None,
             cost=call.cost,
-            error_class=error_class(error),
+            error_class=error_class(error) if error is not None else None,
             fallback_used=call.outcome.fallback_used,
             guardrails=call.guardrails or None,
             cache=call.cache.status if call.cache is not None and error is None else None,

@@ -138,11 +138,6 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(exc or ConnectionResetError("the connection closed mid-response"))
 
     # -- httptools callbacks (an exception raised here stops the parser: see data_received) ---------------
-    def on_message_begin(self) -> None:
-        if self._answered:  # a second response in the bytes of the first
-            self._keep_alive = False
-            raise ProtocolError("the upstream sent bytes after the end of its response")
-
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > self._header_limit:
@@ -165,6 +160,9 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._answered:  # a second response in the bytes of the first (no on_message_begin hook per call)
+            self._keep_alive = False
+            raise ProtocolError("the upstream sent bytes after the end of its response")
         if not 100 <= self._status < 200:
             self._complete()
         else:  # an interim response (100 Continue): the real one follows on the same connection
@@ -199,8 +197,8 @@ class _Connection(asyncio.Protocol):
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-            self._body = []
-            waiter.set_result((self._status, self._headers, body))
+            headers, self._headers, self._body = self._headers, [], []  # a response after it starts afresh
+            waiter.set_result((self._status, headers, body))
 
     def _headers_too_large(self) -> ResponseTooLargeError:
         return ResponseTooLargeError(f"the upstream's headers are larger than {self._header_limit} bytes")
@@ -249,7 +247,7 @@ class ConnectionPool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout is not None else None
         slots = self._slots
-        host = slots.host(target.key)
+        host = slots.hosts.get(target.key) or slots.host(target.key)
         if host.free > 0 and slots.total.free > 0:  # the common case, without a coroutine
             host.free -= 1
             slots.total.free -= 1

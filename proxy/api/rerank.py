@@ -106,8 +106,11 @@ def end_user_of(body: RerankBody, headers: dict[bytes, str]) -> str | None:
     would make its spend row unwritable, and the call free."""
     user = body.user
     if not user:
-        user = next((value for name in END_USER_HEADERS if (value := headers.get(name))), None)
-        if user is None:
+        for name in END_USER_HEADERS:
+            user = headers.get(name)
+            if user:
+                break
+        else:
             return None
     if "\x00" in user or (not user.isascii() and not _encodable(user)):
         raise InvalidRequestError("invalid request: the end-user id ('user' or its header) contains a NUL byte "
@@ -159,7 +162,7 @@ async def answer(scope: Scope, receive: Receive, api_version: int) -> Reply:
     finally:
         runtime.body_budget.give_back(held)
     _describe(call, headers)
-    return Reply(200, headers, call.outcome.answer().json_bytes())
+    return Reply(200, headers, (call.outcome.response or call.outcome.answer()).json_bytes())
 
 
 def _describe(call: Call, headers: dict[str, str]) -> None:

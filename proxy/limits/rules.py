@@ -79,12 +79,6 @@ def _holder(limits: list[Limit], counter: str, label: str, record: Any, now: dat
                               record.budget_duration, record.spend, now))
 
 
-def _key_limited(key: KeyRecord) -> bool:
-    """Whether the key sets any limit (most do not: then no label or counter name is built per call)."""
-    return (key.rpm_limit is not None or key.tpm_limit is not None or bool(key.model_rpm_limit)
-            or key.max_parallel_requests is not None or key.max_budget is not None)
-
-
 def call_limits(*, key_hash: str | None, key: KeyRecord | None, alias: str, end_user_id: str | None,
                 end_user: CustomerRecord | None, default_end_user_budget: Decimal | None, proxy: ProxyBudget | None,
                 now: datetime,
@@ -92,7 +86,10 @@ def call_limits(*, key_hash: str | None, key: KeyRecord | None, alias: str, end_
     """Every limit this call counts against (empty for most deployments: then nothing is checked): its key,
     the key's internal user and team, its end-user, its tags and the proxy, in that order."""
     limits: list[Limit] = []
-    if key is not None and key_hash is not None and _key_limited(key):
+    # Most keys set no limit: then no label or counter name is built per call.
+    if key is not None and key_hash is not None and (
+            key.rpm_limit is not None or key.tpm_limit is not None or key.model_rpm_limit
+            or key.max_parallel_requests is not None or key.max_budget is not None):
         label, counter = key_label(key), f"key:{getattr(key, 'key_id', None) or key_hash}"
         if key.rpm_limit is not None:
             limits.append(Limit("rpm", counter, key.rpm_limit, label, "rpm_limit"))

@@ -133,7 +133,7 @@ class Metrics:
         status = str(record["status"])
         deployment = call.outcome.deployment
         provider = deployment.provider.name if deployment is not None else ""
-        end_user = self._end_user_label(record["end_user"])
+        end_user = self._end_user_label(record["end_user"]) if record["end_user"] and self.end_user_labels else ""
         key = (alias, deployment.id if deployment is not None else "", provider, status, key_alias, end_user)
         hot = self._hot.get(key)
         if hot is None:  # `labels()` validates and locks; the common series are looked up once

@@ -47,7 +47,7 @@ def call_record(call: Call) -> dict[str, Any]:
         "tokens": int(tokens) if tokens is not None else None,
         "attempts": len(outcome.attempts) + (1 if response is not None else 0),
         "fallback_used": outcome.fallback_used,
-        "error_class": error_class(error),
+        "error_class": error_class(error) if error is not None else None,
         "cache": call.cache.status if call.cache is not None else None,
         "cache_saved": float(call.cache.saved) if call.cache is not None else 0.0,
     }
