@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any, Protocol
 
 from .auth.caller import Caller
@@ -88,11 +89,11 @@ class Call:
     body: RerankBody
     caller: Caller
     api_version: int
-    request_id: str = field(default_factory=lambda: next(_request_ids))
+    request_id: str = field(default_factory=_request_ids.__next__)
     end_user: str | None = None
     alias: str = ""
     started: float = field(default_factory=time.perf_counter)
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started_at: datetime = field(default_factory=partial(datetime.now, UTC))  # no Python frame per call
     request: Any = None
     outcome: Outcome = field(default_factory=Outcome)
     guardrails: list[dict[str, Any]] = field(default_factory=list)

@@ -129,7 +129,9 @@ class Authenticator:
         if same_key(key, self._master_key):
             return self._master
         digest = hash_key(key)
-        caller = await self._lookup(digest)
+        known = self._known.get(digest)
+        # A fresh cached key, the common case, without `_lookup`'s coroutine.
+        caller = known[0] if known is not None and known[1] else await self._lookup(digest)
         if caller is None:
             raise AuthenticationError("invalid api key")
         record = caller.record
