@@ -132,3 +132,15 @@ def test_every_admin_change_is_audited_without_secrets(admin_api):
     assert key["key"] not in text and key["token"] not in text
     assert answered(admin_api.get("/audit/logs", params={"table_name": "end_users", "action": "created"}))["total"] >= 1
     assert admin_api.get("/audit/logs", params={"start_date": "2020-01-01T00:00:00"}).status_code == 400
+
+
+def test_a_field_we_do_not_implement_is_refused_unless_it_asks_for_nothing(admin_api):
+    # LiteLLM's scripts send defaults for fields we lack: those pass; a value that would change something is a 400
+    quiet = {"aliases": {}, "permissions": {}, "soft_budget": None, "send_invite_email": False, "guardrails": []}
+    made = admin_api.post("/key/generate", json={"key_alias": "quiet", **quiet})
+    assert made.status_code == 200, made.text
+    for route, body in [("/key/generate", {"soft_budget": 5}), ("/team/new", {"organization_id": "org-1"}),
+                        ("/user/new", {"send_invite_email": True, "auto_create_key": False})]:
+        answer = admin_api.post(route, json=body)
+        assert answer.status_code == 400, (route, answer.text)
+        assert next(iter(body)) in answer.json()["message"]

@@ -19,7 +19,8 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Query
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints,
+                      model_validator)
 from pydantic_core import PydanticCustomError
 
 from ..spend.durations import DURATION_PATTERN
@@ -148,9 +149,23 @@ QueryKey = Annotated[str | None, Query(min_length=1, max_length=KEY_MAX, pattern
 
 
 class AdminBody(BaseModel):
-    """Base of admin request bodies: LiteLLM's extra fields are ignored, so its admin scripts keep working."""
+    """Base of admin request bodies. A field we do not implement is refused (400, naming it) unless its value
+    asks for nothing (null, false, "", {} or []): LiteLLM's admin scripts and SDKs often send such defaults,
+    and a value that would change something must never be accepted and ignored."""
 
     model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unknown_fields_that_ask_for_something(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            known = set(cls.model_fields) | {field.alias for field in cls.model_fields.values() if field.alias}
+            asked = sorted(name for name, value in data.items()
+                           if name not in known and value not in (None, False, "", {}, []))
+            if asked:
+                raise refused(f"not supported by rerank-proxy: {', '.join(map(str, asked))} (remove the field, "
+                              "or send null)")
+        return data
 
 
 class ErrorBody(BaseModel):
