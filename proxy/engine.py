@@ -169,7 +169,9 @@ class Engine:
                 call.cost = answer.cost
                 if call.cache is not None and self.cache is not None:
                     # Stored under the alias that served it: a fallback's answer is never the primary's.
-                    self.cache.keep(call.outcome.alias, call.request, answer, call.cache)
+                    scope = self.router.answer_scope(call.outcome.alias, call.tags)
+                    if scope is not None:
+                        self.cache.keep(scope, call.request, answer, call.cache)
         except ProxyError as exc:
             call.error = exc
             raise
@@ -191,11 +193,11 @@ class Engine:
         """Serve `call` from a stored whole answer when there is one; else let its attempts use the scores."""
         assert self.cache is not None
         call.request.cache = use
-        alias = self.router.canonical(call.alias)
-        response = await self.cache.answer(alias, call.request, use)
+        scope = self.router.answer_scope(call.alias, call.tags)
+        response = None if scope is None else await self.cache.answer(scope, call.request, use)
         if response is None:
             return False
-        call.outcome.response, call.outcome.alias = response, alias
+        call.outcome.response, call.outcome.alias = response, self.router.canonical(call.alias)
         return True
 
     def _record(self, call: Call) -> None:

@@ -72,17 +72,18 @@ async def arerank(
                                     environ=os.environ)
     transport = HttpxTransport(client) if client is not None else _loop_transport()
 
-    async def compute() -> tuple[Ranked, str]:
+    async def compute() -> tuple[Ranked, str | None]:
         return await invoke(request, deployment, transport), model
 
     return (await through_cache(cache, model, request, compute)).to_response()
 
 
-async def through_cache(cache: ResultCache | dict[str, Any] | bool | None, alias: str, request: RerankRequest,
-                        compute: Callable[[], Awaitable[tuple[Ranked, str]]]) -> Ranked:
+async def through_cache(cache: ResultCache | dict[str, Any] | bool | None, alias: str | None,
+                        request: RerankRequest, compute: Callable[[], Awaitable[tuple[Ranked, str | None]]]) -> Ranked:
     """`compute()`'s answer, or the cached one: the SDK's (and `Router`'s) way through the result cache.
     `compute` returns the answer and the alias that served it (the key it is stored under); its attempts
-    read the request's cache use, so they reuse per-document scores too."""
+    read the request's cache use, so they reuse per-document scores too. A None alias (tags that reach no
+    deployment of it) reads no whole answer, and a None from `compute` stores none."""
     chosen, controls = (cache, None) if isinstance(cache, ResultCache) else (_module_cache(), cache)
     use = None
     if chosen is not None and cache is not False:
@@ -90,11 +91,12 @@ async def through_cache(cache: ResultCache | dict[str, Any] | bool | None, alias
     if chosen is None or use is None:
         return (await compute())[0]
     request.cache = use
-    answer = await chosen.answer(alias, request, use)
+    answer = None if alias is None else await chosen.answer(alias, request, use)
     if answer is not None:
         return answer
     answer, served_by = await compute()
-    chosen.keep(served_by, request, answer, use)
+    if served_by is not None:
+        chosen.keep(served_by, request, answer, use)
     return answer
 
 

@@ -53,11 +53,12 @@ class Router(RoutingRouter):
         outcome = Outcome()
         tags = request_tags(metadata, None) if metadata else ()
 
-        async def compute() -> tuple[Ranked, str]:
+        async def compute() -> tuple[Ranked, str | None]:
             await self.route(model, request, fallbacks=fallbacks, outcome=outcome, tags=tags)
-            return outcome.answer(), outcome.alias  # a fallback's answer is stored under the fallback
+            # a fallback's answer is stored under the fallback
+            return outcome.answer(), self.answer_scope(outcome.alias, tags)
 
-        return (await through_cache(cache, self.canonical(model), request, compute)).to_response()
+        return (await through_cache(cache, self.answer_scope(model, tags), request, compute)).to_response()
 
     def rerank(self, model: str, query: str, documents: list[Any], **kwargs: Any) -> RerankResponse:
         """Blocking `arerank`, run on the SDK's background event loop (with that loop's own connections)."""

@@ -155,3 +155,21 @@ def test_sdk_router_metadata_tags_with_litellms_exclude_and_require_markers(held
         assert picks("tiers", "paid") == {"paid-b"}
     finally:
         router.close()
+
+
+def test_a_cached_answer_serves_only_requests_whose_tags_reach_the_same_deployments(held_upstreams, tmp_path, a, b):
+    """With the result cache on, a whole answer is kept per set of deployments the tags reach: other tags may
+    reach another model, and tags that reach none get LiteLLM's 401, never a cached answer."""
+    config = config_for(None, f"sqlite:///{tmp_path / 'spend.db'}",
+                        model_list=[deployment("cached", "c-free", held_upstreams[0].url, tags=["free"]),
+                                    deployment("cached", "c-paid", held_upstreams[1].url, tags=["paid"])],
+                        router_settings={"enable_tag_filtering": True},
+                        litellm_settings={"cache": True, "cache_params": {"type": "local"}})
+    with running_proxy(config) as server:
+        free = [post(server.url, model="cached", metadata={"tags": ["free"]}) for _ in range(2)]
+        assert [r.headers["x-cache"] for r in free] == ["miss", "hit"] and len(a.requests) == 1
+        paid = post(server.url, model="cached", metadata={"tags": ["paid"]})
+        assert paid.status_code == 200 and paid.headers["x-cache"] != "hit" and len(b.requests) == 1
+        nowhere = post(server.url, model="cached", metadata={"tags": ["gold"]})
+        assert nowhere.status_code == 401, nowhere.text
+        assert "tags configuration" in nowhere.json()["message"]

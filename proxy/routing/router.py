@@ -42,7 +42,7 @@ from .outcome import Outcome, Trip
 from .plan import Plan, make_plan
 from .state import LocalState, State, Stats
 from .table import Group, Member
-from .tagging import TagView, refused
+from .tagging import TagView, answer_scope, refused
 
 log = logging.getLogger("proxy.routing")
 
@@ -165,6 +165,11 @@ class Router:
         """The `model_name` a `model_group_alias` name stands for (any other name: itself)."""
         group = self.plan.groups.get(name)
         return group.alias if group is not None else name
+
+    def answer_scope(self, name: str, tags: Sequence[str] = ()) -> str | None:
+        """The name `name`'s whole cached answers are kept under for these tags (`tagging.answer_scope`)."""
+        group = self.plan.groups.get(name)
+        return name if group is None else answer_scope(group, self.plan.tag_rule, tags)
 
     def require(self, alias: str) -> None:
         if alias not in self.plan.aliases:

@@ -98,3 +98,16 @@ def _keep(group: Group, chosen: Collection[int]) -> Group:
     keep = set(chosen)
     tiers = tuple(kept for tier in group.tiers if (kept := tuple(i for i in tier if i in keep)))
     return Group(group.alias, group.members, tiers, sum(map(len, tiers)))
+
+
+def answer_scope(group: Group, rule: TagRule | None, tags: Sequence[str]) -> str | None:
+    """What a whole cached answer of `group` is kept under for a request with `tags`: the alias, plus with tag
+    filtering the deployments the tags reach (other tags may reach another model, whose answer differs). None
+    when they reach none: no cached answer may be served, routing refuses or tries the fallbacks."""
+    if rule is None:
+        return group.alias
+    narrowed = rule.narrow(group, tags)
+    if not narrowed.size:
+        return None
+    reached = sorted(group.members[i].deployment.id for tier in narrowed.tiers for i in tier)
+    return f"{group.alias}\x00{','.join(reached)}"
