@@ -308,10 +308,11 @@ def test_an_end_user_budget_with_a_duration_says_when_to_retry(proxy_url, admin_
     assert expected - 5 <= int(refused.headers["retry-after"]) <= expected + 1
 
 
-def test_blocked_end_user_is_refused(proxy_url, admin_client):
-    assert admin_client.post("/customer/block", json={"user_ids": ["blocked-dan"]}).status_code == 200
+@pytest.mark.parametrize("prefix", ["/customer", "/end_user"])  # LiteLLM keeps the older /end_user paths too
+def test_blocked_end_user_is_refused(proxy_url, admin_client, prefix):
+    assert admin_client.post(f"{prefix}/block", json={"user_ids": ["blocked-dan"]}).status_code == 200
     assert call(proxy_url, user="blocked-dan").status_code == 403
-    assert admin_client.post("/customer/unblock", json={"user_ids": ["blocked-dan"]}).status_code == 200
+    assert admin_client.post(f"{prefix}/unblock", json={"user_ids": ["blocked-dan"]}).status_code == 200
     assert call(proxy_url, user="blocked-dan").status_code == 200
 
 

@@ -92,11 +92,13 @@ async def _block(body: CustomerIds, caller: Caller, runtime: Runtime, blocked: b
 
 
 @router.post("/customer/block")
+@router.post("/end_user/block", include_in_schema=False)
 async def block(body: CustomerIds, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     return await _block(body, caller, runtime, True)
 
 
 @router.post("/customer/unblock")
+@router.post("/end_user/unblock", include_in_schema=False)
 async def unblock(body: CustomerIds, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     return await _block(body, caller, runtime, False)
 
