@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from proxy.ui.session import SESSION_SECONDS, Sessions
-from proxy.ui.sign_in_limits import PER_ADDRESS, WINDOW_SECONDS, SignInLimits
+from proxy.ui.sign_in_limits import PER_ADDRESS, WINDOW_SECONDS, Attempt, SignInLimits
 from tests.serving import MASTER_KEY, config_for, running_proxy
 
 
@@ -100,27 +100,38 @@ def test_the_master_key_never_reaches_a_log_line(ui_url, caplog) -> None:
     assert MASTER_KEY not in caplog.text and "sk-a-wrong-guess" not in caplog.text
 
 
-def test_failed_sign_ins_are_limited_per_address_and_in_total_in_bounded_memory() -> None:
+async def test_failed_sign_ins_are_limited_per_address_and_in_total_in_bounded_memory() -> None:
     now = [1_000_000.0]
     limits = SignInLimits(lambda: now[0], window=600, per_address=3, total=5, max_addresses=4)
+
+    async def fail(address: str) -> None:
+        attempt = await limits.attempt(address)
+        assert isinstance(attempt, Attempt) and not attempt.shared
+        limits.failed(attempt)
+
     for _ in range(3):
-        assert limits.retry_after("10.0.0.1") is None
-        limits.failed("10.0.0.1")
+        await fail("10.0.0.1")
         now[0] += 10
-    assert limits.retry_after("10.0.0.1") == 600 - 30  # until its first failure leaves the window
-    assert limits.retry_after("10.0.0.2") is None  # another address is not limited by that one
+    assert await limits.attempt("10.0.0.1") == 600 - 30  # until its first failure leaves the window
     now[0] += 570
-    assert limits.retry_after("10.0.0.1") is None
-    limits.failed("10.0.0.2")
-    limits.failed("10.0.0.3")
-    limits.failed("10.0.0.4")
-    assert limits.retry_after("10.0.0.9") == 10  # five failures from anywhere in the window: everyone waits
-    limits.succeeded("10.0.0.2")
-    for n in range(100):  # a flood of addresses: the oldest are forgotten, the total still counts them all
-        limits.failed(f"192.0.2.{n}")
-    assert limits.addresses == 4 and limits.retry_after("10.0.0.1") == 600
+    await fail("10.0.0.1")  # the first left the window
+    await fail("10.0.0.2")  # another address is not limited by that one
+    await fail("10.0.0.3")
+    assert await limits.attempt("10.0.0.9") == 10  # five attempts from anywhere in the window: everyone waits
+    now[0] += 10
+    pending = await limits.attempt("10.0.0.4")  # counted from the start: a concurrent guess waits for it
+    assert isinstance(pending, Attempt) and await limits.attempt("10.0.0.5") == 10
+    await limits.released(pending)  # could not be checked (database down): it does not count
+    signed_in = await limits.attempt("10.0.0.2")
+    assert isinstance(signed_in, Attempt) and signed_in.count == 2
+    await limits.succeeded(signed_in)  # its address's failures are forgotten, and it leaves the total
+    assert isinstance(await limits.attempt("10.0.0.2"), Attempt)
     now[0] += 600
-    assert limits.retry_after("192.0.2.99") is None
+    for n in range(100):  # a flood of addresses, five a window: the least recently failed are forgotten...
+        now[0] += 120
+        await fail(f"192.0.2.{n}")
+    assert limits.addresses == 4
+    assert await limits.attempt("10.0.0.1") == 120  # ...and the total still counts all five in the window
 
 
 @pytest.fixture()

@@ -58,12 +58,12 @@ async def login(request: Request) -> Response:
     sessions = sessions_of(request)
     if sessions is None:
         return RedirectResponse("/ui", status_code=303)
-    limits, address = sign_in_limits_of(request), client_address(request)
-    wait = limits.retry_after(address)
-    if wait is not None:  # refused before the key is even compared: no guess counts while limited
+    limits = sign_in_limits_of(request)
+    attempt = await limits.attempt(client_address(request))
+    if isinstance(attempt, int):  # refused before the key is even compared: no guess counts while limited
         refused = page(request, "login.html", Session("", 0, ""), status=429,
-                       login_error=f"Too many failed sign-ins. Try again in {_minutes(wait)}.")
-        refused.headers["retry-after"] = str(wait)
+                       login_error=f"Too many failed sign-ins. Try again in {_minutes(attempt)}.")
+        refused.headers["retry-after"] = str(attempt)
         return refused
     body = (await request.body())[:4096].decode(errors="replace")
     given = (parse_qs(body).get("master_key") or [""])[-1]
@@ -73,12 +73,13 @@ async def login(request: Request) -> Response:
         try:
             caller, why = await sign_in_key(runtime_of(request), given) if given else (None, NOT_A_KEY)
         except StoreUnavailableError:  # not a failed guess: nothing could be checked
+            await limits.released(attempt)
             return page(request, "login.html", Session("", 0, ""), status=503, login_error=DATABASE_DOWN)
         if caller is None:
-            limits.failed(address)
+            limits.failed(attempt)
             return page(request, "login.html", Session("", 0, ""), status=401, login_error=why)
         key_id, digest = getattr(caller.record, "key_id", ""), caller.key_hash or ""
-    limits.succeeded(address)
+    await limits.succeeded(attempt)
     cookie, _ = sessions.issue(key_id, digest)
     response = RedirectResponse("/ui", status_code=303)
     response.set_cookie(COOKIE, cookie, max_age=SESSION_SECONDS, httponly=True, samesite="strict",

@@ -55,11 +55,13 @@ def sessions_of(request: Request) -> Sessions | None:
 
 
 def sign_in_limits_of(request: Request) -> SignInLimits:
-    """This process's failed sign-in counts, on the app's clock (which tests pin)."""
+    """The failed sign-in counts, shared through the process's Redis link when there is one, on the app's
+    clock (which tests pin)."""
     limits = getattr(request.app.state, "ui_sign_in_limits", None)
     if limits is None:
-        clock = runtime_of(request).governance.clock
-        limits = request.app.state.ui_sign_in_limits = SignInLimits(lambda: clock().timestamp())
+        governance = runtime_of(request).governance
+        clock = governance.clock
+        limits = request.app.state.ui_sign_in_limits = SignInLimits(lambda: clock().timestamp(), governance.link)
     return limits
 
 
