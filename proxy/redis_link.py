@@ -1,4 +1,5 @@
-"""`RedisLink`: the one Redis connection of a process, shared by routing, limits and the result cache.
+"""`RedisLink`: the one Redis connection of a process, shared by routing, limits, the result cache and the UI's
+sign-in limits.
 
 Why one: one set of connection settings, one client (connection pool) per event loop — the SDK's blocking
 calls run on a loop of their own beside the caller's — and one outage policy, so routing, limits and the
@@ -6,13 +7,14 @@ cache agree on whether Redis is there and an outage is logged once.
 
 Outage policy: a failed call (no answer within `timeout`, refused, reset) marks the link down for
 `RETRY_SECONDS`; while down, `client()` returns None and every user carries on without Redis (routing with
-in-process numbers, limits counting per process, the cache bypassed), so no call waits on a dead Redis.
+in-process numbers, limits and UI sign-ins counting per process, the cache bypassed), so no call waits on a dead Redis.
 After that time the next caller gets the client for one trial call: its success brings the link back, its
 failure keeps it down for another period. One WARNING when it goes down, one when it is back.
 
 Keys: every key starts with `prefix` (`general_settings.redis_key_prefix`, default `rerank-proxy:`);
 routing (`cool:`, `fail:`, `rpm:<deployment>:<minute>`, `tpm:<deployment>:<minute>`, `busy:`, `lat:`), limits
-(`rpm:<counter>`, `parallel:`, `budget:`, `tpm:<counter>:<minute>`) and the cache (`cache:`) add their own.
+(`rpm:<counter>`, `parallel:`, `budget:`, `tpm:<counter>:<minute>`), the cache (`cache:`) and the UI's sign-in
+limits (`ui-sign-in:`) add their own.
 """
 
 from __future__ import annotations
