@@ -226,3 +226,22 @@ async def test_a_repeating_poll_holds_one_thread_while_the_database_hangs():
     with pytest.raises(StoreUnavailableError):  # a driver error is the database being unavailable
         await poll(lambda: 1 / 0)
     assert await poll(int, "7") == 7
+
+
+async def test_a_burst_of_new_keys_waits_for_a_gate_thread_and_only_a_full_queue_is_refused(store):
+    """Sixteen new keys at once on a 2-thread gate are all read (a busy database is not a down one); with the
+    threads and their queue all held by a hung database, the next read is refused at once."""
+    for n in range(16):
+        store.keys[hash_key(f"sk-burst-{n}")] = Record(key_alias=f"burst-{n}")
+    gate = DatabaseGate(store, timeout=10, threads=2, queued=8)
+    auth = Authenticator(gate, MASTER, ttl=30)
+    callers = await asyncio.gather(*(auth.authenticate(bearer(f"sk-burst-{n}")) for n in range(16)))
+    assert sorted(c.key_alias for c in callers) == sorted(f"burst-{n}" for n in range(16))
+    store.freeze()
+    held = [asyncio.ensure_future(auth.authenticate(bearer(f"sk-held-{n}"))) for n in range(18)]  # 2 x (1 + 8)
+    await asyncio.sleep(0)
+    assert not gate.up
+    with pytest.raises(StoreUnavailableError):
+        await auth.authenticate(bearer("sk-one-too-many"))
+    store.thaw()
+    await asyncio.gather(*held, return_exceptions=True)

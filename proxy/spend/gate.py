@@ -5,8 +5,8 @@ A request never waits on the database for longer than `timeout`: reads run on th
 caller stops waiting at the deadline while the read finishes in the background and fills the cache. After a
 read times out or the database is unreachable, the gate stays *down* for `pause` seconds: callers serve what
 they have cached (or refuse fast) and no new read starts, so a hung database costs each request at most one
-deadline, never a thread per request. When every gate thread is stuck in a hung read, new reads are refused
-at once. A database that is down at start-up is connected (and migrated) in the background.
+deadline, never a thread per request. A burst of reads waits for a gate thread in a short queue (`queued` per
+thread, within the same deadline); when threads and queue are all taken, new reads are refused at once. A database that is down at start-up is connected (and migrated) in the background.
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ T = TypeVar("T")
 
 
 class DatabaseGate:
-    def __init__(self, store: Any, *, timeout: float = 0.5, pause: float = 1.0, threads: int = 4,
+    def __init__(self, store: Any, *, timeout: float = 0.5, pause: float = 1.0, threads: int = 4, queued: int = 8,
                  connected: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.timeout = timeout
         self.pause = pause
         self._threads = threads
+        self._capacity = threads * (1 + queued)  # reads running or waiting for a thread
         self._clock = clock
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="db-read")
         self._inflight: dict[Hashable, asyncio.Future[Any]] = {}
@@ -45,8 +46,8 @@ class DatabaseGate:
 
     @property
     def up(self) -> bool:
-        """True when a new read may start: connected, not paused after a failure, a thread free."""
-        return self.connected and self._clock() >= self._down_until and self._busy < self._threads
+        """True when a new read may start: connected, not paused after a failure, a thread or queue place free."""
+        return self.connected and self._clock() >= self._down_until and self._busy < self._capacity
 
     def read(self, key: Hashable, fn: Callable[..., Any], *args: Any,
              then: Callable[[Any], T] = lambda value: value) -> asyncio.Future[T] | None:
