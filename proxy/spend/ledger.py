@@ -299,10 +299,14 @@ def _write_sqlite(raw: Any, events: list[SpendEvent]) -> int:
                     if getattr(totals, field):
                         cursor.executemany(statement, [(float(cost), k) for k, cost in getattr(totals, field)])
                 hours = {key[0]: sqlite_time(key[0]) for key, _ in totals.model_rollups}  # a batch spans an hour or two
-                for field, statement in SQLITE_ROLLUPS:
-                    if getattr(totals, field):
-                        cursor.executemany(statement, [(hours[key[0]], *key[1:], *sqlite_measures(m))
-                                                       for key, m in getattr(totals, field)])
+                for field, any_row, one_bucket in SQLITE_ROLLUPS:
+                    rows = getattr(totals, field)
+                    single = [(hours[key[0]], *key[1:], *sqlite_measures(m)) for key, m in rows if len(m.latency) == 1]
+                    if single:
+                        cursor.executemany(one_bucket, single)
+                    if len(single) < len(rows):
+                        cursor.executemany(any_row, [(hours[key[0]], *key[1:], *sqlite_measures(m))
+                                                     for key, m in rows if len(m.latency) > 1])
             cursor.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
