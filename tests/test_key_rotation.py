@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from sqlalchemy import inspect, text
 
 from proxy.auth.keys import hash_key
+from proxy.spend.db import downgrade, make_engine, migrate
 from proxy.spend.store import Store
 from tests.conftest import CAPITAL_QUERY, CAPITALS
 from tests.serving import answered, wait_until
@@ -66,3 +68,60 @@ def test_the_old_secret_is_refused_once_its_grace_period_has_passed(store: Store
     assert store.key_with_owners(new, now + timedelta(days=9))[0].key_id == created.key_id
     store.rotate_key(new, hash_key("sk-third"), now=now)  # no grace: the previous secret is forgotten
     assert store.key_with_owners(new, now) is None
+
+
+def logged(store: Store, digest: str, key_id: str | None) -> set[str]:
+    rows, total = store.spend_logs(api_key_hash=digest, key_id=key_id)
+    assert total == len(rows)
+    return {row.request_id for row in rows}
+
+
+def test_a_keys_logs_are_found_under_every_secret_it_has_had_but_not_another_keys_rows_under_them(
+        store: Store, spend_event):
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    first, second, third = hash_key("sk-1"), hash_key("sk-2"), hash_key("sk-3")
+    key = store.create_key(first, now=now)
+    store.rotate_key(first, second, now=now)
+    store.rotate_key(second, third, grace_until=now + timedelta(hours=1), now=now)
+    other = store.create_key(first, now=now)  # the first secret, rotated away, reused by another key
+    store.write_batch([spend_event("one", key_hash=first, key_id=key.key_id),
+                       spend_event("two", key_hash=second, key_id=key.key_id),
+                       spend_event("three", key_hash=third, key_id=key.key_id),
+                       spend_event("before-ids", key_hash=third),  # logged before keys had a key_id
+                       spend_event("old-no-id", key_hash=second),  # not found before the change either
+                       spend_event("other", key_hash=first, key_id=other.key_id)])
+    assert logged(store, third, key.key_id) == {"one", "two", "three", "before-ids"}
+    assert logged(store, first, other.key_id) == {"other", "one"}  # its digest's rows, whoever logged them (as before)
+    assert logged(store, hash_key("sk-gone"), None) == set()  # a deleted or unknown key: its digest only
+
+
+def test_migration_0011_lists_the_digests_of_keys_and_logged_rows_and_drops_the_key_id_index(
+        fresh_db_url: str, spend_event):
+    engine = make_engine(fresh_db_url)
+    try:
+        migrate(engine, "0010")
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO verification_tokens (token, previous_token, key_id, models, metadata, created_at, "
+                "updated_at) VALUES (:t, :p, 'k1', '[]', '{}', :at, :at)"), {"t": "c" * 64, "p": "b" * 64, "at": now})
+        Store(engine).write_batch([spend_event("r1", key_hash="a" * 64, key_id="k1"),
+                                   spend_event("r2", key_hash="b" * 64, key_id="k1"),
+                                   spend_event("r3", key_hash="d" * 64, key_id="k2"),
+                                   spend_event("r4", key_hash="e" * 64)])
+        migrate(engine)
+        with engine.connect() as connection:
+            pairs = set(connection.execute(text("SELECT token, key_id FROM key_digests")).all())
+        assert pairs == {("a" * 64, "k1"), ("b" * 64, "k1"), ("c" * 64, "k1"), ("d" * 64, "k2")}
+        assert "ix_spend_logs_key_id" not in {ix["name"] for ix in inspect(engine).get_indexes("spend_logs")}
+        store = Store(engine)
+        assert logged(store, "c" * 64, "k1") == {"r1", "r2"}
+        store.rotate_key("c" * 64, "f" * 64, now=now)
+        store.write_batch([spend_event("r5", key_hash="f" * 64, key_id="k1")])
+        assert logged(store, "f" * 64, "k1") == {"r1", "r2", "r5"}
+        downgrade(engine, "0010")
+        assert "ix_spend_logs_key_id" in {ix["name"] for ix in inspect(engine).get_indexes("spend_logs")}
+        assert "key_digests" not in inspect(engine).get_table_names()
+        migrate(engine)
+    finally:
+        engine.dispose()

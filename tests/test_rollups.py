@@ -180,7 +180,8 @@ def test_migration_0007_rebuilds_hourly_rollups_from_stored_rows_and_downgrades_
         [day] = store.spend_report(group_by=["key"], granularity="day", filters={"key": "ka"})
         assert (day["period"], day["requests"]) == ("2026-01-01", 3)
         with engine.connect() as connection:
-            assert "ix_spend_logs_key_id" in {ix["name"] for ix in inspect(connection).get_indexes("spend_logs")}
+            indexes = {ix["name"] for ix in inspect(connection).get_indexes("spend_logs")}
+        assert "ix_spend_logs_key_id" not in indexes  # added by 0007, replaced by key_digests in 0011
         downgrade(engine, "0006")
         with engine.connect() as connection:
             old = connection.execute(text("SELECT key_id, requests FROM spend_rollups ORDER BY bucket")).all()

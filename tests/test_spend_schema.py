@@ -19,7 +19,7 @@ from proxy.spend.store import Store
 
 TABLES = {"verification_tokens", "end_users", "spend_logs", "proxy_spend", "teams", "internal_users",
           "team_memberships", "tags", "spend_rollups", "spend_model_rollups", "spend_tag_rollups",
-          "audit_logs", "proxy_models", "config_revisions", "key_changes"}
+          "audit_logs", "proxy_models", "config_revisions", "key_changes", "key_digests"}
 
 
 def schema_diff(engine: Engine, metadata: MetaData) -> list[object]:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from .durations import parse_duration
 from .key_changes import END_USER, record_changes, record_key_changes
 from .records import AlreadyExistsError, CustomerRecord, KeyRecord
-from .tables import end_users, internal_users, proxy_spend, tags, teams, verification_tokens
+from .tables import end_users, internal_users, key_digests, proxy_spend, tags, teams, verification_tokens
 from .transactions import Transactions, check_aware, checked_fields, chunks, start_budget_period, utc_now
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
@@ -46,6 +46,7 @@ class Accounts(Transactions):
                     insert(verification_tokens).values(row).returning(*verification_tokens.c)
                 ).one()
                 record_key_changes(connection, self._insert, now, tokens=[token_hash])  # cached as unknown?
+                self._record_digest(connection, token_hash, values["key_id"])
         except IntegrityError as exc:
             raise AlreadyExistsError("a key with this token or key_alias already exists") from exc
         return KeyRecord(**created._mapping)
@@ -83,9 +84,15 @@ class Accounts(Transactions):
                 record_key_changes(connection, self._insert, now, where=verification_tokens.c.token == token_hash,
                                    tokens=[new_token] if new_token else [])
                 row = connection.execute(statement).one_or_none()
+                if new_token and row is not None:
+                    self._record_digest(connection, new_token, row.key_id)
         except IntegrityError as exc:
             raise AlreadyExistsError("a key with this key_alias already exists") from exc
         return None if row is None else KeyRecord(**row._mapping)
+
+    def _record_digest(self, connection: Any, token_hash: str, key_id: str) -> None:
+        """Remember that the key had this digest, for `Activity.spend_logs` (see `key_digests`)."""
+        connection.execute(self._insert(key_digests).values(token=token_hash, key_id=key_id).on_conflict_do_nothing())
 
     def rotate_key(self, token_hash: str, new_hash: str, *, grace_until: datetime | None = None,
                    now: datetime | None = None, **fields: Any) -> KeyRecord | None:

@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Integer, case, cast, func, or_, select
+from sqlalchemy import ColumnElement, Integer, case, cast, func, or_, select
 
 from .records import SpendLogRecord
-from .tables import spend_logs
+from .tables import key_digests, spend_logs
 from .transactions import Transactions, check_aware
 
 
@@ -52,8 +52,12 @@ class Activity(Transactions):
         check_aware(start)
         check_aware(end)
         c = spend_logs.c
-        conditions = []
+        conditions: list[ColumnElement[bool]] = []
         if api_key_hash is not None and key_id is not None:  # rows from before and after the key's rotations
+            # found through the key_hash index under every digest the key has had (spend_logs.key_id has none)
+            with self._read() as connection:
+                digests = connection.execute(select(key_digests.c.token).where(key_digests.c.key_id == key_id))
+                conditions.append(c.key_hash.in_(sorted({api_key_hash, *digests.scalars()})))
             conditions.append(or_(c.key_id == key_id, c.key_hash == api_key_hash))
         elif api_key_hash is not None:
             conditions.append(c.key_hash == api_key_hash)
