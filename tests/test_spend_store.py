@@ -385,6 +385,32 @@ def test_sqlite_rows_are_stored_exactly_as_sqlalchemy_stores_them(tmp_path, spen
         by_sqlalchemy.close()
 
 
+def test_every_value_a_spend_row_holds_comes_back_as_written_whatever_its_characters(
+        store: Store, spend_event: Events) -> None:
+    """PostgreSQL gets each column as an array literal made by hand (`encoding.pg_array`): quotes, backslashes,
+    commas, braces, the word NULL and empty strings must come back as they went in, in rows and rollups."""
+    odd = 'a"b\\c,{d} NULL\n'
+    written = spend_event("odd", key_hash=digest("k"), key_alias=odd, user_id="", end_user="NULL", key_id="k,1",
+                          team_id='t"', model_alias="m{1}", deployment="d\\", provider="p q", error_class="E,1",
+                          tags=["x,y", '"q"', "b\\s", "NULL"], metadata={"s": odd}, guardrails=[{"name": odd}],
+                          started_at=datetime(2025, 3, 4, 5, 6, 7, 89, tzinfo=timezone(timedelta(hours=-5))),
+                          fallback_used=True, cost="0.0000000001", search_units=2, latency_ms=0.1, cache="hit",
+                          status=503, input_tokens=7, total_tokens=9, cost_saved=Decimal("0.25"))
+    assert store.write_batch([written, spend_event("plain")]) == 2
+    got = store.spend_log("odd")
+    assert got is not None
+    for name in ledger.LOG_COLUMNS:
+        want = getattr(written, name)
+        if name == "started_at":
+            want = want.astimezone(UTC)
+        elif name == "metadata":
+            want = {"s": odd}
+        assert getattr(got, name) == want, name
+    rows = store.spend_report(group_by=["tag", "end_user", "key", "team", "model"], granularity="all")
+    assert {(r["tag"], r["end_user"], r["key"], r["team"], r["model"]) for r in rows} == {
+        (tag, "NULL", "k,1", 't"', "m{1}") for tag in ("x,y", '"q"', "b\\s", "NULL")}
+
+
 def test_sqlite_spend_batches_keep_one_connection_and_give_it_back_after_an_error(
     tmp_path, spend_event: Events
 ) -> None:

@@ -1,8 +1,10 @@
-"""JSON for spend storage: Decimal and datetime (at any depth, e.g. in event metadata) become strings."""
+"""JSON for spend storage: Decimal and datetime (at any depth, e.g. in event metadata) become strings; and the
+PostgreSQL array literals the spend writer sends its columns as."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -30,3 +32,12 @@ def _default(value: Any) -> Any:
     if isinstance(value, set | frozenset | tuple):
         return list(value)
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def pg_array(values: Iterable[Any]) -> str:
+    """A PostgreSQL array literal of `values`: None as NULL, anything else as its `str()` in double quotes
+    (the statement casts the text to the column's array type). psycopg's list dumper checked every element
+    with a regex, which was most of the PostgreSQL writer's CPU per row."""
+    quoted = ('"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"' if value is not None else "NULL"
+              for value in values)
+    return "{" + ",".join(quoted) + "}"

@@ -27,7 +27,7 @@ from .aggregates import (
     pg_rollup_values,
     sqlite_measures,
 )
-from .encoding import to_json
+from .encoding import pg_array, to_json
 from .events import SpendEvent
 from .records import ProxySpendRecord
 from .tables import (
@@ -114,11 +114,11 @@ class Ledger(Transactions):
         """
         inserted: set[str] = set()
         for chunk in chunks(events):
-            columns = {name: [getattr(event, name) for event in chunk] for name in LOG_COLUMNS}
-            for name in ("guardrails", "metadata", "tags"):
-                columns[name] = [None if value is None else to_json(value) for value in columns[name]]
-            for name in ("search_units", "latency_ms"):  # psycopg refuses an array mixing int and float
-                columns[name] = [None if value is None else float(value) for value in columns[name]]
+            columns = {name: pg_array([getattr(event, name) for event in chunk]) for name in LOG_COLUMNS
+                       if name not in _JSON_COLUMNS}
+            for name in _JSON_COLUMNS:
+                columns[name] = pg_array([None if (value := getattr(event, name)) is None else to_json(value)
+                                          for event in chunk])
             inserted.update(connection.exec_driver_sql(_PG_UNNEST_INSERT, columns).scalars())
         return [event for event in events if event.request_id in inserted]
 
@@ -203,6 +203,7 @@ LOG_COLUMNS = {  # the spend_logs columns a SpendEvent fills, with their Postgre
     "team_id": "varchar",
     "tags": "text",
 }
+_JSON_COLUMNS = ("guardrails", "metadata", "tags")
 _PG_UNNEST_INSERT = (
     f"INSERT INTO spend_logs ({', '.join(LOG_COLUMNS)}) "
     f"SELECT {', '.join(f'{name}::json' if kind == 'text' else name for name, kind in LOG_COLUMNS.items())} "
