@@ -17,7 +17,9 @@ figures are the request path's own cost; the spend writer's share is `bench/run.
     python bench/instructions.py --code . --variant-config bench/cache.yaml --docs 4   # full cache hits
 
 Figures are instructions (Ir) per request in thousands; repeated runs agree within ~1% (`--keep DIR` keeps the
-callgrind files for `callgrind_annotate`). Kernel time (syscalls, page faults) and cache misses are not
+callgrind files for `callgrind_annotate`). Two trees can differ by ~1% for no reason in their code: a collection
+of the older garbage-collector generations falls in one tree's window and not in the other's; `--windows 5`
+averages over more of them. Kernel time (syscalls, page faults) and cache misses are not
 instructions: a change that moves those needs `bench/run.py` as well. Work done every few seconds (the model
 and key sync) is slowed down in trees that have the setting (`QUIET`), and `--idle S` counts S seconds of an
 idle server to check that nothing else runs on a timer.
@@ -64,7 +66,7 @@ class Counted:
         self.health = health
         self.proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", *argv],
-            env={**os.environ, **env, "PYTHONHASHSEED": "0"}, cwd=cwd, stdout=subprocess.DEVNULL,
+            env={"PYTHONHASHSEED": "0", **os.environ, **env}, cwd=cwd, stdout=subprocess.DEVNULL,
             stderr=(cwd / "server.log").open("wb"), start_new_session=True)
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
@@ -185,14 +187,17 @@ def measure_tree(code: Path, args: argparse.Namespace, upstream: str, work: Path
             path, body = f"/d{n}/v2/rerank" if args.floor else "/v2/rerank", body_for(n)
             send(clients, path, body, args.warmup)
             sent += args.warmup
-            if not args.floor and sent // BATCH != (sent + args.requests) // BATCH:
-                pad = BATCH - sent % BATCH  # the spend batch is written here, outside the counted window
-                send(clients, path, body, pad)
-                sent += pad
-                time.sleep(args.settle)
-            keep = args.keep / f"callgrind.{code.name}.{n}" if args.keep else None
-            results[n] = server.count(partial(send, clients, path, body, args.requests), keep) / args.requests
-            sent += args.requests
+            total = 0
+            for window in range(args.windows):
+                if not args.floor and sent // BATCH != (sent + args.requests) // BATCH:
+                    pad = BATCH - sent % BATCH  # the spend batch is written here, outside the counted window
+                    send(clients, path, body, pad)
+                    sent += pad
+                    time.sleep(args.settle)
+                keep = args.keep / f"callgrind.{code.name}.{n}.{window}" if args.keep else None
+                total += server.count(partial(send, clients, path, body, args.requests), keep)
+                sent += args.requests
+            results[n] = total / (args.requests * args.windows)
             print(f"  {code}  docs={n:<5} {results[n] / 1000:9.1f} k instructions/request", flush=True)
     finally:
         server.stop()
@@ -204,7 +209,10 @@ def main() -> int:
     parser.add_argument("--code", type=Path, action="append", required=True,
                         help="a checkout of rerank-proxy (repeat for an A/B); first on the server's PYTHONPATH")
     parser.add_argument("--docs", default="4,100,1000")
-    parser.add_argument("--requests", type=int, default=200, help="counted requests per document count")
+    parser.add_argument("--requests", type=int, default=200, help="requests per counted window (below 500)")
+    parser.add_argument("--windows", type=int, default=1,
+                        help="counted windows per document count, averaged: a garbage collection of the older "
+                        "generations lands in some windows and not others (~1%% of a 200-request window)")
     parser.add_argument("--warmup", type=int, default=60, help="requests before counting, per document count")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds for a spend batch to finish")
     parser.add_argument("--connections", type=int, default=1, help="concurrent keep-alive connections")
