@@ -40,9 +40,9 @@ from .connections import ConnectionLimits
 from .engine import Engine
 from .governance import Governance
 from .live_models import LiveModels
-from .record_sync import RecordSync
 from .observability import RequestLogMiddleware, Telemetry, configure_logging
 from .process_tuning import settle_for_serving
+from .record_sync import RecordSync
 from .redis_link import RedisLink
 from .routing import BackgroundHealthChecks, Router
 from .routing.state import State

@@ -22,7 +22,7 @@ from proxy.settings import parse_config
 from tests.fakes.server import LiveServer, free_port
 from tests.redis_scratch import REDIS_ENV, needs_redis, new_prefix, sync_redis
 from tests.routing_support import cohere_deployment
-from tests.serving import MASTER_KEY, admin, config_for, wait_until
+from tests.serving import admin, config_for, wait_until
 from tests.test_limits import new_key
 from tests.test_router_redis import own_redis as own_redis  # a fixture: a redis-server to stop and start
 

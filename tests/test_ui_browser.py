@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import CAPITAL_QUERY, CAPITALS
 from proxy.ui.sign_in_limits import PER_ADDRESS
+from tests.conftest import CAPITAL_QUERY, CAPITALS
 from tests.serving import MASTER_KEY, config_for, running_proxy
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")

@@ -208,6 +208,7 @@ def test_team_user_end_user_and_tag_forms_cover_members_roles_budgets_blocking_a
     assert "member_added" in trail and "member_deleted" in trail
     for path, fields in (("/ui/teams/new", {"team_id": "ranking"}), ("/ui/teams/nope/update", {"rpm_limit": "1"}),
                          ("/ui/customers/new", {"user_id": ""}), ("/ui/tags/nope/delete", {}),
-                         ("/ui/users/eve/update", {"teams": "no-such-team"}), ("/ui/tags/new", {"name": "t", "max_budget": "-1"})):
+                         ("/ui/users/eve/update", {"teams": "no-such-team"}),
+                         ("/ui/tags/new", {"name": "t", "max_budget": "-1"})):
         answer = post(client, path, **fields)
         assert answer.status_code == 200 and alerts(answer.text), (path, fields)

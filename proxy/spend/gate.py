@@ -6,7 +6,8 @@ caller stops waiting at the deadline while the read finishes in the background a
 read times out or the database is unreachable, the gate stays *down* for `pause` seconds: callers serve what
 they have cached (or refuse fast) and no new read starts, so a hung database costs each request at most one
 deadline, never a thread per request. A burst of reads waits for a gate thread in a short queue (`queued` per
-thread, within the same deadline); when threads and queue are all taken, new reads are refused at once. A database that is down at start-up is connected (and migrated) in the background.
+thread, within the same deadline); when threads and queue are all taken, new reads are refused at once. A
+database that is down at start-up is connected (and migrated) in the background.
 """
 
 from __future__ import annotations
