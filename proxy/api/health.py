@@ -39,7 +39,7 @@ async def readiness(runtime: RuntimeDep):
 
 @router.get("/health", responses=responses(401, 403, 503))
 async def health(_: AdminReaderDep, runtime: RuntimeDep) -> dict[str, Any]:
-    """Probe every deployment with a tiny rerank call (master key only; calls the providers)."""
+    """Probe every deployment with a tiny rerank call (admin roles only; calls the providers)."""
     results = await runtime.router.check_health()
     healthy = [r.describe() for r in results if r.ok]
     unhealthy = [r.describe() for r in results if not r.ok]

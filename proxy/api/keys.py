@@ -130,8 +130,6 @@ async def regenerate(caller: AdminDep, runtime: RuntimeDep, body: KeyRegenerate 
     target = key or body.key
     if target is None:
         raise InvalidRequestError("pass the key to regenerate as 'key' or in the path /key/{key}/regenerate")
-    if body.new_key is not None and not body.new_key.startswith("sk-"):
-        raise InvalidRequestError("new_key must start with 'sk-'")
     digest = digest_of(target)
     before = await in_thread(runtime.store.get_key, digest)
     if before is None:

@@ -38,11 +38,6 @@ async def _get(runtime: Runtime, team_id: str) -> Any:
     return record
 
 
-async def changed(runtime: Runtime) -> None:
-    """Cached keys carry their team and user: evict them so new limits and models apply at once."""
-    await runtime.records_changed()
-
-
 @router.post("/team/new")
 async def new(body: TeamNew, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     team_id = body.team_id or str(uuid.uuid4())
@@ -85,7 +80,7 @@ async def _update(runtime: Runtime, caller: Caller, team_id: str, action: str,
     record = await in_thread(runtime.store.update_holder, TEAM, team_id, **fields)
     if record is None:
         raise NotFoundError(f"team '{team_id}' not found")
-    await changed(runtime)
+    await runtime.records_changed()
     await audited(runtime, caller, action, "teams", team_id, before=before, after=record)
     return {"team_id": team_id, "data": await team_view(runtime, record)}
 
@@ -97,7 +92,7 @@ async def delete(body: TeamIds, caller: AdminDep, runtime: RuntimeDep) -> dict[s
     if missing:
         raise NotFoundError(f"team(s) not found: {', '.join(missing)}")
     await in_thread(runtime.store.delete_holders, TEAM, body.team_ids)
-    await changed(runtime)
+    await runtime.records_changed()
     for record in existing:
         await audited(runtime, caller, "deleted", "teams", record.team_id, before=record)
     return {"deleted_teams": body.team_ids}
@@ -114,7 +109,7 @@ async def member_add(body: TeamMemberAdd, caller: AdminDep, runtime: RuntimeDep)
     except LookupError as exc:
         raise NotFoundError(str(exc)) from None
     users = await in_thread(runtime.store.get_holders, USER, [m.user_id for m in members])
-    await changed(runtime)
+    await runtime.records_changed()
     view = await team_view(runtime, before)
     await audited(runtime, caller, "member_added", "teams", body.team_id,
                   before={"members_with_roles": None}, after={"members_with_roles": view["members_with_roles"]})
@@ -127,7 +122,7 @@ async def member_delete(body: TeamMemberDelete, caller: AdminDep, runtime: Runti
     record = await _get(runtime, body.team_id)
     if not await in_thread(runtime.store.remove_members, body.team_id, [body.user_id]):
         raise NotFoundError(f"user '{body.user_id}' is not a member of team '{body.team_id}'")
-    await changed(runtime)
+    await runtime.records_changed()
     await audited(runtime, caller, "member_deleted", "teams", body.team_id, before={"user_id": body.user_id})
     return await team_view(runtime, record)
 

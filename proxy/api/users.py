@@ -21,7 +21,6 @@ from .audit import audited
 from .deps import AdminDep, AdminReaderDep, CallerDep, RuntimeDep
 from .runtime import Runtime
 from .store_access import budget_view, in_thread
-from .teams import changed
 
 router = APIRouter(tags=["users"], responses=ADMIN_RESPONSES)
 
@@ -44,7 +43,6 @@ async def new(body: UserNew, caller: AdminDep, runtime: RuntimeDep) -> dict[str,
     record = await in_thread(runtime.store.create_holder, USER, user_id, **_fields(body))
     for team_id in body.teams or []:
         await in_thread(runtime.store.add_members, team_id, [(user_id, "user")])
-    await changed(runtime)  # keys naming this user id carry it from now on
     await audited(runtime, caller, "created", "internal_users", user_id, after=record)
     answer: dict[str, Any] = {**budget_view(record), "teams": body.teams or [], "key": None}
     if body.auto_create_key:
@@ -53,10 +51,10 @@ async def new(body: UserNew, caller: AdminDep, runtime: RuntimeDep) -> dict[str,
         created = await in_thread(runtime.store.create_key, hash_key(key), key_name=display_name(key),
                                   key_alias=body.key_alias, user_id=user_id, expires=expires,
                                   models=body.models or [])
-        await changed(runtime)
         await audited(runtime, caller, "created", "verification_tokens", created.key_id, after=created)
         answer.update(key=key, token=created.token, key_id=created.key_id, key_alias=created.key_alias,
                       key_name=created.key_name, expires=created.expires)
+    await runtime.records_changed()  # keys naming this user id carry it from now on
     return answer
 
 
@@ -94,7 +92,7 @@ async def update(body: UserUpdate, caller: AdminDep, runtime: RuntimeDep) -> dic
     record = await in_thread(runtime.store.update_holder, USER, body.user_id, **_fields(body))
     if before is None or record is None:
         raise NotFoundError(f"user '{body.user_id}' not found")
-    await changed(runtime)
+    await runtime.records_changed()
     await audited(runtime, caller, "updated", "internal_users", body.user_id, before=before, after=record)
     return {"user_id": body.user_id, "data": budget_view(record)}
 
@@ -103,7 +101,7 @@ async def update(body: UserUpdate, caller: AdminDep, runtime: RuntimeDep) -> dic
 async def delete(body: UserIds, caller: AdminDep, runtime: RuntimeDep) -> dict[str, Any]:
     existing = await in_thread(runtime.store.get_holders, USER, body.user_ids)
     await in_thread(runtime.store.delete_holders, USER, body.user_ids)
-    await changed(runtime)
+    await runtime.records_changed()
     for record in existing:
         await audited(runtime, caller, "deleted", "internal_users", record.user_id, before=record)
     return {"deleted_users": [r.user_id for r in existing]}
