@@ -8,12 +8,15 @@ from collections.abc import Awaitable, Callable
 
 
 async def repeat(interval: float, step: Callable[[], Awaitable[object]], log: logging.Logger, *,
-                 failing: str, recovered: str) -> None:
-    """`await step()` every `interval` seconds forever. The first failure logs `failing` (with `%s` for the
-    reason), the next success `recovered`; failures in between are silent (the outage is already told)."""
+                 failing: str, recovered: str, first: float | None = None) -> None:
+    """`await step()` every `interval` seconds forever (the first time after `first` seconds, default
+    `interval`). The first failure logs `failing` (with `%s` for the reason), the next success `recovered`;
+    failures in between are silent (the outage is already told)."""
     failed = False
+    delay = interval if first is None else first
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(delay)
+        delay = interval
         try:
             await step()
         except Exception as exc:  # noqa: BLE001 - keep what we have; try again next time

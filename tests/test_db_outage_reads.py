@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from proxy.api.store_access import in_thread
 from proxy.auth.caller import UNVERIFIED, Authenticator
 from proxy.auth.keys import hash_key
 from proxy.errors import AuthenticationError, PermissionDeniedError, StoreUnavailableError
@@ -245,3 +246,14 @@ async def test_a_burst_of_new_keys_waits_for_a_gate_thread_and_only_a_full_queue
         await auth.authenticate(bearer("sk-one-too-many"))
     store.thaw()
     await asyncio.gather(*held, return_exceptions=True)
+
+
+async def test_an_admin_store_call_waits_at_most_its_deadline_then_answers_503():
+    """Admin and UI pages reach the store through `in_thread`: a hung database costs them a bounded wait."""
+    answer = threading.Event()
+    try:
+        with pytest.raises(StoreUnavailableError, match="did not answer within 0.05s"):
+            await in_thread(answer.wait, 10, deadline=0.05)
+    finally:
+        answer.set()
+    assert await in_thread(int, "7") == 7

@@ -13,9 +13,16 @@ from ..errors import InvalidRequestError, ProxyError, StoreUnavailableError
 T = TypeVar("T")
 
 
-async def in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+ADMIN_DEADLINE = 15.0
+"""Seconds an admin or UI request waits for one store call (PostgreSQL's statement_timeout is 10 s); then 503.
+The call may still finish in its thread; the request does not wait for it."""
+
+
+async def in_thread(fn: Callable[..., T], *args: Any, deadline: float = ADMIN_DEADLINE, **kwargs: Any) -> T:
     try:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        return await asyncio.wait_for(asyncio.to_thread(fn, *args, **kwargs), deadline)
+    except TimeoutError:
+        raise StoreUnavailableError(f"the database did not answer within {deadline:g}s") from None
     except ProxyError:
         raise
     except ValueError as exc:

@@ -19,11 +19,22 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
 from ..errors import ProxyError, StoreUnavailableError
-from .writer import is_transient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+_TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError, OSError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for "the database is unavailable right now" (retry, serve stale); False for bad data."""
+    if isinstance(exc, _TRANSIENT):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 class DatabaseGate:

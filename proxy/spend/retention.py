@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
 
+from ..periodic import repeat
 from .durations import Duration
+from .gate import Deadline
 from .tables import spend_logs
 from .transactions import Transactions, check_aware
 
@@ -22,6 +24,8 @@ log = logging.getLogger("proxy.spend.retention")
 BATCH = 1000
 PAUSE = 0.05
 """Seconds between two batches: other transactions get the database in between."""
+DEADLINE = 10.0
+"""Seconds one batch may take (PostgreSQL's statement_timeout is the same); then the round ends, logged."""
 
 
 class RetentionQueries(Transactions):
@@ -41,6 +45,7 @@ class Retention:
         self.interval = interval
         self.batch = batch
         self.deleted = 0
+        self._call = Deadline(DEADLINE, serial=True)  # a hung database holds one thread, not one per round
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -56,7 +61,7 @@ class Retention:
         cutoff = self.period.before(now or datetime.now(UTC))
         removed = 0
         while True:
-            count = await asyncio.to_thread(self.store.delete_spend_logs_before, cutoff, self.batch)
+            count = await self._call(self.store.delete_spend_logs_before, cutoff, self.batch)
             removed += count
             if count < self.batch:
                 break
@@ -64,14 +69,12 @@ class Retention:
         self.deleted += removed
         return removed
 
+    async def _step(self) -> None:
+        removed = await self.sweep()
+        if removed:
+            log.info("spend log retention: deleted %d rows", removed)
+
     async def _run(self) -> None:
-        while True:
-            try:
-                removed = await self.sweep()
-            except Exception as exc:  # the database is away: the next round tries again
-                log.warning("spend log retention sweep failed (%s); retrying in %ss", type(exc).__name__,
-                            self.interval)
-            else:
-                if removed:
-                    log.info("spend log retention: deleted %d rows", removed)
-            await asyncio.sleep(self.interval)
+        await repeat(self.interval, self._step, log, first=0,
+                     failing="spend log retention sweep failed (%s); retrying every interval",
+                     recovered="spend log retention sweeps again")

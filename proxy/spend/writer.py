@@ -31,26 +31,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-
 from ..batching import Batches, backoff
 from .events import SpendEvent
+from .gate import is_transient
 from .spill import Claim, SpillFile
 from .store import Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-_TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError, OSError)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for "the database is unavailable right now" (retry the same batch); False for bad data."""
-    if isinstance(exc, _TRANSIENT):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 class SpendWriter:
