@@ -58,7 +58,6 @@ class HostLimits:
     """`max_total` calls in flight, at most `max_per_host` of them to one host (0: no per-host limit)."""
 
     def __init__(self, max_total: int, max_per_host: int = 0):
-        self.max_total = max_total
         self.max_per_host = max_per_host if 0 < max_per_host < max_total else max_total
         self.total = Slots(max_total)
         self.hosts: dict[Hashable, Slots] = {}

@@ -31,9 +31,6 @@ class TtlCache(Generic[K, V]):
         self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
         """key → (stored at, value); the last entry is the most recently used."""
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def get(self, key: K) -> tuple[V, bool] | None:
         """(value, fresh) for an entry within ttl + max_stale, else None (an older entry is dropped)."""
         entry = self._entries.get(key)
@@ -54,6 +51,3 @@ class TtlCache(Generic[K, V]):
 
     def forget(self, key: K) -> None:
         self._entries.pop(key, None)
-
-    def clear(self) -> None:
-        self._entries.clear()

@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from ..redis_link import NoScriptError, RedisLink, Script
+from ..redis_link import RedisLink, Script
 from .state import LocalState, Stats
 from .table import Group, Member
 
@@ -219,10 +219,7 @@ class RedisState:
             return self.local.try_reserve(member, now)
         key = f"{self._p}rpm:{member.id}:{int(now // 60)}"
         try:
-            try:
-                used = await client.evalsha(RESERVE.sha, 1, key, member.rpm or 0, USAGE_TTL)
-            except NoScriptError:  # first use on this Redis (or after its restart): send the script itself
-                used = await client.eval(RESERVE.text, 1, key, member.rpm or 0, USAGE_TTL)
+            used = await RESERVE(client, (key,), (member.rpm or 0, USAGE_TTL))
         except self.link.errors as exc:
             self.link.failed(exc)
             return self.local.try_reserve(member, now)

@@ -43,7 +43,6 @@ class DatabaseGate:
         self.store = store
         self.timeout = timeout
         self.pause = pause
-        self._threads = threads
         self._capacity = threads * (1 + queued)  # reads running or waiting for a thread
         self._clock = clock
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="db-read")

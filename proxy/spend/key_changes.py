@@ -40,8 +40,9 @@ def record_key_changes(connection: Connection, insert: Any, now: datetime, *, wh
     """Log the digests of the keys matching `where` (current and grace-period ones) and `tokens`."""
     digests = list(tokens)
     if where is not None:
-        for column in (verification_tokens.c.token, verification_tokens.c.previous_token):
-            digests += connection.execute(select(column).where(where, column.is_not(None))).scalars()
+        rows = connection.execute(select(verification_tokens.c.token, verification_tokens.c.previous_token)
+                                  .where(where))
+        digests += [digest for row in rows for digest in row if digest is not None]
     record_changes(connection, insert, now, KEY, digests)
 
 

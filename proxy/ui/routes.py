@@ -12,7 +12,7 @@ import hmac
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query
 from starlette.requests import Request
@@ -37,6 +37,7 @@ from .web import (
     optional,
     page,
     paging_of,
+    read_form,
     runtime_of,
     sessions_of,
     sign_in_limits_of,
@@ -65,8 +66,7 @@ async def login(request: Request) -> Response:
                        login_error=f"Too many failed sign-ins. Try again in {_minutes(attempt)}.")
         refused.headers["retry-after"] = str(attempt)
         return refused
-    body = (await request.body())[:4096].decode(errors="replace")
-    given = (parse_qs(body).get("master_key") or [""])[-1]
+    given = (await read_form(request)).get("master_key", "")
     expected = runtime_of(request).settings.master_key or ""
     key_id = digest = ""
     if not hmac.compare_digest(given.encode(), expected.encode()):

@@ -19,9 +19,10 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from ..api.deps import get_admin
 from ..api.runtime import Runtime
 from ..auth.caller import Caller
-from ..auth.roles import PROXY_ADMIN, refusal
+from ..auth.roles import PROXY_ADMIN
 from ..errors import PermissionDeniedError, ProxyError
 from .admin_keys import session_caller
 from .session import COOKIE, Session, Sessions
@@ -89,17 +90,22 @@ async def signed_in(request: Request) -> Session:
 SessionDep = Annotated[Session, Depends(signed_in)]
 
 
-async def form_of(request: Request, session: Session, *, change: bool = True) -> dict[str, str]:
-    """The posted form (urlencoded, at most MAX_FORM_BYTES), after its CSRF token was checked; a form that
-    `change`s something is refused (403) to a read-only (proxy_admin_viewer) session."""
-    if change and not session.caller.may_administer:
-        raise PermissionDeniedError(refusal(session.caller.role, write=True))
+async def read_form(request: Request) -> dict[str, str]:
+    """The posted urlencoded form, read at most MAX_FORM_BYTES (403 beyond: never read whole first)."""
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_FORM_BYTES:
             raise PermissionDeniedError("form too large")
-    fields = {k: v[-1] for k, v in parse_qs(body.decode(errors="replace"), keep_blank_values=True).items()}
+    return {k: v[-1] for k, v in parse_qs(body.decode(errors="replace"), keep_blank_values=True).items()}
+
+
+async def form_of(request: Request, session: Session, *, change: bool = True) -> dict[str, str]:
+    """The posted form (urlencoded, at most MAX_FORM_BYTES), after its CSRF token was checked; a form that
+    `change`s something is refused (403) to a read-only (proxy_admin_viewer) session."""
+    if change:
+        await get_admin(session.caller)
+    fields = await read_form(request)
     sessions = sessions_of(request)
     if sessions is not None and not sessions.check_csrf(session, fields.get("csrf")):
         raise PermissionDeniedError("the form has expired or did not come from this page: reload it and try again")
